@@ -1,0 +1,760 @@
+// SPDX-License-Identifier: GPL-2.0
+/* vipfarm XDP farm filter.
+ *
+ * Every server of a farm receives every frame for the VIPs; this program keeps
+ * only this server's share: it hashes the client identity (packages/domain/src/hash.ts)
+ * into one of 1024 buckets of a bucket table and looks up what this server does
+ * with that bucket (packages/domain/src/localView.ts). It also answers ARP and
+ * IPv6 neighbour solicitations for the VIPs with the farm's virtual MAC.
+ *
+ * The TypeScript model src/model.ts implements exactly the same decision; the
+ * differential test compares both on random packets. Keep them in step. */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "vipfarm.h"
+#include "hash.h"
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_P_ARP 0x0806
+#define ETH_P_8021Q 0x8100
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define IPPROTO_ICMP 1
+#define IPPROTO_ICMPV6 58
+#define TCP_LISTEN_STATE 10
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_ACK 0x10
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vf_config);
+} config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct vf_vip_key);
+	__type(value, struct vf_vip);
+} vips SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VF_MAX_TABLES * VF_BUCKETS);
+	__type(key, __u32);
+	__type(value, __u8);
+} buckets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct vf_flow_key);
+	__type(value, __u64);
+} udp_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct vf_flow_key);
+	__type(value, __u64);
+} udp_probation SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct vf_flow_key);
+	__type(value, __u64);
+} udp_foreign SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VF_REASONS);
+	__type(key, __u32);
+	__type(value, struct vf_counter);
+} verdicts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VF_MAX_TABLES * VF_BUCKETS);
+	__type(key, __u32);
+	__type(value, __u64);
+} bucket_packets SEC(".maps");
+
+/* Wire headers (only the fields used). */
+struct eth_h {
+	__u8 dst[6];
+	__u8 src[6];
+	__be16 proto;
+} __attribute__((packed));
+
+struct arp_h {
+	__be16 htype;
+	__be16 ptype;
+	__u8 hlen;
+	__u8 plen;
+	__be16 op;
+	__u8 sha[6];
+	__u8 spa[4];
+	__u8 tha[6];
+	__u8 tpa[4];
+} __attribute__((packed));
+
+struct ip4_h {
+	__u8 vihl;
+	__u8 tos;
+	__be16 tot_len;
+	__be16 id;
+	__be16 frag;
+	__u8 ttl;
+	__u8 proto;
+	__be16 csum;
+	__u32 saddr;
+	__u32 daddr;
+} __attribute__((packed));
+
+struct ip6_h {
+	__be32 vtcfl;
+	__be16 plen;
+	__u8 nexthdr;
+	__u8 hlim;
+	__u32 saddr[4];
+	__u32 daddr[4];
+} __attribute__((packed));
+
+struct ns_h {
+	__u8 type;
+	__u8 code;
+	__be16 csum;
+	__be32 flags;
+	__u32 target[4];
+} __attribute__((packed));
+
+/* What the decision needs to know of a VIP packet (mirrors `Parsed` in src/model.ts). */
+struct pkt {
+	__u32 src[4]; /* wire order */
+	__u32 dst[4];
+	__u32 packet_id;
+	__u16 sport; /* host order */
+	__u16 dport;
+	__u8 family;
+	__u8 proto;
+	__u8 frag;
+	__u8 malformed;
+	__u8 tcp_flags;
+	__u8 icmp_type;
+	__u8 ext; /* IPv6 extension headers seen */
+	__u8 l4_len_ok;
+};
+
+static __always_inline int count(__u32 reason, __u64 len, int action)
+{
+	struct vf_counter *c = bpf_map_lookup_elem(&verdicts, &reason);
+
+	if (c) {
+		c->packets++;
+		c->bytes += len;
+	}
+	return action;
+}
+
+static __always_inline int vip_pass(struct eth_h *eth, struct vf_config *cfg, __u32 reason, __u64 len)
+{
+	/* A frame for the virtual MAC is PACKET_OTHERHOST to the kernel: make it ours. */
+	if (*(__u32 *)eth->dst == *(__u32 *)cfg->vmac &&
+	    *(__u16 *)(eth->dst + 4) == *(__u16 *)(cfg->vmac + 4))
+		__builtin_memcpy(eth->dst, cfg->ifmac, 6);
+	return count(reason, len, XDP_PASS);
+}
+
+/* ---------------------------------------------------------------- ARP / ND */
+
+static __always_inline int answer_arp(struct xdp_md *ctx, struct eth_h *eth, struct arp_h *arp,
+				      __u64 len)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	struct vf_vip_key key = { .family = 4 };
+	__u32 zero = 0, spa, tpa;
+	struct vf_config *cfg;
+
+	if ((void *)(arp + 1) > data_end)
+		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
+	if (arp->htype != bpf_htons(1) || arp->ptype != bpf_htons(ETH_P_IP) || arp->hlen != 6 ||
+	    arp->plen != 4)
+		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
+	__builtin_memcpy(&tpa, arp->tpa, 4);
+	key.addr[0] = tpa;
+	if (!bpf_map_lookup_elem(&vips, &key))
+		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg || bpf_ktime_get_ns() >= cfg->deadline_ns)
+		return count(VF_PASS_NEIGH, len, XDP_PASS);
+	__builtin_memcpy(&spa, arp->spa, 4);
+	if (!(cfg->flags & VF_FLAG_ANSWER_NEIGH) || arp->op != bpf_htons(1) || spa == 0 || spa == tpa)
+		return count(VF_PASS_NEIGH, len, XDP_PASS);
+
+	__builtin_memcpy(eth->dst, eth->src, 6);
+	__builtin_memcpy(eth->src, cfg->ifmac, 6);
+	arp->op = bpf_htons(2);
+	__builtin_memcpy(arp->tha, arp->sha, 6);
+	__builtin_memcpy(arp->tpa, &spa, 4);
+	__builtin_memcpy(arp->sha, cfg->vmac, 6);
+	__builtin_memcpy(arp->spa, &tpa, 4);
+	return count(VF_TX_ARP_REPLY, len, XDP_TX);
+}
+
+static __always_inline __u32 sum16_words(const __u32 *w, int n)
+{
+	__u32 s = 0;
+
+#pragma unroll
+	for (int i = 0; i < n; i++) {
+		__u32 v = bpf_ntohl(w[i]);
+		s += (v >> 16) + (v & 0xffff);
+	}
+	return s;
+}
+
+/* Turn a neighbour solicitation (no extension headers, l3 at `l3off`) for `target`
+ * into a solicited neighbour advertisement from the VIP with the virtual MAC. */
+static __always_inline int answer_ns(struct xdp_md *ctx, __u32 l3off, __u64 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ip6_h *ip6 = data + l3off;
+	struct ns_h *ns = (void *)(ip6 + 1);
+	__u32 target[4], peer[4], zero = 0;
+	__u8 peer_mac[6];
+	struct vf_config *cfg;
+	struct eth_h *eth;
+	__u32 sum;
+	int delta;
+
+	if ((void *)(ns + 1) > data_end)
+		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg || bpf_ktime_get_ns() >= cfg->deadline_ns || !(cfg->flags & VF_FLAG_ANSWER_NEIGH))
+		return count(VF_PASS_NEIGH, len, XDP_PASS);
+	if ((ip6->saddr[0] | ip6->saddr[1] | ip6->saddr[2] | ip6->saddr[3]) == 0)
+		return count(VF_PASS_NEIGH, len, XDP_PASS); /* DAD probe: not answered */
+	__builtin_memcpy(target, ns->target, 16);
+	__builtin_memcpy(peer, ip6->saddr, 16);
+	__builtin_memcpy(peer_mac, ((struct eth_h *)data)->src, 6);
+
+	delta = (int)(l3off + sizeof(struct ip6_h) + 32) - (int)(data_end - data);
+	if (delta != 0 && bpf_xdp_adjust_tail(ctx, delta))
+		return count(VF_PASS_NEIGH, len, XDP_PASS);
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (l3off > 18)
+		return count(VF_PASS_NEIGH, len, XDP_PASS);
+	eth = data;
+	ip6 = data + l3off;
+	ns = (void *)(ip6 + 1);
+	if ((void *)ns + 32 > data_end)
+		return count(VF_PASS_NEIGH, len, XDP_PASS);
+
+	__builtin_memcpy(eth->dst, peer_mac, 6);
+	__builtin_memcpy(eth->src, cfg->ifmac, 6);
+	ip6->vtcfl = bpf_htonl(0x60000000);
+	ip6->plen = bpf_htons(32);
+	ip6->nexthdr = IPPROTO_ICMPV6;
+	ip6->hlim = 255;
+	__builtin_memcpy(ip6->saddr, target, 16);
+	__builtin_memcpy(ip6->daddr, peer, 16);
+	ns->type = 136;
+	ns->code = 0;
+	ns->flags = bpf_htonl(0x60000000); /* Solicited | Override */
+	__builtin_memcpy(ns->target, target, 16);
+	{
+		__u8 *opt = (void *)(ns + 1);
+		opt[0] = 2; /* target link-layer address */
+		opt[1] = 1;
+		__builtin_memcpy(opt + 2, cfg->vmac, 6);
+	}
+	sum = 2 * sum16_words(target, 4) + sum16_words(peer, 4) + 32 + IPPROTO_ICMPV6 + (136 << 8) +
+	      0x6000 + 0x0201;
+	sum += ((__u32)cfg->vmac[0] << 8 | cfg->vmac[1]) + ((__u32)cfg->vmac[2] << 8 | cfg->vmac[3]) +
+	       ((__u32)cfg->vmac[4] << 8 | cfg->vmac[5]);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	ns->csum = bpf_htons((__u16)~sum);
+	return count(VF_TX_ND_ADVERT, len, XDP_TX);
+}
+
+/* ---------------------------------------------------------------- hashing */
+
+static __always_inline int lex_less6(const __u32 *a, const __u32 *b)
+{
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		__u32 x = bpf_ntohl(a[i]), y = bpf_ntohl(b[i]);
+		if (x != y)
+			return x < y;
+	}
+	return 0;
+}
+
+static __always_inline __u32 bucket_of(const struct pkt *p, __u32 affinity, __u32 seed)
+{
+	__u32 k[8];
+	__u32 n;
+
+	if (p->family == 4) {
+		__u32 s = bpf_ntohl(p->src[0]), d = bpf_ntohl(p->dst[0]);
+
+		k[0] = s;
+		n = 1;
+		switch (affinity) {
+		case VF_AFF_CLIENT_IP_PORT:
+			if (!p->frag) {
+				k[1] = p->sport;
+				n = 2;
+			}
+			break;
+		case VF_AFF_CLIENT_NETWORK:
+			k[0] = s & 0xffffff00;
+			break;
+		case VF_AFF_SYMMETRIC_PAIR:
+			if (d < s) {
+				k[0] = d;
+				k[1] = s;
+			} else {
+				k[1] = d;
+			}
+			n = 2;
+			break;
+		case VF_AFF_PER_PACKET:
+			if (p->frag) {
+				k[1] = p->packet_id;
+				n = 2;
+			} else {
+				k[1] = p->sport;
+				k[2] = p->packet_id;
+				n = 3;
+			}
+			break;
+		}
+	} else {
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			k[i] = bpf_ntohl(p->src[i]);
+		n = 4;
+		switch (affinity) {
+		case VF_AFF_CLIENT_IP_PORT:
+			if (!p->frag) {
+				k[4] = p->sport;
+				n = 5;
+			}
+			break;
+		case VF_AFF_CLIENT_NETWORK:
+			k[1] &= 0xffff0000;
+			n = 2;
+			break;
+		case VF_AFF_SYMMETRIC_PAIR:
+			if (lex_less6(p->dst, p->src)) {
+#pragma unroll
+				for (int i = 0; i < 4; i++) {
+					k[4 + i] = k[i];
+					k[i] = bpf_ntohl(p->dst[i]);
+				}
+			} else {
+#pragma unroll
+				for (int i = 0; i < 4; i++)
+					k[4 + i] = bpf_ntohl(p->dst[i]);
+			}
+			n = 8;
+			break;
+		case VF_AFF_PER_PACKET:
+			if (p->frag) {
+				k[4] = p->packet_id;
+				n = 5;
+			} else {
+				k[4] = p->sport;
+				k[5] = p->packet_id;
+				n = 6;
+			}
+			break;
+		}
+	}
+	return vf_bucket_of_hash(vf_jhash2_n(k, n, seed));
+}
+
+/* ---------------------------------------------------------------- flow state */
+
+/* 0: no socket, 1: listener only, 2: a socket of this flow (any other state). */
+static __always_inline int tcp_socket(struct xdp_md *ctx, const struct pkt *p)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+	__u32 state;
+
+	if (p->family == 4) {
+		t.ipv4.saddr = p->src[0];
+		t.ipv4.daddr = p->dst[0];
+		t.ipv4.sport = bpf_htons(p->sport);
+		t.ipv4.dport = bpf_htons(p->dport);
+		sk = bpf_skc_lookup_tcp(ctx, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+	} else {
+		__builtin_memcpy(t.ipv6.saddr, p->src, 16);
+		__builtin_memcpy(t.ipv6.daddr, p->dst, 16);
+		t.ipv6.sport = bpf_htons(p->sport);
+		t.ipv6.dport = bpf_htons(p->dport);
+		sk = bpf_skc_lookup_tcp(ctx, &t, sizeof(t.ipv6), BPF_F_CURRENT_NETNS, 0);
+	}
+	if (!sk)
+		return 0;
+	state = sk->state;
+	bpf_sk_release(sk);
+	return state == TCP_LISTEN_STATE ? 1 : 2;
+}
+
+static __always_inline void flow_key(struct vf_flow_key *k, const struct pkt *p)
+{
+	k->family = p->family;
+	k->proto = IPPROTO_UDP;
+	k->pad = 0;
+	k->sport = p->sport;
+	k->dport = p->dport;
+	__builtin_memcpy(k->src, p->src, 16);
+	__builtin_memcpy(k->dst, p->dst, 16);
+}
+
+/* An own UDP flow: refresh it, or promote it from probation on its second packet. */
+static __always_inline void record_udp(const struct vf_flow_key *k, __u64 now)
+{
+	__u64 *last = bpf_map_lookup_elem(&udp_flows, k);
+
+	if (last) {
+		if (now - *last >= VF_UDP_REFRESH_NS)
+			*last = now;
+		return;
+	}
+	if (bpf_map_lookup_elem(&udp_probation, k)) {
+		bpf_map_delete_elem(&udp_probation, k);
+		bpf_map_update_elem(&udp_flows, k, &now, BPF_ANY);
+		return;
+	}
+	bpf_map_update_elem(&udp_probation, k, &now, BPF_ANY);
+}
+
+/* ---------------------------------------------------------------- decision */
+
+static __always_inline int decide(struct xdp_md *ctx, struct eth_h *eth, struct pkt *p,
+				  struct vf_vip *vip, struct vf_config *cfg, __u64 now, __u64 len)
+{
+	__u32 table = 0, affinity = VF_AFF_CLIENT_IP, idx, b;
+	__u8 *state;
+	int icmp = p->proto == (p->family == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6);
+
+	if (icmp && !p->frag) {
+		__u8 t = p->icmp_type;
+
+		if (p->family == 4 ? (t == 3 || t == 11 || t == 12) : (t >= 1 && t <= 4))
+			return vip_pass(eth, cfg, VF_PASS_ICMP_ERROR, len);
+		if (t != (p->family == 4 ? 8 : 128))
+			return count(VF_DROP_NO_RULE, len, XDP_DROP);
+	} else if (!icmp) {
+		__u32 n = vip->count, i, found = 0;
+
+		if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP)
+			return count(VF_DROP_NO_RULE, len, XDP_DROP);
+#pragma unroll
+		for (i = 0; i < VF_MAX_RULES; i++) {
+			struct vf_rule *r = &vip->rules[i];
+
+			if (i >= n)
+				break;
+			if (r->proto == p->proto &&
+			    (p->frag || (p->dport >= r->port_lo && p->dport <= r->port_hi))) {
+				table = r->table & (VF_MAX_TABLES - 1);
+				affinity = r->affinity;
+				found = 1;
+				break;
+			}
+		}
+		if (!found)
+			return count(VF_DROP_NO_RULE, len, XDP_DROP);
+	}
+
+	b = bucket_of(p, icmp ? VF_AFF_CLIENT_IP : affinity, cfg->seed);
+	idx = table * VF_BUCKETS + b;
+	{
+		__u64 *bc = bpf_map_lookup_elem(&bucket_packets, &idx);
+		if (bc)
+			*bc += 1;
+	}
+	state = bpf_map_lookup_elem(&buckets, &idx);
+	if (!state)
+		return count(VF_DROP_FOREIGN, len, XDP_DROP);
+
+	switch (*state) {
+	case VF_OWNED:
+		if (p->proto == IPPROTO_UDP && !p->frag) {
+			struct vf_flow_key k;
+			flow_key(&k, p);
+			record_udp(&k, now);
+		}
+		return vip_pass(eth, cfg, VF_PASS_OWNED, len);
+	case VF_MOVING_OUT:
+		if (p->frag)
+			return vip_pass(eth, cfg, VF_PASS_MOVING_OUT_FRAG, len);
+		if (icmp)
+			return count(VF_DROP_MOVING_OUT_ICMP, len, XDP_DROP);
+		if (p->proto == IPPROTO_TCP) {
+			if ((p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+				return count(VF_DROP_MOVING_OUT_SYN, len, XDP_DROP);
+			if (tcp_socket(ctx, p) == 2)
+				return vip_pass(eth, cfg, VF_PASS_MOVING_OUT_TCP, len);
+			return count(VF_DROP_MOVING_OUT_TCP, len, XDP_DROP);
+		} else {
+			struct vf_flow_key k;
+			__u64 *last;
+
+			flow_key(&k, p);
+			last = bpf_map_lookup_elem(&udp_flows, &k);
+			if (last && now - *last < (__u64)cfg->udp_idle_ms * 1000000ULL) {
+				if (now - *last >= VF_UDP_REFRESH_NS)
+					*last = now;
+				return vip_pass(eth, cfg, VF_PASS_MOVING_OUT_UDP, len);
+			}
+			return count(VF_DROP_MOVING_OUT_UDP, len, XDP_DROP);
+		}
+	case VF_MOVING_IN_WAIT:
+	case VF_MOVING_IN:
+		if (p->frag)
+			return count(VF_DROP_MOVING_IN_FRAG, len, XDP_DROP);
+		if (icmp)
+			return vip_pass(eth, cfg, VF_PASS_MOVING_IN_ICMP, len);
+		if (p->proto == IPPROTO_TCP) {
+			if ((p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+				return vip_pass(eth, cfg, VF_PASS_MOVING_IN_SYN, len);
+			if (tcp_socket(ctx, p) == 2)
+				return vip_pass(eth, cfg, VF_PASS_MOVING_IN_TCP, len);
+			return count(VF_DROP_MOVING_IN_TCP, len, XDP_DROP);
+		}
+		if (*state == VF_MOVING_IN_WAIT)
+			return count(VF_DROP_MOVING_IN_WAIT_UDP, len, XDP_DROP);
+		{
+			struct vf_flow_key k;
+
+			flow_key(&k, p);
+			if (bpf_map_lookup_elem(&udp_foreign, &k))
+				return count(VF_DROP_MOVING_IN_UDP, len, XDP_DROP);
+			record_udp(&k, now);
+			return vip_pass(eth, cfg, VF_PASS_MOVING_IN_UDP, len);
+		}
+	default: /* FOREIGN, and any unknown code: fail closed */
+		return count(VF_DROP_FOREIGN, len, XDP_DROP);
+	}
+}
+
+/* Common tail of both IP families once the destination is known to be a VIP. */
+static __always_inline int vip_packet(struct xdp_md *ctx, struct eth_h *eth, struct pkt *p,
+				      struct vf_vip *vip, __u64 len)
+{
+	__u32 zero = 0;
+	struct vf_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	__u64 now;
+
+	if (!cfg)
+		return count(VF_DROP_FENCED, len, XDP_DROP);
+	now = bpf_ktime_get_ns();
+	if (now >= cfg->deadline_ns)
+		return count(VF_DROP_FENCED, len, XDP_DROP);
+	if (p->malformed)
+		return count(VF_DROP_MALFORMED, len, XDP_DROP);
+	return decide(ctx, eth, p, vip, cfg, now, len);
+}
+
+/* ---------------------------------------------------------------- L4 parse */
+
+static __always_inline void parse_l4(struct pkt *p, void *l4, void *data_end)
+{
+	if (p->proto == IPPROTO_TCP) {
+		__u8 *t = l4;
+		__u32 doff;
+
+		if ((void *)(t + 20) > data_end)
+			goto bad;
+		doff = (t[12] >> 4) * 4;
+		if (doff < 20 || l4 + doff > data_end)
+			goto bad;
+		p->sport = bpf_ntohs(*(__be16 *)t);
+		p->dport = bpf_ntohs(*(__be16 *)(t + 2));
+		p->tcp_flags = t[13];
+		if (p->family == 6)
+			p->packet_id = bpf_ntohs(*(__be16 *)(t + 16));
+	} else if (p->proto == IPPROTO_UDP) {
+		__u8 *u = l4;
+
+		if ((void *)(u + 8) > data_end)
+			goto bad;
+		p->sport = bpf_ntohs(*(__be16 *)u);
+		p->dport = bpf_ntohs(*(__be16 *)(u + 2));
+		if (p->family == 6)
+			p->packet_id = bpf_ntohs(*(__be16 *)(u + 6));
+	} else if (p->proto == (p->family == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6)) {
+		__u8 *c = l4;
+
+		if ((void *)(c + 8) > data_end)
+			goto bad;
+		p->icmp_type = c[0];
+	}
+	return;
+bad:
+	p->malformed = 1;
+}
+
+/* ---------------------------------------------------------------- IPv4 */
+
+static __always_inline int ipv4(struct xdp_md *ctx, struct eth_h *eth, __u32 l3off, __u64 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ip4_h *ip = data + l3off;
+	struct vf_vip_key key = { .family = 4 };
+	struct pkt p = {};
+	struct vf_vip *vip;
+	__u32 ihl;
+
+	if ((void *)(ip + 1) > data_end)
+		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
+	key.addr[0] = ip->daddr;
+	vip = bpf_map_lookup_elem(&vips, &key);
+	if (!vip)
+		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
+
+	p.family = 4;
+	p.src[0] = ip->saddr;
+	p.dst[0] = ip->daddr;
+	p.proto = ip->proto;
+	p.packet_id = bpf_ntohs(ip->id);
+	p.frag = (ip->frag & bpf_htons(0x3fff)) != 0;
+	ihl = (ip->vihl & 0x0f) * 4;
+	if ((ip->vihl >> 4) != 4 || ihl < 20 || (void *)ip + ihl > data_end)
+		p.malformed = 1;
+	else if (!p.frag)
+		parse_l4(&p, (void *)ip + ihl, data_end);
+	return vip_packet(ctx, eth, &p, vip, len);
+}
+
+/* ---------------------------------------------------------------- IPv6 */
+
+static __always_inline int ipv6(struct xdp_md *ctx, struct eth_h *eth, __u32 l3off, __u64 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ip6_h *ip6 = data + l3off;
+	struct vf_vip_key key = { .family = 6 };
+	struct pkt p = {};
+	struct vf_vip *vip;
+	void *cur;
+	__u8 nh;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
+	__builtin_memcpy(key.addr, ip6->daddr, 16);
+	vip = bpf_map_lookup_elem(&vips, &key);
+	if (!vip) {
+		/* A solicitation for a VIP goes to its solicited-node multicast address. */
+		struct ns_h *ns = (void *)(ip6 + 1);
+
+		if (ip6->nexthdr != IPPROTO_ICMPV6 || (void *)(ns + 1) > data_end || ns->type != 135)
+			return count(VF_PASS_NOT_VIP, len, XDP_PASS);
+		__builtin_memcpy(key.addr, ns->target, 16);
+		if (!bpf_map_lookup_elem(&vips, &key))
+			return count(VF_PASS_NOT_VIP, len, XDP_PASS);
+		return answer_ns(ctx, l3off, len);
+	}
+
+	p.family = 6;
+	__builtin_memcpy(p.src, ip6->saddr, 16);
+	__builtin_memcpy(p.dst, ip6->daddr, 16);
+	if ((bpf_ntohl(ip6->vtcfl) >> 28) != 6)
+		p.malformed = 1;
+	nh = ip6->nexthdr;
+	cur = ip6 + 1;
+#pragma unroll
+	for (int i = 0; i < VF_MAX_EXT_HEADERS; i++) {
+		__u8 *h = cur;
+
+		if (nh != 0 && nh != 43 && nh != 60 && nh != 51 && nh != 44)
+			break;
+		if (nh == 44) {
+			if ((void *)(h + 8) > data_end)
+				goto bad;
+			p.ext++;
+			p.packet_id = bpf_ntohl(*(__be32 *)(h + 4));
+			nh = h[0];
+			cur = h + 8;
+			/* offset or more-fragments set; an atomic fragment is parsed through */
+			if (bpf_ntohs(*(__be16 *)(h + 2)) & 0xfff9) {
+				p.frag = 1;
+				goto l4;
+			}
+			continue;
+		}
+		if ((void *)(h + 2) > data_end)
+			goto bad;
+		p.ext++;
+		cur = h + (nh == 51 ? ((__u32)h[1] + 2) * 4 : ((__u32)h[1] + 1) * 8);
+		nh = h[0];
+	}
+	if (nh == 0 || nh == 43 || nh == 60 || nh == 51 || nh == 44)
+		goto bad; /* chain longer than we follow */
+l4:
+	p.proto = nh;
+	if (!p.frag && !p.malformed) {
+		parse_l4(&p, cur, data_end);
+		if (nh == IPPROTO_ICMPV6 && !p.malformed && p.icmp_type >= 133 && p.icmp_type <= 137) {
+			/* Neighbour discovery concerning a VIP. */
+			struct ns_h *ns = cur;
+
+			if (p.icmp_type == 135 && p.ext == 0 && (void *)(ns + 1) <= data_end) {
+				__builtin_memcpy(key.addr, ns->target, 16);
+				if (bpf_map_lookup_elem(&vips, &key))
+					return answer_ns(ctx, l3off, len);
+			}
+			return count(VF_PASS_NEIGH, len, XDP_PASS);
+		}
+	}
+	return vip_packet(ctx, eth, &p, vip, len);
+bad:
+	p.malformed = 1;
+	p.proto = nh;
+	return vip_packet(ctx, eth, &p, vip, len);
+}
+
+SEC("xdp")
+int vipfarm_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct eth_h *eth = data;
+	__u64 len = data_end - data;
+	__u32 l3off = sizeof(struct eth_h);
+	__be16 proto;
+
+	if ((void *)(eth + 1) > data_end)
+		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
+	proto = eth->proto;
+	if (proto == bpf_htons(ETH_P_8021Q)) {
+		if (data + 18 > data_end)
+			return count(VF_PASS_NOT_VIP, len, XDP_PASS);
+		proto = *(__be16 *)(data + 16);
+		l3off = 18;
+	}
+	if (proto == bpf_htons(ETH_P_IP))
+		return ipv4(ctx, eth, l3off, len);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return ipv6(ctx, eth, l3off, len);
+	if (proto == bpf_htons(ETH_P_ARP))
+		return answer_arp(ctx, eth, data + l3off, len);
+	return count(VF_PASS_NOT_VIP, len, XDP_PASS);
+}

@@ -1,0 +1,374 @@
+/**
+ * Load the vipfarm XDP filter with libbpf (through koffi), drive its maps, run it on
+ * frames (BPF_PROG_TEST_RUN) and attach it to an interface.
+ *
+ * Plain synchronous functions (`loadFilter` and the `FilterHandle` methods) for tests
+ * and tools, and the `XdpFilter` Effect service whose layer always detaches and closes.
+ */
+import { fileURLToPath } from "node:url"
+import { Context, Data, Effect, Layer } from "effect"
+import koffi from "koffi"
+import { MAX_TABLES, BUCKETS } from "./internal/constants.ts"
+import { lastErrno, libbpf, type LibBpf } from "./internal/libbpf.ts"
+import {
+  decodeFlowKey, decodeVipKey, encodeConfig, encodeFlowKey, encodeVipKey, encodeVipValue,
+  FLOW_KEY_SIZE, VIP_KEY_SIZE
+} from "./encode.ts"
+import type { FilterConfig, FlowTuple, VipEntry } from "./types.ts"
+import { REASONS, reasonNames, type ReasonName } from "./verdict.ts"
+
+/** A libbpf or kernel call failed; `op` names it, `errno`/`message` say why. */
+export class BpfError extends Data.TaggedError("BpfError")<{
+  readonly op: string
+  readonly errno: number
+  readonly message: string
+}> {}
+
+/** The committed filter object. */
+export const FILTER_OBJECT = fileURLToPath(new URL("../bpf/vipfarm.bpf.o", import.meta.url))
+/** The benchmark floor object (XDP_DROP everything). */
+export const FLOOR_OBJECT = fileURLToPath(new URL("../bpf/floor.bpf.o", import.meta.url))
+
+/** XDP attach modes. */
+export type XdpMode = "drv" | "skb"
+const XDP_FLAGS_SKB_MODE = 1 << 1
+const XDP_FLAGS_DRV_MODE = 1 << 2
+const MAX_FRAME = 4096
+const OPTS_SIZE = 80
+
+/** Result of one BPF_PROG_TEST_RUN. */
+export interface TestRunResult {
+  /** XDP action code (0 aborted, 1 drop, 2 pass, 3 tx). */
+  readonly retval: number
+  /** The frame after the program (possibly rewritten or resized). */
+  readonly dataOut: Uint8Array
+  /** Average run time per repetition, ns (kernel-measured). */
+  readonly durationNs: number
+}
+
+/** Packets and bytes per verdict reason, summed over CPUs. */
+export type VerdictCounters = Record<ReasonName, { packets: bigint; bytes: bigint }>
+
+/** A UDP flow held in `udp_flows` / `udp_probation` with its last-seen time. */
+export interface FlowEntry {
+  readonly tuple: FlowTuple
+  readonly lastSeenNs: bigint
+}
+
+const fail = (lib: LibBpf, op: string, rc: number): never => {
+  const errno = rc < 0 ? -rc : lastErrno()
+  throw new BpfError({ op, errno, message: `${op}: ${lib.strerror(errno)} (errno ${errno})` })
+}
+
+const check = (lib: LibBpf, op: string, rc: number): void => {
+  if (rc < 0) fail(lib, op, rc)
+}
+
+/** Options of {@link loadFilter}. */
+export interface LoadOptions {
+  /** Object file (default: the committed bpf/vipfarm.bpf.o). */
+  readonly objectPath?: string
+  /** Program name (default: vipfarm_xdp). */
+  readonly program?: string
+}
+
+/** A loaded filter object: its program and maps. Call `close()` when done. */
+export class FilterHandle {
+  private readonly maps = new Map<string, number>()
+  private readonly opts: { ptr: unknown; view: Uint8Array }
+  private readonly dataIn: { ptr: unknown; view: Uint8Array }
+  private readonly dataOut: { ptr: unknown; view: Uint8Array }
+  private readonly attached = new Map<number, number>()
+  private closed = false
+  /** Number of possible CPUs (per-CPU map width). */
+  readonly cpus: number
+
+  /** @internal use {@link loadFilter}. */
+  constructor(private readonly lib: LibBpf, private readonly obj: unknown, /** Program fd. */ readonly progFd: number) {
+    this.cpus = lib.numPossibleCpus()
+    this.opts = lib.alloc(OPTS_SIZE)
+    this.dataIn = lib.alloc(MAX_FRAME)
+    this.dataOut = lib.alloc(MAX_FRAME)
+  }
+
+  /** File descriptor of a map of the object, by name. */
+  mapFd(name: string): number {
+    let fd = this.maps.get(name)
+    if (fd === undefined) {
+      const map = this.lib.findMap(this.obj, name)
+      if (!map) throw new BpfError({ op: `find map ${name}`, errno: 2, message: `map ${name} not in object` })
+      fd = this.lib.mapFd(map)
+      check(this.lib, `map fd ${name}`, fd)
+      this.maps.set(name, fd)
+    }
+    return fd
+  }
+
+  private update(map: string, key: Uint8Array, value: Uint8Array): void {
+    check(this.lib, `update ${map}`, this.lib.mapUpdate(this.mapFd(map), key, value, 0))
+  }
+
+  /** All keys of a hash map. */
+  keys(map: string, keySize: number): Array<Uint8Array> {
+    const fd = this.mapFd(map)
+    const out: Array<Uint8Array> = []
+    let prev: Uint8Array | null = null
+    for (;;) {
+      const next = new Uint8Array(keySize)
+      const rc = this.lib.mapNextKey(fd, prev, next)
+      if (rc === -2) return out
+      check(this.lib, `next key ${map}`, rc)
+      out.push(next)
+      prev = next
+    }
+  }
+
+  /** Write the scalar configuration (seed, MACs, liveness deadline, flags, UDP idle). */
+  setConfig(c: FilterConfig): void {
+    this.update("config", new Uint8Array(4), encodeConfig(c))
+  }
+
+  /** Move only the liveness deadline (CLOCK_MONOTONIC ns); the rest of the config stays. */
+  setDeadline(c: FilterConfig, deadlineNs: bigint): void {
+    this.setConfig({ ...c, deadlineNs })
+  }
+
+  /** Replace the VIP set: VIPs not listed are removed. */
+  setVips(vips: ReadonlyArray<VipEntry>): void {
+    const want = new Map(vips.map((v) => [Buffer.from(encodeVipKey(v.words)).toString("hex"), v]))
+    for (const k of this.keys("vips", VIP_KEY_SIZE)) {
+      if (!want.has(Buffer.from(k).toString("hex"))) this.lib.mapDelete(this.mapFd("vips"), k)
+    }
+    for (const v of want.values()) this.update("vips", encodeVipKey(v.words), encodeVipValue(v))
+  }
+
+  /** The configured VIP addresses (words). */
+  vipAddresses(): Array<Array<number>> {
+    return this.keys("vips", VIP_KEY_SIZE).map(decodeVipKey)
+  }
+
+  /** Write all 16 bucket tables: `codes[table * 1024 + bucket]` is a LocalBucket code. */
+  setBuckets(codes: Uint8Array): void {
+    const n = MAX_TABLES * BUCKETS
+    if (codes.length !== n) throw new Error(`setBuckets wants ${n} codes, got ${codes.length}`)
+    const keys = new Uint32Array(n).map((_, i) => i)
+    const values = new Uint8Array(n * 1)
+    values.set(codes)
+    const count = new Uint32Array([n])
+    const rc = this.lib.mapUpdateBatch(this.mapFd("buckets"), new Uint8Array(keys.buffer), values, count, null)
+    if (rc < 0) {
+      const key = new Uint32Array(1)
+      for (let i = 0; i < n; i++) {
+        key[0] = i
+        this.update("buckets", new Uint8Array(key.buffer), codes.subarray(i, i + 1))
+      }
+    }
+  }
+
+  /** Set one bucket's code. */
+  setBucket(table: number, bucket: number, code: number): void {
+    this.update("buckets", new Uint8Array(new Uint32Array([table * BUCKETS + bucket]).buffer), Uint8Array.of(code))
+  }
+
+  /** Replace `udp_foreign`: the UDP flows the bucket's previous owner holds. */
+  setForeignFlows(flows: ReadonlyArray<FlowTuple>): void {
+    const fd = this.mapFd("udp_foreign")
+    const want = new Set(flows.map((f) => Buffer.from(encodeFlowKey(f)).toString("hex")))
+    for (const k of this.keys("udp_foreign", FLOW_KEY_SIZE)) {
+      if (!want.has(Buffer.from(k).toString("hex"))) this.lib.mapDelete(fd, k)
+    }
+    const value = new Uint8Array(8)
+    for (const f of flows) this.update("udp_foreign", encodeFlowKey(f), value)
+  }
+
+  /** Flows of `udp_flows` (established) or `udp_probation` (seen once). */
+  readFlows(map: "udp_flows" | "udp_probation"): Array<FlowEntry> {
+    const fd = this.mapFd(map)
+    const value = new Uint8Array(8)
+    const out: Array<FlowEntry> = []
+    for (const k of this.keys(map, FLOW_KEY_SIZE)) {
+      if (this.lib.mapLookup(fd, k, value) < 0) continue
+      out.push({ tuple: decodeFlowKey(k), lastSeenNs: new DataView(value.buffer).getBigUint64(0, true) })
+    }
+    return out
+  }
+
+  /** Insert a flow into `udp_flows` (or `udp_probation`) with a last-seen time. */
+  putFlow(map: "udp_flows" | "udp_probation", tuple: FlowTuple, lastSeenNs: bigint): void {
+    const v = new Uint8Array(8)
+    new DataView(v.buffer).setBigUint64(0, lastSeenNs, true)
+    this.update(map, encodeFlowKey(tuple), v)
+  }
+
+  /** Empty a hash map (flows or VIPs). */
+  clear(map: "udp_flows" | "udp_probation" | "udp_foreign" | "vips"): void {
+    const fd = this.mapFd(map)
+    const size = map === "vips" ? VIP_KEY_SIZE : FLOW_KEY_SIZE
+    for (const k of this.keys(map, size)) this.lib.mapDelete(fd, k)
+  }
+
+  private percpu(map: string, index: number, width: number): Array<bigint> {
+    const stride = Math.ceil(width / 8) * 8
+    const buf = new Uint8Array(stride * this.cpus)
+    check(this.lib, `lookup ${map}`, this.lib.mapLookup(this.mapFd(map), new Uint8Array(new Uint32Array([index]).buffer), buf))
+    const dv = new DataView(buf.buffer)
+    const sums = Array<bigint>(width / 8).fill(0n)
+    for (let c = 0; c < this.cpus; c++) {
+      for (let w = 0; w < width / 8; w++) sums[w] += dv.getBigUint64(c * stride + w * 8, true)
+    }
+    return sums
+  }
+
+  /** Per-verdict packet and byte counters, summed over CPUs. */
+  readCounters(): VerdictCounters {
+    const out = {} as VerdictCounters
+    for (let r = 0; r < REASONS; r++) {
+      const [packets, bytes] = this.percpu("verdicts", r, 16)
+      out[reasonNames[r]] = { packets, bytes }
+    }
+    return out
+  }
+
+  /** Packets counted per (table*1024+bucket), summed over CPUs (16384 entries). */
+  readBucketCounters(): Float64Array {
+    const n = MAX_TABLES * BUCKETS
+    const out = new Float64Array(n)
+    const fd = this.mapFd("bucket_packets")
+    const keys = new Uint8Array(4 * n)
+    const values = new Uint8Array(8 * this.cpus * n)
+    const count = new Uint32Array([n])
+    const outBatch = new Uint8Array(4)
+    const rc = this.lib.mapLookupBatch(fd, null, outBatch, keys, values, count, null)
+    if ((rc < 0 && rc !== -2) || count[0] !== n) {
+      for (let i = 0; i < n; i++) out[i] = Number(this.percpu("bucket_packets", i, 8)[0])
+      return out
+    }
+    const kv = new DataView(keys.buffer)
+    const vv = new DataView(values.buffer)
+    for (let j = 0; j < n; j++) {
+      let s = 0
+      for (let c = 0; c < this.cpus; c++) s += Number(vv.getBigUint64((j * this.cpus + c) * 8, true))
+      out[kv.getUint32(j * 4, true)] = s
+    }
+    return out
+  }
+
+  /** Run the program once (or `repeat` times) on a frame with BPF_PROG_TEST_RUN. */
+  testRun(frame: Uint8Array, repeat = 1): TestRunResult {
+    if (frame.length < 14 || frame.length > MAX_FRAME - 256) {
+      throw new BpfError({ op: "test run", errno: 22, message: `frame length ${frame.length} outside 14..${MAX_FRAME - 256}` })
+    }
+    this.dataIn.view.set(frame)
+    const dv = new DataView(this.opts.view.buffer, this.opts.view.byteOffset, OPTS_SIZE)
+    this.opts.view.fill(0)
+    dv.setBigUint64(0, BigInt(OPTS_SIZE), true)
+    dv.setBigUint64(8, addressOf(this.dataIn.ptr), true)
+    dv.setBigUint64(16, addressOf(this.dataOut.ptr), true)
+    dv.setUint32(24, frame.length, true)
+    dv.setUint32(28, MAX_FRAME, true)
+    dv.setInt32(60, repeat, true)
+    check(this.lib, "bpf_prog_test_run_opts", this.lib.progTestRun(this.progFd, this.opts.ptr))
+    const outLen = dv.getUint32(28, true)
+    return {
+      retval: dv.getUint32(56, true),
+      dataOut: this.dataOut.view.slice(0, outLen),
+      durationNs: dv.getUint32(64, true)
+    }
+  }
+
+  /** Attach to an interface: native (driver) mode, else generic (skb) mode. Returns the mode. */
+  attach(ifname: string, mode?: XdpMode): XdpMode {
+    const ifindex = ifIndex(this.lib, ifname)
+    const tries: Array<XdpMode> = mode ? [mode] : ["drv", "skb"]
+    let rc = 0
+    for (const m of tries) {
+      const flags = m === "drv" ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE
+      rc = this.lib.xdpAttach(ifindex, this.progFd, flags, null)
+      if (rc === 0) {
+        this.attached.set(ifindex, flags)
+        return m
+      }
+    }
+    return fail(this.lib, `bpf_xdp_attach ${ifname}`, rc)
+  }
+
+  /** Detach from an interface this handle attached to. */
+  detach(ifname: string): void {
+    const ifindex = ifIndex(this.lib, ifname)
+    const flags = this.attached.get(ifindex) ?? XDP_FLAGS_SKB_MODE
+    check(this.lib, `bpf_xdp_detach ${ifname}`, this.lib.xdpDetach(ifindex, flags, null))
+    this.attached.delete(ifindex)
+  }
+
+  /** Detach from every interface still attached, then free the object (idempotent). */
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    for (const [ifindex, flags] of this.attached) this.lib.xdpDetach(ifindex, flags, null)
+    this.attached.clear()
+    this.lib.objectClose(this.obj)
+  }
+}
+
+const addressOf = (ptr: unknown): bigint => koffi.address(ptr)
+
+const ifIndex = (lib: LibBpf, ifname: string): number => {
+  const i = lib.ifNameToIndex(ifname)
+  if (!i) fail(lib, `if_nametoindex ${ifname}`, -lastErrno())
+  return i
+}
+
+/** Open and load a filter object (verifier included) and find its program. */
+export const loadFilter = (options: LoadOptions = {}): FilterHandle => {
+  const lib = libbpf()
+  const path = options.objectPath ?? FILTER_OBJECT
+  const obj = lib.objectOpenFile(path, null)
+  if (!obj) fail(lib, `bpf_object__open_file ${path}`, -lastErrno())
+  const rc = lib.objectLoad(obj)
+  if (rc < 0) {
+    lib.objectClose(obj)
+    fail(lib, `bpf_object__load ${path}`, rc)
+  }
+  const name = options.program ?? "vipfarm_xdp"
+  const prog = lib.findProgram(obj, name)
+  if (!prog) {
+    lib.objectClose(obj)
+    throw new BpfError({ op: `find program ${name}`, errno: 2, message: `program ${name} not in ${path}` })
+  }
+  return new FilterHandle(lib, obj, lib.programFd(prog))
+}
+
+/** Options of the {@link XdpFilter} layer. */
+export interface XdpFilterOptions extends LoadOptions {
+  /** Attach to this interface for the layer's lifetime. */
+  readonly ifname?: string
+  readonly mode?: XdpMode
+}
+
+/** The loaded (and optionally attached) filter as an Effect service. */
+export class XdpFilter extends Context.Service<XdpFilter, FilterHandle>()("@vipfarm/filter-xdp/XdpFilter") {
+  /** Load (and attach), releasing (detach + close) when the layer's scope closes. */
+  static readonly layer = (options: XdpFilterOptions = {}): Layer.Layer<XdpFilter, BpfError> =>
+    Layer.effect(XdpFilter, acquireFilter(options))
+}
+
+/** Scoped acquisition of a filter: load, attach if asked; detach and close on release. */
+export const acquireFilter = (options: XdpFilterOptions = {}) =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: () => {
+        const h = loadFilter(options)
+        if (options.ifname) {
+          try {
+            h.attach(options.ifname, options.mode)
+          } catch (e) {
+            h.close()
+            throw e
+          }
+        }
+        return h
+      },
+      catch: (e) => (e instanceof BpfError ? e : new BpfError({ op: "load", errno: 0, message: String(e) }))
+    }),
+    (h) => Effect.sync(() => h.close())
+  )
