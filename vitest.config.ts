@@ -1,5 +1,21 @@
 import { defineConfig } from "vitest/config"
 
+// Vitest 5's reporter calls Map.groupBy (Node 21+); this project runs on Node 20.
+const MapWithGroupBy = Map as unknown as { groupBy?: <K, V>(items: Iterable<V>, key: (v: V, i: number) => K) => Map<K, Array<V>> }
+if (typeof MapWithGroupBy.groupBy !== "function") {
+  MapWithGroupBy.groupBy = <K, V>(items: Iterable<V>, key: (v: V, i: number) => K) => {
+    const out = new Map<K, Array<V>>()
+    let i = 0
+    for (const v of items) {
+      const k = key(v, i++)
+      const list = out.get(k)
+      if (list) list.push(v)
+      else out.set(k, [v])
+    }
+    return out
+  }
+}
+
 export default defineConfig({
   test: {
     include: ["packages/*/src/**/*.test.ts", "test/**/*.test.ts"],

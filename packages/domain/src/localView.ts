@@ -2,6 +2,7 @@
  * A server's local view of the bucket tables: what its XDP filter does with each bucket.
  * The codes are shared with the C filter (packages/filter-xdp/bpf/vipfarm.h).
  */
+import { BUCKETS } from "./hash.ts"
 
 /** Maximum number of bucket tables (table 0: the weighted farm share; others: single-host rules). */
 export const MAX_TABLES = 16
@@ -22,3 +23,42 @@ export const LocalBucket = {
 
 /** A local bucket code. */
 export type LocalBucketCode = (typeof LocalBucket)[keyof typeof LocalBucket]
+
+/** Options of {@link localTables}. */
+export interface LocalViewOptions {
+  /** Whether the UDP flow set of a hand-off is installed on the receiver (default: yes). */
+  readonly udpReady?: (handoff: string) => boolean
+}
+
+/** Minimal shape of a bucket state needed here (see state.ts). */
+type AnyBucket =
+  | { readonly state: "owned"; readonly owner: string | null }
+  | { readonly state: "taken-over"; readonly owner: string }
+  | { readonly state: "moving"; readonly owner: string; readonly to: string; readonly handoff: string }
+
+/**
+ * What `node`'s filter does with each bucket of each table: MAX_TABLES * BUCKETS codes,
+ * table-major (index = table * BUCKETS + bucket). Tables the farm does not use are FOREIGN.
+ */
+export const localTables = (
+  tables: ReadonlyArray<ReadonlyArray<AnyBucket>>,
+  node: string,
+  options: LocalViewOptions = {}
+): Uint8Array => {
+  const out = new Uint8Array(MAX_TABLES * BUCKETS)
+  const udpReady = options.udpReady ?? (() => true)
+  for (let t = 0; t < tables.length && t < MAX_TABLES; t++) {
+    const table = tables[t]
+    const base = t * BUCKETS
+    for (let b = 0; b < table.length; b++) {
+      const s = table[b]
+      if (s.state === "moving") {
+        if (s.owner === node) out[base + b] = LocalBucket.MOVING_OUT
+        else if (s.to === node) out[base + b] = udpReady(s.handoff) ? LocalBucket.MOVING_IN : LocalBucket.MOVING_IN_WAIT
+      } else if (s.owner === node) {
+        out[base + b] = LocalBucket.OWNED
+      }
+    }
+  }
+  return out
+}

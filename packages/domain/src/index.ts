@@ -1,0 +1,11 @@
+/** @vipfarm/domain: the farm's events, the deterministic reducer, deciders and the hash spec. */
+export * from "./hash.ts"
+export * from "./localView.ts"
+export * from "./rules.ts"
+export * from "./events.ts"
+export * from "./state.ts"
+export * from "./assignment.ts"
+export * from "./plan.ts"
+export * from "./reducer.ts"
+export * from "./decider.ts"
+export * from "./testkit.ts"

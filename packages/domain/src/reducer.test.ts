@@ -1,0 +1,215 @@
+import { describe, expect, it } from "vitest"
+import fc from "fast-check"
+import { quotas } from "./assignment.ts"
+import type { Command } from "./decider.ts"
+import { EVENT_VERSION, type FarmEvent } from "./events.ts"
+import { BUCKETS } from "./hash.ts"
+import { failurePlan } from "./plan.ts"
+import { applyEntry, applyEvent, foldLog } from "./reducer.ts"
+import { effectiveOwner, type FarmState, initialState, isEligible } from "./state.ts"
+import { execute, operatorCause, settle } from "./testkit.ts"
+
+const cause = operatorCause("test")
+const NODES = ["s1", "s2", "s3", "s4", "s5", "s6"]
+
+const arbCommand: fc.Arbitrary<Command> = fc.oneof(
+  fc.record({ node: fc.constantFrom(...NODES), weight: fc.constantFrom(0, 1, 50, 100, 100, 100, 300) }).map(({ node, weight }): Command =>
+    ({ _tag: "Join", node, address: `198.18.0.${node.slice(1)}`, weight, priority: Number(node.slice(1)), rulesDigest: "d", cause })),
+  fc.constantFrom(...NODES).map((node): Command => ({ _tag: "Ready", node, cause })),
+  fc.constantFrom(...NODES).map((node): Command => ({ _tag: "DeclareFailed", node, by: "s1", cause })),
+  fc.constantFrom(...NODES).map((node): Command => ({ _tag: "Drain", node, cause })),
+  fc.constantFrom(...NODES).map((node): Command => ({ _tag: "Resume", node, cause })),
+  fc.constantFrom(...NODES).map((node): Command => ({ _tag: "Leave", node, cause })),
+  fc.constantFrom(...NODES).map((node): Command => ({ _tag: "ReportUnhealthy", node, checker: "http", reason: "500", cause })),
+  fc.constantFrom(...NODES).map((node): Command => ({ _tag: "ReportRecovered", node, cause })),
+  fc.record({ node: fc.constantFrom(...NODES), weight: fc.constantFrom(0, 10, 100, 250) }).map(({ node, weight }): Command => ({ _tag: "SetWeight", node, weight, cause })),
+  fc.constant<Command>({ _tag: "CompleteHandoff", handoff: "*", cause }),
+  fc.constant<Command>({ _tag: "Configure", vips: [{ address: "198.18.0.100", rules: [{ proto: "tcp", ports: [80], affinity: "client-ip" }, { proto: "udp", ports: ["53"], affinity: "client-ip-port", mode: "single-host" }] }], cause })
+)
+
+/** Run commands, resolving "*" hand-offs to the first open one; returns states after each step and the log. */
+const run = (cmds: ReadonlyArray<Command>) => {
+  let s = initialState("web")
+  const log: Array<FarmEvent> = []
+  const states: Array<FarmState> = [s]
+  for (const c0 of cmds) {
+    let c = c0
+    if (c._tag === "CompleteHandoff") {
+      const open = s.tables.flatMap((t) => t.flatMap((b) => (b.state === "moving" ? [b.handoff] : [])))
+      if (open.length === 0) continue
+      c = { ...c, handoff: open[0] }
+    }
+    const r = execute(s, c)
+    log.push(...r.events)
+    s = r.state
+    states.push(s)
+  }
+  return { state: s, log, states }
+}
+
+const checkTables = (s: FarmState) => {
+  for (const t of s.tables) {
+    expect(t.length).toBe(BUCKETS)
+    for (const b of t) {
+      if (b.owner !== null) expect(s.members.some((m) => m.name === b.owner)).toBe(true)
+      if (b.state === "moving") {
+        expect(b.to).not.toBe(b.owner)
+        expect(s.members.some((m) => m.name === b.to)).toBe(true)
+      }
+      // a failed (down) member owns nothing and receives nothing
+      const down = s.members.filter((m) => m.status === "down").map((m) => m.name)
+      expect(down).not.toContain(b.owner)
+      if (b.state === "moving") expect(down).not.toContain(b.to)
+    }
+  }
+}
+
+const checkBalanced = (s: FarmState) => {
+  const live = s.members.filter((m) => isEligible(m) && m.weight > 0)
+  const q = quotas(live)
+  for (const m of live) {
+    const n = s.tables[0].filter((b) => effectiveOwner(b) === m.name).length
+    expect(n).toBeGreaterThanOrEqual(q.get(m.name)!.lo)
+    expect(n).toBeLessThanOrEqual(q.get(m.name)!.hi)
+  }
+  if (live.length > 0) expect(s.tables[0].every((b) => effectiveOwner(b) !== null)).toBe(true)
+  // a draining member keeps its buckets only while nobody else can take them
+  for (const m of s.members.filter((m) => (!isEligible(m) || m.weight === 0) && !(m.status === "draining" && live.length === 0))) {
+    expect(s.tables[0].some((b) => effectiveOwner(b) === m.name)).toBe(false)
+  }
+}
+
+describe("reducer and deciders", () => {
+  it("every command sequence keeps the tables consistent; replay and snapshots give the same state", () => {
+    fc.assert(fc.property(fc.array(arbCommand, { maxLength: 40 }), fc.nat(), (cmds, cut) => {
+      const { state, log, states } = run(cmds)
+      for (const s of states) checkTables(s)
+      expect(state.rejected).toBe(0) // decided events always fold
+      const replay = foldLog(initialState("web"), log)
+      expect(replay).toEqual(state)
+      const k = log.length === 0 ? 0 : cut % log.length
+      const snapshot = JSON.parse(JSON.stringify(foldLog(initialState("web"), log.slice(0, k))))
+      expect(foldLog(snapshot, log.slice(k))).toEqual(state)
+    }), { numRuns: 50 })
+  })
+
+  it("moves only ever go to up members; draining, unhealthy and failed members receive nothing new", () => {
+    fc.assert(fc.property(fc.array(arbCommand, { maxLength: 40 }), (cmds) => {
+      const { log, states } = run(cmds)
+      let s = initialState("web")
+      for (const e of log) {
+        if (e._tag === "HandoffStarted") {
+          for (const mv of e.moves) expect(s.members.find((m) => m.name === mv.to)?.status).toBe("up")
+        }
+        s = applyEvent(s, e)
+      }
+      expect(s).toEqual(states[states.length - 1])
+    }), { numRuns: 150 })
+  })
+
+  it("once hand-offs settle, shares follow weights within one bucket", () => {
+    fc.assert(fc.property(fc.array(arbCommand, { maxLength: 40 }), (cmds) => {
+      const s = settle(run(cmds).state)
+      checkBalanced(s)
+      expect(s.tables.every((t) => t.every((b) => b.state !== "moving"))).toBe(true)
+    }), { numRuns: 150 })
+  })
+
+  it("a failure moves only the failed member's buckets, and the result stays balanced", () => {
+    fc.assert(fc.property(fc.array(arbCommand, { maxLength: 30 }), fc.constantFrom(...NODES), (cmds, victim) => {
+      const before = settle(run(cmds).state)
+      const m = before.members.find((x) => x.name === victim)
+      fc.pre(m !== undefined && m.status !== "down")
+      const r = execute(before, { _tag: "DeclareFailed", node: victim, by: "s1", cause })
+      expect(r.refused).toBeNull()
+      const after = r.state
+      before.tables.forEach((t, ti) => t.forEach((b, bi) => {
+        if (b.owner !== victim) expect(after.tables[ti][bi]).toEqual(b)
+        else expect(after.tables[ti][bi].owner).not.toBe(victim)
+      }))
+      // the failure plan computed beforehand is exactly what the failure event folds to
+      expect(after.tables).toEqual(failurePlan(before, victim))
+      checkBalanced(after)
+    }), { numRuns: 150 })
+  })
+
+  it("a join moves buckets only to the new member", () => {
+    fc.assert(fc.property(fc.array(arbCommand, { maxLength: 30 }), fc.constantFrom(...NODES), fc.constantFrom(1, 100, 200), (cmds, joiner, weight) => {
+      const before = settle(run(cmds).state)
+      fc.pre(before.members.find((x) => x.name === joiner) === undefined)
+      const j = execute(before, { _tag: "Join", node: joiner, address: "198.18.0.9", weight, priority: 9, rulesDigest: "d", cause })
+      const r = execute(j.state, { _tag: "Ready", node: joiner, cause })
+      for (const e of r.events) if (e._tag === "HandoffStarted") for (const mv of e.moves) if (mv.table === 0 && mv.from !== null) expect(mv.to).toBe(joiner)
+      checkBalanced(r.state)
+    }), { numRuns: 150 })
+  })
+
+  it("single-host rules put everything on the live member of best priority", () => {
+    let { state } = run([
+      { _tag: "Configure", vips: [{ address: "198.18.0.100", rules: [{ proto: "udp", ports: [53], affinity: "client-ip", mode: "single-host" }] }], cause },
+      ...["s2", "s1", "s3"].flatMap((node): Array<Command> => [
+        { _tag: "Join", node, address: "a", weight: 100, priority: Number(node.slice(1)), rulesDigest: "d", cause },
+        { _tag: "Ready", node, cause }
+      ])
+    ])
+    state = settle(state)
+    expect(new Set(state.tables[1].map((b) => b.owner))).toEqual(new Set(["s1"]))
+    state = execute(state, { _tag: "DeclareFailed", node: "s1", by: "s2", cause }).state
+    expect(new Set(state.tables[1].map((b) => b.owner))).toEqual(new Set(["s2"]))
+    expect(state.tables[1][0].state).toBe("taken-over")
+  })
+
+  it("drain moves a member's buckets gracefully, then finishes", () => {
+    let { state } = run(["s1", "s2", "s3"].flatMap((node): Array<Command> => [
+      { _tag: "Join", node, address: "a", weight: 100, priority: 1, rulesDigest: "d", cause },
+      { _tag: "Ready", node, cause }
+    ]))
+    state = settle(state)
+    const r = execute(state, { _tag: "Drain", node: "s2", cause })
+    expect(r.events.map((e) => e._tag)).toEqual(["DrainStarted", "HandoffStarted"])
+    const moving = r.state.tables[0].filter((b) => b.state === "moving")
+    expect(moving.length).toBe(state.tables[0].filter((b) => b.owner === "s2").length)
+    expect(moving.every((b) => b.owner === "s2")).toBe(true)
+    const done = settle(r.state)
+    expect(done.members.find((m) => m.name === "s2")).toMatchObject({ status: "draining", drained: true })
+    expect(done.tables[0].some((b) => b.owner === "s2")).toBe(false)
+  })
+
+  it("rejects and counts malformed entries without folding them", () => {
+    const s0 = initialState("web")
+    const bad: Array<unknown> = [
+      null, 42, "x", {}, { _tag: "MemberJoined" },
+      { _tag: "MemberJoined", v: EVENT_VERSION, cause, node: "bad name!", address: "a", weight: 1, priority: 1, rulesDigest: "d", incarnation: 1 },
+      { _tag: "MemberJoined", v: 2, cause, node: "s1", address: "a", weight: 1, priority: 1, rulesDigest: "d", incarnation: 1 },
+      { _tag: "HandoffStarted", v: EVENT_VERSION, cause, handoff: "h", mode: "graceful", moves: [{ table: 0, bucket: 5000, from: null, to: "s1" }] },
+      { _tag: "MemberReady", v: EVENT_VERSION, cause, node: "s1", extra: true }
+    ]
+    const s = foldLog(s0, bad)
+    expect(s.rejected).toBe(bad.length)
+    expect(s.seq).toBe(bad.length)
+    expect(s.members).toEqual([])
+    expect(s.lastRejection?.reason).toMatch(/MemberReady/)
+  })
+
+  it("any sequence of arbitrary values folds without throwing", () => {
+    const arbEntry = fc.oneof(
+      fc.anything(),
+      fc.record({
+        _tag: fc.constantFrom("MemberJoined", "MemberReady", "MemberFailed", "HandoffStarted", "HandoffCompleted", "DrainStarted", "MemberLeft"),
+        v: fc.constant(EVENT_VERSION), cause: fc.constant(cause), node: fc.constantFrom(...NODES), address: fc.constant("a"),
+        weight: fc.integer({ min: -1, max: 200 }), priority: fc.constant(1), rulesDigest: fc.constant("d"), incarnation: fc.integer({ min: 0, max: 3 }),
+        detectedBy: fc.constant("s1"), handoff: fc.constantFrom("a", "b"), mode: fc.constantFrom("graceful", "takeover"),
+        moves: fc.array(fc.record({ table: fc.integer({ min: 0, max: 2 }), bucket: fc.integer({ min: 0, max: 1023 }), from: fc.constantFrom(null, ...NODES), to: fc.constantFrom(...NODES) }), { maxLength: 4 })
+      }, { requiredKeys: ["_tag", "v", "cause"] })
+    )
+    fc.assert(fc.property(fc.array(arbEntry, { maxLength: 60 }), (entries) => {
+      let s = initialState("web")
+      for (const e of entries) {
+        const next = applyEntry(s, e)
+        expect(next.seq).toBe(s.seq + 1)
+        s = next
+      }
+      checkTables(s)
+    }), { numRuns: 200 })
+  })
+})

@@ -1,0 +1,203 @@
+/**
+ * The one deterministic reducer: `(state, event) => state`, or a typed rejection.
+ * No clock, no randomness, no iteration over unordered collections. Every server folds
+ * the same log with it and so holds the same bucket table.
+ */
+import { Result, Schema } from "effect"
+import { decodeEvent, type FarmEvent } from "./events.ts"
+import { failurePlan } from "./plan.ts"
+import { tableCount } from "./rules.ts"
+import { type BucketState, type BucketTable, emptyTable, type FarmState, findMember, isEligible, type Member } from "./state.ts"
+
+/** An event that cannot apply to the state it meets; `reason` says why. */
+export class EventRejected extends Schema.TaggedError<EventRejected>()("EventRejected", {
+  event: Schema.String,
+  reason: Schema.String
+}) {}
+
+const reject = (event: FarmEvent, reason: string): Result.Result<FarmState, EventRejected> =>
+  Result.fail(new EventRejected({ event: event._tag, reason }))
+
+const ok = (state: FarmState): Result.Result<FarmState, EventRejected> => Result.succeed(state)
+
+const withMember = (state: FarmState, name: string, f: (m: Member) => Member): FarmState => ({
+  ...state,
+  members: state.members.map((m) => (m.name === name ? f(m) : m))
+})
+
+const insertMember = (members: ReadonlyArray<Member>, m: Member): Array<Member> => {
+  const out = members.filter((x) => x.name !== m.name)
+  const i = out.findIndex((x) => x.name > m.name)
+  if (i < 0) out.push(m)
+  else out.splice(i, 0, m)
+  return out
+}
+
+/** Apply the failure plan of `node` and mark it down (failure) or remove it (leave). */
+const removeOwnership = (state: FarmState, node: string): FarmState => ({ ...state, tables: failurePlan(state, node) })
+
+const applyHandoff = (state: FarmState, event: Extract<FarmEvent, { _tag: "HandoffStarted" }>): Result.Result<FarmState, EventRejected> => {
+  if (state.tables.some((t) => t.some((b) => b.state === "moving" && b.handoff === event.handoff))) {
+    return reject(event, `hand-off ${event.handoff} is already in progress`)
+  }
+  const tables: Array<Array<BucketState> | BucketTable> = state.tables.slice()
+  const seen = new Set<number>()
+  for (const mv of event.moves) {
+    if (mv.table >= tables.length) return reject(event, `moves[table=${mv.table}]: the farm has ${tables.length} tables`)
+    const key = mv.table * 65536 + mv.bucket
+    if (seen.has(key)) return reject(event, `moves: bucket ${mv.table}/${mv.bucket} listed twice`)
+    seen.add(key)
+    const to = findMember(state, mv.to)
+    if (to === undefined || !isEligible(to)) return reject(event, `moves[bucket=${mv.bucket}].to: ${mv.to} is not an up member`)
+    if (tables[mv.table] === state.tables[mv.table]) tables[mv.table] = state.tables[mv.table].slice()
+    const t = tables[mv.table] as Array<BucketState>
+    const b = t[mv.bucket]
+    if (b.state === "moving") return reject(event, `moves[bucket=${mv.bucket}]: already moving to ${b.to}`)
+    if (b.owner !== mv.from) return reject(event, `moves[bucket=${mv.bucket}].from: owner is ${b.owner ?? "nobody"}, not ${mv.from ?? "nobody"}`)
+    if (mv.from === mv.to) return reject(event, `moves[bucket=${mv.bucket}]: from and to are both ${mv.to}`)
+    if (mv.from === null) t[mv.bucket] = { state: "owned", owner: mv.to }
+    else if (event.mode === "takeover") t[mv.bucket] = { state: "taken-over", owner: mv.to, from: mv.from }
+    else t[mv.bucket] = { state: "moving", owner: mv.from, to: mv.to, handoff: event.handoff }
+  }
+  return ok({ ...state, tables })
+}
+
+const completeHandoff = (state: FarmState, handoff: string): FarmState => ({
+  ...state,
+  tables: state.tables.map((t) =>
+    t.some((b) => b.state === "moving" && b.handoff === handoff)
+      ? t.map((b): BucketState => (b.state === "moving" && b.handoff === handoff ? { state: "owned", owner: b.to } : b))
+      : t
+  )
+})
+
+const resizeTables = (tables: ReadonlyArray<BucketTable>, n: number): Array<BucketTable> =>
+  Array.from({ length: n }, (_, i) => tables[i] ?? emptyTable())
+
+/** Fold one decoded event: the next state, or why the event does not apply. */
+export const evolve = (state: FarmState, event: FarmEvent): Result.Result<FarmState, EventRejected> => {
+  const member = "node" in event ? findMember(state, event.node) : undefined
+  const need = (statuses: ReadonlyArray<Member["status"]>): string | null =>
+    member === undefined
+      ? `node ${(event as { node: string }).node} is not a member`
+      : statuses.includes(member.status)
+        ? null
+        : `node ${member.name} is ${member.status}, expected ${statuses.join(" or ")}`
+  switch (event._tag) {
+    case "MemberJoined": {
+      if (member !== undefined && member.status !== "down") return reject(event, `node ${event.node} is already a member (${member.status})`)
+      if (member !== undefined && event.incarnation <= member.incarnation) {
+        return reject(event, `incarnation ${event.incarnation} is not newer than ${member.incarnation}`)
+      }
+      const m: Member = {
+        name: event.node,
+        address: event.address,
+        weight: event.weight,
+        priority: event.priority,
+        rulesDigest: event.rulesDigest,
+        incarnation: event.incarnation,
+        status: "joining",
+        suspectedBy: null,
+        unhealthy: null,
+        drained: false
+      }
+      return ok({ ...state, members: insertMember(state.members, m) })
+    }
+    case "MemberReady": {
+      const why = need(["joining", "draining", "up"])
+      if (why) return reject(event, why)
+      return ok(withMember(state, event.node, (m) => ({ ...m, status: "up", suspectedBy: null, drained: false })))
+    }
+    case "MemberUnhealthy": {
+      const why = need(["joining", "up", "draining", "unhealthy"])
+      if (why) return reject(event, why)
+      // its buckets are taken over at once, by the same plan as a failure: a broken application serves nobody
+      const planned = removeOwnership(state, event.node)
+      return ok(withMember(planned, event.node, (m) => ({ ...m, status: "unhealthy", unhealthy: { checker: event.checker, reason: event.reason } })))
+    }
+    case "MemberRecovered": {
+      const why = need(["unhealthy"])
+      if (why) return reject(event, why)
+      return ok(withMember(state, event.node, (m) => ({ ...m, status: "up", unhealthy: null, suspectedBy: null })))
+    }
+    case "MemberSuspected": {
+      const why = need(["joining", "up", "draining", "unhealthy"])
+      if (why) return reject(event, why)
+      return ok(withMember(state, event.node, (m) => ({ ...m, suspectedBy: event.by })))
+    }
+    case "MemberFailed": {
+      const why = need(["joining", "up", "draining", "unhealthy"])
+      if (why) return reject(event, why)
+      if (member!.incarnation !== event.incarnation) {
+        return reject(event, `incarnation ${event.incarnation} is not the current one (${member!.incarnation})`)
+      }
+      const planned = removeOwnership(state, event.node)
+      return ok(withMember(planned, event.node, (m) => ({ ...m, status: "down", suspectedBy: null })))
+    }
+    case "MemberLeft": {
+      if (member === undefined) return reject(event, `node ${event.node} is not a member`)
+      const planned = removeOwnership(state, event.node)
+      return ok({ ...planned, members: planned.members.filter((m) => m.name !== event.node) })
+    }
+    case "DrainStarted": {
+      const why = need(["up", "joining"])
+      if (why) return reject(event, why)
+      return ok(withMember(state, event.node, (m) => ({ ...m, status: "draining", drained: false })))
+    }
+    case "DrainFinished": {
+      const why = need(["draining"])
+      if (why) return reject(event, why)
+      if (state.tables.some((t) => t.some((b) => b.owner === event.node || (b.state === "moving" && b.to === event.node)))) {
+        return reject(event, `node ${event.node} still holds buckets`)
+      }
+      return ok(withMember(state, event.node, (m) => ({ ...m, drained: true })))
+    }
+    case "WeightChanged": {
+      if (member === undefined) return reject(event, `node ${event.node} is not a member`)
+      return ok(withMember(state, event.node, (m) => ({ ...m, weight: event.weight })))
+    }
+    case "HandoffStarted":
+      return applyHandoff(state, event)
+    case "HandoffCompleted":
+      return ok(completeHandoff(state, event.handoff))
+    case "ConfigChanged": {
+      const n = tableCount(event.vips)
+      if (n > 16) return reject(event, `vips: ${n} tables needed, at most 16 (15 single-host rules)`)
+      return ok({ ...state, vips: event.vips, tables: resizeTables(state.tables, n) })
+    }
+  }
+}
+
+/**
+ * Consume one log entry (an untrusted value): decode it, fold it, or reject and count it.
+ * The position always advances, so every server skips the same entries.
+ */
+export const applyEntry = (state: FarmState, entry: unknown): FarmState => {
+  const decoded = decodeEvent(entry)
+  const seq = state.seq + 1
+  if (Result.isFailure(decoded)) {
+    return { ...state, seq, rejected: state.rejected + 1, lastRejection: { seq, reason: decoded.failure.message } }
+  }
+  const r = evolve(state, decoded.success)
+  if (Result.isFailure(r)) {
+    return { ...state, seq, rejected: state.rejected + 1, lastRejection: { seq, reason: `${r.failure.event}: ${r.failure.reason}` } }
+  }
+  return { ...r.success, seq }
+}
+
+/** Fold already-decoded events; rejected ones are counted, as by applyEntry. */
+export const applyEvent = (state: FarmState, event: FarmEvent): FarmState => {
+  const seq = state.seq + 1
+  const r = evolve(state, event)
+  if (Result.isFailure(r)) {
+    return { ...state, seq, rejected: state.rejected + 1, lastRejection: { seq, reason: `${r.failure.event}: ${r.failure.reason}` } }
+  }
+  return { ...r.success, seq }
+}
+
+/** Fold a whole log of untrusted entries from a state. */
+export const foldLog = (state: FarmState, entries: Iterable<unknown>): FarmState => {
+  let s = state
+  for (const e of entries) s = applyEntry(s, e)
+  return s
+}
