@@ -229,6 +229,11 @@ export class FilterHandle {
     return out
   }
 
+  /** Packets counted for one table*1024+bucket index, summed over CPUs. */
+  readBucketCounter(index: number): number {
+    return Number(this.percpu("bucket_packets", index, 8)[0])
+  }
+
   /** Packets counted per (table*1024+bucket), summed over CPUs (16384 entries). */
   readBucketCounters(): Float64Array {
     const n = MAX_TABLES * BUCKETS
