@@ -213,3 +213,18 @@ describe("reducer and deciders", () => {
     }), { numRuns: 200 })
   })
 })
+
+describe("log records", () => {
+  it("folds a batch of events all or nothing, as one log entry", () => {
+    const join = (node: string) => ({ _tag: "MemberJoined", v: EVENT_VERSION, cause, node, address: "a", weight: 1, priority: 1, rulesDigest: "d", incarnation: 1 })
+    const s1 = applyEntry(initialState("web"), { v: 1, events: [join("s1"), { _tag: "MemberReady", v: EVENT_VERSION, cause, node: "s1" }] })
+    expect(s1.seq).toBe(1)
+    expect(s1.members.map((m) => m.status)).toEqual(["up"])
+    const s2 = applyEntry(s1, { v: 1, events: [join("s2"), { _tag: "MemberReady", v: EVENT_VERSION, cause, node: "nobody" }] })
+    expect(s2.seq).toBe(2)
+    expect(s2.rejected).toBe(1)
+    expect(s2.members.length).toBe(1)
+    expect(s2.lastRejection?.reason).toMatch(/events\[1\]/)
+    expect(applyEntry(s2, { v: 1, events: [] }).rejected).toBe(2)
+  })
+})

@@ -173,17 +173,30 @@ export const evolve = (state: FarmState, event: FarmEvent): Result.Result<FarmSt
  * The position always advances, so every server skips the same entries.
  */
 export const applyEntry = (state: FarmState, entry: unknown): FarmState => {
-  const decoded = decodeEvent(entry)
   const seq = state.seq + 1
-  if (Result.isFailure(decoded)) {
-    return { ...state, seq, rejected: state.rejected + 1, lastRejection: { seq, reason: decoded.failure.message } }
+  const refuse = (reason: string): FarmState => ({ ...state, seq, rejected: state.rejected + 1, lastRejection: { seq, reason } })
+  const batch = isBatch(entry) ? entry.events : [entry]
+  if (batch.length === 0) return refuse("record: events is empty")
+  let s = state
+  for (let i = 0; i < batch.length; i++) {
+    const where = batch === entry ? "" : `events[${i}]: `
+    const decoded = decodeEvent(batch[i])
+    if (Result.isFailure(decoded)) return refuse(where + decoded.failure.message)
+    const r = evolve(s, decoded.success)
+    if (Result.isFailure(r)) return refuse(`${where}${r.failure.event}: ${r.failure.reason}`)
+    s = r.success
   }
-  const r = evolve(state, decoded.success)
-  if (Result.isFailure(r)) {
-    return { ...state, seq, rejected: state.rejected + 1, lastRejection: { seq, reason: `${r.failure.event}: ${r.failure.reason}` } }
-  }
-  return { ...r.success, seq }
+  return { ...s, seq }
 }
+
+/** A log record carrying several events decided together: folded all or nothing. */
+export interface EventBatch {
+  readonly v: 1
+  readonly events: ReadonlyArray<unknown>
+}
+
+const isBatch = (entry: unknown): entry is EventBatch =>
+  typeof entry === "object" && entry !== null && !("_tag" in entry) && Array.isArray((entry as { events?: unknown }).events)
 
 /** Fold already-decoded events; rejected ones are counted, as by applyEntry. */
 export const applyEvent = (state: FarmState, event: FarmEvent): FarmState => {
