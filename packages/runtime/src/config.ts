@@ -1,0 +1,140 @@
+/**
+ * The daemon's configuration file (YAML), validated with Effect Schema. Every error names
+ * the file, the line and the key, and the daemon refuses to start on any.
+ */
+import { readFileSync } from "node:fs"
+import { hostname } from "node:os"
+import { Effect, Result, Schema, SchemaIssue } from "effect"
+import { isMap, isSeq, LineCounter, parseDocument } from "yaml"
+import { Vip } from "@vipfarm/domain"
+
+/** A NATS server URL. */
+const NatsUrl = Schema.String.check(Schema.isPattern(/^(nats|tls|ws|wss):\/\/[^\s/]+$/))
+
+const Millis = (min: number, max: number) => Schema.Int.check(Schema.isBetween({ minimum: min, maximum: max }))
+
+/** The configuration file, as written. */
+export const ConfigFile = Schema.Struct({
+  farm: Schema.String.check(Schema.isPattern(/^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/)),
+  node: Schema.optionalKey(Schema.String.check(Schema.isPattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/))),
+  interface: Schema.String.check(Schema.isPattern(/^[A-Za-z0-9._@-]{1,15}$/)),
+  weight: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 10000 }))),
+  priority: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1000000 }))),
+  nats: Schema.Struct({
+    servers: Schema.NonEmptyArray(NatsUrl),
+    credentials: Schema.optionalKey(Schema.String)
+  }),
+  control: Schema.optionalKey(Schema.String),
+  /** Names of heartbeat-only witnesses that count towards the quorum (a 2-server farm needs one). */
+  witnesses: Schema.optionalKey(Schema.Array(Schema.String)),
+  lease: Schema.optionalKey(Schema.Struct({
+    heartbeatMs: Schema.optionalKey(Millis(10, 5000)),
+    fenceAfterMs: Schema.optionalKey(Millis(50, 60000)),
+    expireAfterMs: Schema.optionalKey(Millis(60, 120000))
+  })),
+  handoff: Schema.optionalKey(Schema.Struct({ maxMs: Schema.optionalKey(Millis(0, 3600000)) })),
+  vips: Schema.Array(Vip)
+})
+/** The configuration file, as written. */
+export type ConfigFile = typeof ConfigFile.Type
+
+/** The configuration with every default filled in. */
+export interface Config {
+  readonly file: string
+  readonly farm: string
+  readonly node: string
+  readonly interface: string
+  readonly weight: number
+  readonly priority: number
+  readonly nats: { readonly servers: ReadonlyArray<string>; readonly credentials: string | null }
+  readonly control: string
+  readonly witnesses: ReadonlyArray<string>
+  readonly lease: { readonly heartbeatMs: number; readonly fenceAfterMs: number; readonly expireAfterMs: number }
+  readonly handoffMaxMs: number
+  readonly vips: ConfigFile["vips"]
+}
+
+/** A configuration problem: file, line and key, and what is wrong. */
+export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError", {
+  file: Schema.String,
+  line: Schema.Number,
+  key: Schema.String,
+  problem: Schema.String
+}) {
+  override get message(): string {
+    return `${this.file}:${this.line}: ${this.key === "" ? "" : `${this.key}: `}${this.problem}`
+  }
+}
+
+const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
+
+const keyText = (path: ReadonlyArray<PropertyKey>): string =>
+  path.map((p, i) => (typeof p === "number" ? `[${p}]` : `${i === 0 ? "" : "."}${String(p)}`)).join("")
+
+/** Parse and validate configuration text; `file` is used in error messages only. */
+export const parseConfig = (text: string, file: string): Result.Result<Config, ConfigError> => {
+  const lines = new LineCounter()
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true })
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]
+    return Result.fail(new ConfigError({ file, line: e.linePos?.[0].line ?? 1, key: "", problem: e.message.split("\n")[0] }))
+  }
+  const lineOf = (path: ReadonlyArray<PropertyKey>): number => {
+    for (let n = path.length; n >= 0; n--) {
+      const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n) as Array<unknown>, true)
+      const range = (node as { range?: [number, number, number] } | null | undefined)?.range
+      if (range) {
+        if (n < path.length && (isMap(node) || isSeq(node))) return lines.linePos(range[0]).line
+        return lines.linePos(range[0]).line
+      }
+    }
+    return 1
+  }
+  const value = doc.toJS()
+  const decoded = Schema.decodeUnknownResult(ConfigFile, { onExcessProperty: "error", errors: "all" })(value ?? {})
+  if (Result.isFailure(decoded)) {
+    const issues = formatter(decoded.failure.issue).issues
+    const first = issues[0]
+    const path = (first?.path ?? []).map((p) => (typeof p === "object" && p !== null && "key" in p ? (p as { key: PropertyKey }).key : p)) as Array<PropertyKey>
+    return Result.fail(new ConfigError({ file, line: lineOf(path), key: keyText(path), problem: first?.message ?? "invalid" }))
+  }
+  const c = decoded.success
+  const lease = {
+    heartbeatMs: c.lease?.heartbeatMs ?? 100,
+    fenceAfterMs: c.lease?.fenceAfterMs ?? 300,
+    expireAfterMs: c.lease?.expireAfterMs ?? 450
+  }
+  if (lease.expireAfterMs < lease.fenceAfterMs + lease.heartbeatMs) {
+    return Result.fail(new ConfigError({
+      file, line: lineOf(["lease", "expireAfterMs"]), key: "lease.expireAfterMs",
+      problem: `must be at least fenceAfterMs + heartbeatMs (${lease.fenceAfterMs + lease.heartbeatMs}) so a cut-off server fences before its buckets are taken`
+    }))
+  }
+  return Result.succeed({
+    file,
+    farm: c.farm,
+    node: c.node ?? hostname().split(".")[0],
+    interface: c.interface,
+    weight: c.weight ?? 100,
+    priority: c.priority ?? 100,
+    nats: { servers: c.nats.servers, credentials: c.nats.credentials ?? null },
+    control: c.control ?? `/run/vipfarm/${c.farm}.sock`,
+    witnesses: c.witnesses ?? [],
+    lease,
+    handoffMaxMs: c.handoff?.maxMs ?? 30000,
+    vips: c.vips
+  })
+}
+
+/** Read and validate a configuration file. */
+export const loadConfig = (file: string): Effect.Effect<Config, ConfigError> =>
+  Effect.suspend(() => {
+    let text: string
+    try {
+      text = readFileSync(file, "utf8")
+    } catch (e) {
+      return Effect.fail(new ConfigError({ file, line: 0, key: "", problem: `cannot read: ${(e as Error).message}` }))
+    }
+    const r = parseConfig(text, file)
+    return Result.isSuccess(r) ? Effect.succeed(r.success) : Effect.fail(r.failure)
+  })

@@ -1,0 +1,176 @@
+/**
+ * The farm's event log on NATS JetStream: one stream per farm, appends that are
+ * de-duplicated (deterministic message ids) and conditional on the last sequence the
+ * decider saw, and an ordered consumer that delivers every record in order.
+ */
+import { Context, Effect, Layer, Queue, Schema, Stream } from "effect"
+import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node"
+import { DeliverPolicy, JetStreamApiError, jetstream, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream"
+import { readFileSync } from "node:fs"
+
+/** A record as stored: its stream sequence and its decoded JSON (untrusted until folded). */
+export interface LogRecord {
+  readonly seq: number
+  readonly entry: unknown
+}
+
+/** What an append did. */
+export type AppendResult =
+  | { readonly _tag: "Appended"; readonly seq: number }
+  | { readonly _tag: "Duplicate"; readonly seq: number }
+  | { readonly _tag: "Conflict"; readonly lastSeq: number }
+
+/** The log could not be reached or refused an operation. */
+export class LogError extends Schema.TaggedError<LogError>()("LogError", {
+  op: Schema.String,
+  message: Schema.String
+}) {}
+
+/** The farm's event log. */
+export class EventLog extends Context.Service<EventLog, {
+  /** Append one record if the stream's last sequence is still `expectLastSeq`. */
+  readonly append: (entry: unknown, options: { readonly expectLastSeq: number; readonly msgId: string }) => Effect.Effect<AppendResult, LogError>
+  /** Every record from `fromSeq` (1 = the beginning) on, in order, then live ones. */
+  readonly records: (fromSeq: number) => Stream.Stream<LogRecord, LogError>
+  /** The stream's last sequence (0 when empty). */
+  readonly lastSeq: Effect.Effect<number, LogError>
+}>()("vipfarm/EventLog") {}
+
+/** Stream and subject names of a farm. */
+export const streamNames = (farm: string) => ({ stream: `VIPFARM_${farm.replace(/[^A-Za-z0-9_-]/g, "_")}`, subject: `vipfarm.${farm}.log` })
+
+/** How to reach NATS. */
+export interface NatsOptions {
+  readonly servers: ReadonlyArray<string>
+  readonly credentials?: string | null
+  readonly name?: string
+  /** Replicas for the stream when it is created (capped by the cluster size). */
+  readonly replicas?: number
+}
+
+const failWith = (op: string) => (e: unknown) => new LogError({ op, message: e instanceof Error ? e.message : String(e) })
+
+/** Connect to NATS with tight pings so a dead server is noticed in about a second. */
+export const connectNats = (o: NatsOptions): Effect.Effect<NatsConnection, LogError> =>
+  Effect.tryPromise({
+    try: () =>
+      connect({
+        servers: [...o.servers],
+        name: o.name,
+        pingInterval: 500,
+        maxPingOut: 2,
+        reconnectTimeWait: 200,
+        maxReconnectAttempts: -1,
+        timeout: 2000,
+        ...(o.credentials ? { authenticator: credsAuthenticator(new Uint8Array(readFileSync(o.credentials))) } : {})
+      }),
+    catch: failWith("connect")
+  })
+
+/** A scoped NATS connection, drained when the scope closes. */
+export const natsConnection = (o: NatsOptions) =>
+  Effect.acquireRelease(connectNats(o), (nc) => Effect.promise(() => nc.drain().catch(() => undefined)))
+
+/** Create the farm's stream if missing (replicated across the NATS cluster). */
+export const ensureStream = (nc: NatsConnection, farm: string, replicas = 1): Effect.Effect<void, LogError> =>
+  Effect.tryPromise({
+    try: async () => {
+      const jsm = await jetstreamManager(nc)
+      const { stream, subject } = streamNames(farm)
+      try {
+        await jsm.streams.info(stream)
+      } catch {
+        await jsm.streams.add({
+          name: stream,
+          subjects: [subject],
+          retention: RetentionPolicy.Limits,
+          storage: StorageType.File,
+          num_replicas: replicas,
+          duplicate_window: 120_000_000_000,
+          max_msg_size: 1 << 20,
+          discard: "old" as never
+        })
+      }
+    },
+    catch: failWith("ensure-stream")
+  })
+
+/** The EventLog of a farm over an open NATS connection. */
+export const makeNatsEventLog = (nc: NatsConnection, farm: string): EventLog["Service"] => {
+  const js = jetstream(nc, { timeout: 2000 })
+  const { stream, subject } = streamNames(farm)
+  const encoder = new TextEncoder()
+  return {
+    append: (entry, { expectLastSeq, msgId }) =>
+      Effect.tryPromise({
+        try: async (): Promise<AppendResult> => {
+          try {
+            const ack = await js.publish(subject, encoder.encode(JSON.stringify(entry)), {
+              msgID: msgId,
+              expect: { lastSequence: expectLastSeq, streamName: stream },
+              timeout: 2000
+            })
+            return ack.duplicate ? { _tag: "Duplicate", seq: ack.seq } : { _tag: "Appended", seq: ack.seq }
+          } catch (e) {
+            if (e instanceof JetStreamApiError && e.code === 10071) {
+              const m = /(?:wrong last sequence|last sequence mismatch): (\d+)/.exec(e.message)
+              return { _tag: "Conflict", lastSeq: m ? Number(m[1]) : -1 }
+            }
+            throw e
+          }
+        },
+        catch: failWith("append")
+      }),
+    records: (fromSeq) =>
+      Stream.callback<LogRecord, LogError>((queue) =>
+        Effect.acquireRelease(
+          Effect.tryPromise({
+            try: async () => {
+              const consumer = await js.consumers.get(stream, {
+                deliver_policy: DeliverPolicy.StartSequence,
+                opt_start_seq: Math.max(1, fromSeq)
+              })
+              const messages = await consumer.consume({ idle_heartbeat: 1000, expires: 5000 } as never)
+              ;(async () => {
+                try {
+                  for await (const m of messages) {
+                    let entry: unknown
+                    try {
+                      entry = m.json()
+                    } catch {
+                      entry = { malformed: m.string() }
+                    }
+                    await Effect.runPromise(Queue.offer(queue, { seq: m.seq, entry }))
+                  }
+                } catch (e) {
+                  await Effect.runPromise(Queue.fail(queue, failWith("consume")(e)))
+                }
+              })()
+              return messages
+            },
+            catch: failWith("consume")
+          }),
+          (messages) => Effect.promise(() => messages.close().catch(() => undefined))
+        )
+      ),
+    lastSeq: Effect.tryPromise({
+      try: async () => {
+        const jsm = await jetstreamManager(nc)
+        const info = await jsm.streams.info(stream)
+        return info.state.last_seq
+      },
+      catch: failWith("last-seq")
+    })
+  }
+}
+
+
+/** A layer providing the farm's EventLog over NATS (connection scoped to the layer). */
+export const layerNats = (farm: string, o: NatsOptions): Layer.Layer<EventLog, LogError> =>
+  Layer.effect(EventLog)(
+    Effect.gen(function* () {
+      const nc = yield* natsConnection(o)
+      yield* ensureStream(nc, farm, o.replicas ?? 1)
+      return makeNatsEventLog(nc, farm)
+    })
+  )
