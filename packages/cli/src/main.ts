@@ -1,0 +1,27 @@
+/** The `farm` command line. */
+import { Cause, Effect } from "effect"
+import { Command } from "effect/cli"
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { drain, resume, status } from "./commands/control.ts"
+
+const farm = Command.make("farm").pipe(
+  Command.withDescription("vipfarm: a Linux farm cluster, every server holds the VIP and an XDP filter takes its share"),
+  Command.withSubcommands([status, drain, resume])
+)
+
+/** Print a failure as one line a person reads (the error names the file, key or socket). */
+const report = (cause: Cause.Cause<unknown>) =>
+  Effect.sync(() => {
+    const failure = Cause.squash(cause)
+    const message = failure instanceof Error ? failure.message : String(failure)
+    const tag = (failure as { _tag?: string })._tag
+    // the CLI's own parse errors are already shown with the help text
+    if (tag !== undefined && /^(MissingOption|MissingArgument|InvalidValue|UnknownSubcommand|UnrecognizedOption|ShowHelp|DuplicateOption)/.test(tag)) return
+    process.stderr.write(`farm: ${message}\n`)
+  }).pipe(Effect.andThen(Effect.failCause(cause)))
+
+Command.run(farm, { version: "0.1.0" }).pipe(
+  Effect.catchCause(report),
+  Effect.provide(NodeServices.layer),
+  NodeRuntime.runMain({ disableErrorReporting: true })
+)

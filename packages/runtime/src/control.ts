@@ -1,0 +1,89 @@
+/**
+ * The daemon's local control socket: a small HTTP/JSON API on a Unix socket
+ * (`GET /status`, `POST /drain`, `POST /resume`), and the client `farm status` uses.
+ */
+import { mkdirSync, rmSync, chmodSync } from "node:fs"
+import { dirname } from "node:path"
+import { createServer, request } from "node:http"
+import { Effect, Schema } from "effect"
+
+/** What the control socket serves. */
+export interface ControlHandlers {
+  readonly status: () => unknown
+  readonly drain: () => Promise<unknown>
+  readonly resume: () => Promise<unknown>
+}
+
+/** The control socket could not be opened or answered badly. */
+export class ControlError extends Schema.TaggedError<ControlError>()("ControlError", {
+  socket: Schema.String,
+  message: Schema.String
+}) {}
+
+/** Serve the control API on `path` for the lifetime of the scope; the socket file is removed after. */
+export const serveControl = (path: string, handlers: ControlHandlers) =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          mkdirSync(dirname(path), { recursive: true })
+          rmSync(path, { force: true })
+          const server = createServer((req, res) => {
+            const reply = (code: number, body: unknown) => {
+              res.writeHead(code, { "content-type": "application/json" })
+              res.end(JSON.stringify(body))
+            }
+            const route = `${req.method} ${req.url}`
+            if (route === "GET /status") return reply(200, handlers.status())
+            if (route === "POST /drain") return void handlers.drain().then((b) => reply(200, b), (e) => reply(500, { error: String(e) }))
+            if (route === "POST /resume") return void handlers.resume().then((b) => reply(200, b), (e) => reply(500, { error: String(e) }))
+            reply(404, { error: `no such endpoint: ${route}` })
+          })
+          server.once("error", reject)
+          server.listen(path, () => {
+            chmodSync(path, 0o660)
+            resolve(server)
+          })
+        }),
+      catch: (e) => new ControlError({ socket: path, message: (e as Error).message })
+    }),
+    (server) =>
+      Effect.promise(
+        () =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve())
+            server.closeAllConnections?.()
+            rmSync(path, { force: true })
+          })
+      )
+  )
+
+/** Call the control API of the daemon listening on `path`. */
+export const callControl = (path: string, method: "GET" | "POST", route: string): Effect.Effect<unknown, ControlError> =>
+  Effect.tryPromise({
+    try: () =>
+      new Promise<unknown>((resolve, reject) => {
+        const req = request({ socketPath: path, method, path: route, timeout: 5000 }, (res) => {
+          let body = ""
+          res.setEncoding("utf8")
+          res.on("data", (c) => (body += c))
+          res.on("end", () => {
+            try {
+              const parsed = JSON.parse(body)
+              if ((res.statusCode ?? 500) >= 400) reject(new Error(parsed.error ?? `HTTP ${res.statusCode}`))
+              else resolve(parsed)
+            } catch (e) {
+              reject(e)
+            }
+          })
+        })
+        req.on("timeout", () => req.destroy(new Error("no answer within 5 s")))
+        req.on("error", reject)
+        req.end()
+      }),
+    catch: (e) => {
+      const err = e as NodeJS.ErrnoException
+      const why = err.code === "ENOENT" || err.code === "ECONNREFUSED" ? `no daemon is listening (${err.code}); is farm daemon running?` : err.message
+      return new ControlError({ socket: path, message: why })
+    }
+  })

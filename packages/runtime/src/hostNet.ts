@@ -1,0 +1,100 @@
+/**
+ * What the daemon sets on its host, each step undone when its scope closes (so a node is
+ * never left half-configured): the VIPs on `lo`, ARP sysctls so the kernel never answers
+ * ARP for a VIP with a real MAC, and reception of the farm's virtual MAC on the interface.
+ */
+import { execFile } from "node:child_process"
+import { readFileSync, writeFileSync } from "node:fs"
+import { Effect, Schema } from "effect"
+
+/** A host command failed. */
+export class HostNetError extends Schema.TaggedError<HostNetError>()("HostNetError", {
+  op: Schema.String,
+  message: Schema.String
+}) {}
+
+/** Run a command (no shell); stdout on success. */
+export const run = (cmd: string, args: ReadonlyArray<string>): Effect.Effect<string, HostNetError> =>
+  Effect.callback<string, HostNetError>((resume) => {
+    execFile(cmd, [...args], { timeout: 10_000 }, (err, stdout, stderr) => {
+      if (err) resume(Effect.fail(new HostNetError({ op: `${cmd} ${args.join(" ")}`, message: (stderr || err.message).trim() })))
+      else resume(Effect.succeed(stdout))
+    })
+  })
+
+const sysctlPath = (key: string) => `/proc/sys/${key.replace(/\./g, "/")}`
+
+/** Set a sysctl for the scope's lifetime; the previous value is restored after. */
+export const scopedSysctl = (key: string, value: string) =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: () => {
+        const before = readFileSync(sysctlPath(key), "utf8").trim()
+        writeFileSync(sysctlPath(key), value)
+        return before
+      },
+      catch: (e) => new HostNetError({ op: `sysctl ${key}=${value}`, message: (e as Error).message })
+    }),
+    (before) => Effect.sync(() => writeFileSync(sysctlPath(key), before)).pipe(Effect.ignore)
+  )
+
+const isV6 = (address: string) => address.includes(":")
+
+/** Put a VIP on `lo` for the scope's lifetime (left alone, and not removed, if it was there already). */
+export const scopedVipOnLoopback = (address: string) => {
+  const prefix = `${address}/${isV6(address) ? 128 : 32}`
+  return Effect.acquireRelease(
+    Effect.gen(function* () {
+      const present = (yield* run("ip", ["-o", "addr", "show", "dev", "lo"])).includes(` ${prefix} `) ||
+        (yield* run("ip", ["-o", "addr", "show", "dev", "lo"])).includes(` ${address}/`)
+      if (present) return false
+      // nodad: every server holds the VIP; nobody should defend it with DAD
+      yield* run("ip", ["addr", "add", prefix, "dev", "lo", ...(isV6(address) ? ["nodad"] : [])])
+      return true
+    }),
+    (added) => (added ? run("ip", ["addr", "del", prefix, "dev", "lo"]).pipe(Effect.ignore) : Effect.void)
+  )
+}
+
+/**
+ * Receive frames for the virtual MAC: add it to the NIC's unicast filter where the driver
+ * can (`bridge fdb add ... self`), promiscuous mode as fallback. Returns the method used.
+ */
+export const scopedVirtualMac = (iface: string, vmac: string) =>
+  Effect.acquireRelease(
+    run("bridge", ["fdb", "add", vmac, "dev", iface, "self", "permanent"]).pipe(
+      Effect.as("unicast-filter" as const),
+      Effect.orElseSucceed(() => "promiscuous" as const),
+      Effect.flatMap((how) => (how === "promiscuous" ? run("ip", ["link", "set", iface, "promisc", "on"]).pipe(Effect.as(how)) : Effect.succeed(how)))
+    ),
+    (how) =>
+      (how === "unicast-filter"
+        ? run("bridge", ["fdb", "del", vmac, "dev", iface, "self"])
+        : run("ip", ["link", "set", iface, "promisc", "off"])
+      ).pipe(Effect.ignore)
+  )
+
+/** The MAC address and index of an interface. */
+export const interfaceInfo = (iface: string): Effect.Effect<{ mac: string; index: number }, HostNetError> =>
+  Effect.try({
+    try: () => ({
+      mac: readFileSync(`/sys/class/net/${iface}/address`, "utf8").trim(),
+      index: Number(readFileSync(`/sys/class/net/${iface}/ifindex`, "utf8").trim())
+    }),
+    catch: () => new HostNetError({ op: `interface ${iface}`, message: `no such interface: ${iface}` })
+  })
+
+/**
+ * Everything the host needs for the farm, in one scope: ARP sysctls (all and the farm
+ * interface: arp_ignore=1, arp_announce=2), each VIP on lo, virtual MAC reception.
+ */
+export const scopedHostSetup = (iface: string, vmac: string, vips: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    yield* interfaceInfo(iface)
+    for (const scope of ["all", iface]) {
+      yield* scopedSysctl(`net.ipv4.conf.${scope}.arp_ignore`, "1")
+      yield* scopedSysctl(`net.ipv4.conf.${scope}.arp_announce`, "2")
+    }
+    for (const vip of vips) yield* scopedVipOnLoopback(vip)
+    return yield* scopedVirtualMac(iface, vmac)
+  })
