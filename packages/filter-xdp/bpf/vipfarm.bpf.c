@@ -172,6 +172,23 @@ static __always_inline int vip_pass(struct eth_h *eth, struct vf_config *cfg, __
 	return count(reason, len, XDP_PASS);
 }
 
+/* Fenced iff bpf_ktime_get_ns() >= deadline. The precise clock costs ~20 ns in a VM
+ * (kvm-clock), so far from the deadline the coarse clock (last tick, never ahead of the
+ * precise one, at most VF_COARSE_SLACK_NS behind it) decides; within the slack of the
+ * deadline the precise clock does. `*now` gets the time used for UDP flow ages. */
+static __always_inline int fenced(const struct vf_config *cfg, __u64 *now)
+{
+	__u64 t = bpf_ktime_get_coarse_ns();
+
+	if (t + VF_COARSE_SLACK_NS < cfg->deadline_ns) {
+		*now = t;
+		return 0;
+	}
+	t = bpf_ktime_get_ns();
+	*now = t;
+	return t >= cfg->deadline_ns;
+}
+
 /* ---------------------------------------------------------------- ARP / ND */
 
 static __always_inline int answer_arp(struct xdp_md *ctx, struct eth_h *eth, struct arp_h *arp,
@@ -181,6 +198,7 @@ static __always_inline int answer_arp(struct xdp_md *ctx, struct eth_h *eth, str
 	struct vf_vip_key key = { .family = 4 };
 	__u32 zero = 0, spa, tpa;
 	struct vf_config *cfg;
+	__u64 now;
 
 	if ((void *)(arp + 1) > data_end)
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
@@ -192,7 +210,7 @@ static __always_inline int answer_arp(struct xdp_md *ctx, struct eth_h *eth, str
 	if (!bpf_map_lookup_elem(&vips, &key))
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
 	cfg = bpf_map_lookup_elem(&config, &zero);
-	if (!cfg || bpf_ktime_get_ns() >= cfg->deadline_ns)
+	if (!cfg || fenced(cfg, &now))
 		return count(VF_PASS_NEIGH, len, XDP_PASS);
 	__builtin_memcpy(&spa, arp->spa, 4);
 	if (!(cfg->flags & VF_FLAG_ANSWER_NEIGH) || arp->op != bpf_htons(1) || spa == 0 || spa == tpa)
@@ -233,12 +251,13 @@ static __always_inline int answer_ns(struct xdp_md *ctx, __u32 l3off, __u64 len)
 	struct vf_config *cfg;
 	struct eth_h *eth;
 	__u32 sum;
+	__u64 now;
 	int delta;
 
 	if ((void *)(ns + 1) > data_end)
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
 	cfg = bpf_map_lookup_elem(&config, &zero);
-	if (!cfg || bpf_ktime_get_ns() >= cfg->deadline_ns || !(cfg->flags & VF_FLAG_ANSWER_NEIGH))
+	if (!cfg || fenced(cfg, &now) || !(cfg->flags & VF_FLAG_ANSWER_NEIGH))
 		return count(VF_PASS_NEIGH, len, XDP_PASS);
 	if ((ip6->saddr[0] | ip6->saddr[1] | ip6->saddr[2] | ip6->saddr[3]) == 0)
 		return count(VF_PASS_NEIGH, len, XDP_PASS); /* DAD probe: not answered */
@@ -431,7 +450,7 @@ static __always_inline void record_udp(const struct vf_flow_key *k, __u64 now)
 	__u64 *last = bpf_map_lookup_elem(&udp_flows, k);
 
 	if (last) {
-		if (now - *last >= VF_UDP_REFRESH_NS)
+		if ((__s64)(now - *last) >= (__s64)VF_UDP_REFRESH_NS)
 			*last = now;
 		return;
 	}
@@ -518,8 +537,9 @@ static __always_inline int decide(struct xdp_md *ctx, struct eth_h *eth, struct 
 
 			flow_key(&k, p);
 			last = bpf_map_lookup_elem(&udp_flows, &k);
-			if (last && now - *last < (__u64)cfg->udp_idle_ms * 1000000ULL) {
-				if (now - *last >= VF_UDP_REFRESH_NS)
+			/* signed age: a last-seen stamped ahead of our clock counts as fresh */
+			if (last && (__s64)(now - *last) < (__s64)((__u64)cfg->udp_idle_ms * 1000000ULL)) {
+				if ((__s64)(now - *last) >= (__s64)VF_UDP_REFRESH_NS)
 					*last = now;
 				return vip_pass(eth, cfg, VF_PASS_MOVING_OUT_UDP, len);
 			}
@@ -564,8 +584,7 @@ static __always_inline int vip_packet(struct xdp_md *ctx, struct eth_h *eth, str
 
 	if (!cfg)
 		return count(VF_DROP_FENCED, len, XDP_DROP);
-	now = bpf_ktime_get_ns();
-	if (now >= cfg->deadline_ns)
+	if (fenced(cfg, &now))
 		return count(VF_DROP_FENCED, len, XDP_DROP);
 	if (p->malformed)
 		return count(VF_DROP_MALFORMED, len, XDP_DROP);

@@ -13,6 +13,7 @@
 #define VF_MAX_EXT_HEADERS 6
 #define VF_UDP_REFRESH_NS 1000000ULL /* udp_flows last-seen is rewritten at most once per ms */
 
+#define VF_COARSE_SLACK_NS 50000000ULL /* max lag of bpf_ktime_get_coarse_ns trusted */
 #define VF_FLAG_ANSWER_NEIGH 1u /* config.flags bit0: answer ARP / ND for the VIPs */
 
 /* LocalBucket (localView.ts) */

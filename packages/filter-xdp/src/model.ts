@@ -247,7 +247,7 @@ const set = (out: Decision, reason: ReasonCode): Decision => {
 const recordUdp = (flows: ModelFlows, key: string, now: number): void => {
   const last = flows.established.get(key)
   if (last !== undefined) {
-    if (now < last || now - last >= UDP_REFRESH_NS) flows.established.set(key, now)
+    if (now - last >= UDP_REFRESH_NS) flows.established.set(key, now)
     return
   }
   if (flows.probation.has(key)) {
@@ -332,7 +332,8 @@ export const decide = (p: Parsed, t: ModelTables, flows: ModelFlows, env: ModelE
       }
       const key = flowKey(p)
       const last = flows.established.get(key)
-      if (last !== undefined && now >= last && now - last < t.udpIdleMs * 1e6) {
+      // Signed age, as the kernel: a last-seen ahead of the clock counts as fresh.
+      if (last !== undefined && now - last < t.udpIdleMs * 1e6) {
         if (now - last >= UDP_REFRESH_NS) flows.established.set(key, now)
         return set(out, Reason.PASS_MOVING_OUT_UDP)
       }

@@ -1,0 +1,59 @@
+/**
+ * ns/packet of the vipfarm XDP filter under BPF_PROG_TEST_RUN, next to the floor
+ * (an XDP program that only returns XDP_DROP), for owned / foreign / non-VIP TCP and UDP.
+ * Run as root: node --import tsx packages/filter-xdp/bench/filter.bench.ts [repeat] [rounds]
+ */
+import { LocalBucket } from "../../domain/src/localView.ts"
+import { baseConfig, catchAll, CLIENT4, CLIENT6, IFMAC, isRoot, VIP4, VIP6 } from "../src/internal/fixtures.ts"
+import { FLOOR_OBJECT, loadFilter } from "../src/loader.ts"
+import { ethernet, EtherType, ipv4, ipv6, tcp, TcpFlag, udp } from "../src/packet.ts"
+
+if (!isRoot()) {
+  console.log("filter.bench.ts: needs root (BPF_PROG_TEST_RUN)")
+  process.exit(0)
+}
+const repeat = Number(process.argv[2] ?? 1_000_000)
+const rounds = Number(process.argv[3] ?? 5)
+
+const payload = new Uint8Array(18) // 64-byte IPv4 frames
+const frames: Array<[string, Uint8Array, number]> = [
+  ["TCP owned v4", ethernet({ dst: IFMAC, etherType: EtherType.IPV4 }, ipv4({ src: CLIENT4, dst: VIP4, proto: 6 }, tcp({ sport: 40000, dport: 80, flags: TcpFlag.ACK }, payload))), LocalBucket.OWNED],
+  ["TCP foreign v4", ethernet({ dst: IFMAC, etherType: EtherType.IPV4 }, ipv4({ src: CLIENT4, dst: VIP4, proto: 6 }, tcp({ sport: 40000, dport: 80, flags: TcpFlag.ACK }, payload))), LocalBucket.FOREIGN],
+  ["TCP non-VIP v4", ethernet({ dst: IFMAC, etherType: EtherType.IPV4 }, ipv4({ src: CLIENT4, dst: [0x0a000001], proto: 6 }, tcp({ sport: 40000, dport: 80, flags: TcpFlag.ACK }, payload))), LocalBucket.OWNED],
+  ["UDP owned v4", ethernet({ dst: IFMAC, etherType: EtherType.IPV4 }, ipv4({ src: CLIENT4, dst: VIP4, proto: 17 }, udp({ sport: 40000, dport: 53 }, payload))), LocalBucket.OWNED],
+  ["UDP foreign v4", ethernet({ dst: IFMAC, etherType: EtherType.IPV4 }, ipv4({ src: CLIENT4, dst: VIP4, proto: 17 }, udp({ sport: 40000, dport: 53 }, payload))), LocalBucket.FOREIGN],
+  ["UDP non-VIP v4", ethernet({ dst: IFMAC, etherType: EtherType.IPV4 }, ipv4({ src: CLIENT4, dst: [0x0a000001], proto: 17 }, udp({ sport: 40000, dport: 53 }, payload))), LocalBucket.OWNED],
+  ["TCP owned v6", ethernet({ dst: IFMAC, etherType: EtherType.IPV6 }, ipv6({ src: CLIENT6, dst: VIP6, proto: 6 }, tcp({ sport: 40000, dport: 80, flags: TcpFlag.ACK }))), LocalBucket.OWNED],
+  ["TCP foreign v6", ethernet({ dst: IFMAC, etherType: EtherType.IPV6 }, ipv6({ src: CLIENT6, dst: VIP6, proto: 6 }, tcp({ sport: 40000, dport: 80, flags: TcpFlag.ACK }))), LocalBucket.FOREIGN]
+]
+
+const filter = loadFilter()
+const floor = loadFilter({ objectPath: FLOOR_OBJECT, program: "floor_xdp" })
+filter.setConfig(baseConfig())
+filter.setVips([catchAll(VIP4), catchAll(VIP6)])
+
+const median = (xs: Array<number>): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+const rows: Array<{ case: string; bytes: number; filter: number; floor: number; ratio: string; verdict: number }> = []
+for (const [name, frame, code] of frames) {
+  filter.setBuckets(new Uint8Array(16 * 1024).fill(code))
+  const f: Array<number> = []
+  const g: Array<number> = []
+  let verdict = 0
+  for (let r = 0; r < rounds; r++) {
+    // Interleave so both programs see the same machine state.
+    const a = filter.testRun(frame, repeat)
+    verdict = a.retval
+    f.push(a.durationNs)
+    g.push(floor.testRun(frame, repeat).durationNs)
+  }
+  const mf = median(f)
+  const mg = median(g)
+  rows.push({ case: name, bytes: frame.length, filter: mf, floor: mg, ratio: (mf / mg).toFixed(2), verdict })
+}
+filter.close()
+floor.close()
+
+console.log(`BPF_PROG_TEST_RUN, repeat ${repeat}, median of ${rounds} rounds, ns/packet (retval 1 drop, 2 pass)`)
+console.log("| case | frame bytes | vipfarm ns | XDP_DROP floor ns | ratio | retval |")
+console.log("|---|---|---|---|---|---|")
+for (const r of rows) console.log(`| ${r.case} | ${r.bytes} | ${r.filter} | ${r.floor} | ${r.ratio} | ${r.verdict} |`)
