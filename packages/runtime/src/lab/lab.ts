@@ -1,0 +1,254 @@
+/**
+ * `farm lab`: a real farm in network namespaces on one machine. A switch namespace with
+ * a bridge; N server namespaces, each with a veth on the bridge, an address, a node of the
+ * farm's NATS cluster, a `farm daemon` and an application; M client namespaces with many
+ * addresses. Addresses come from 198.18.0.0/15; nothing leaves the namespaces.
+ */
+import { spawn, spawnSync } from "node:child_process"
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
+import { Effect, Schema } from "effect"
+import { createHost, createSwitch, listNamespaces, nsRun, removeNamespaces, setLink } from "./netns.ts"
+import { run } from "../hostNet.ts"
+import { log } from "../log.ts"
+
+/** A lab operation failed. */
+export class LabError extends Schema.TaggedError<LabError>()("LabError", { op: Schema.String, message: Schema.String }) {}
+
+/** Where labs keep their state, configs and logs. */
+export const LAB_ROOT = "/run/vipfarm-lab"
+
+/** The namespace prefix of a lab. */
+export const labPrefix = (name: string) => `vf-${name}-`
+
+/** A lab server. */
+export interface LabServer {
+  readonly node: string
+  readonly ns: string
+  readonly port: string
+  readonly address: string
+  readonly mac: string
+  readonly config: string
+  readonly control: string
+}
+
+/** A lab client namespace and its addresses. */
+export interface LabClient {
+  readonly node: string
+  readonly ns: string
+  readonly port: string
+  readonly addresses: ReadonlyArray<string>
+}
+
+/** What `farm lab up` built; saved as state.json in the lab's directory. */
+export interface LabState {
+  readonly name: string
+  readonly dir: string
+  readonly switchNs: string
+  readonly vip: string
+  readonly servers: ReadonlyArray<LabServer>
+  readonly clients: ReadonlyArray<LabClient>
+  readonly app: "builtin" | "nginx"
+}
+
+/** Options of `farm lab up`. */
+export interface LabOptions {
+  readonly name: string
+  readonly servers: number
+  readonly clients: number
+  /** Addresses per client namespace. */
+  readonly addressesPerClient: number
+  readonly app: "builtin" | "nginx"
+  /** Start `farm daemon` on each server (the tests of the lab itself may not). */
+  readonly daemons: boolean
+  /** Extra YAML appended to every server's config (weights, lease timings, ...). */
+  readonly extraConfig?: (node: string, index: number) => string
+}
+
+const ROOT = fileURLToPath(new URL("../../../../", import.meta.url))
+const FARM_BIN = `${ROOT}packages/cli/bin/farm.mjs`
+const APP = `${ROOT}packages/runtime/src/lab/app.ts`
+const TSX = `${ROOT}node_modules/tsx/dist/esm/index.mjs`
+
+const mac = (kind: number, i: number) => `02:42:c6:12:${kind.toString(16).padStart(2, "0")}:${i.toString(16).padStart(2, "0")}`
+
+/** Start a detached process inside a namespace; its output goes to `logFile`. Returns its pid. */
+export const spawnInNs = (ns: string, argv: ReadonlyArray<string>, logFile: string): number => {
+  const fd = openSync(logFile, "a")
+  const child = spawn("ip", ["netns", "exec", ns, ...argv], { detached: true, stdio: ["ignore", fd, fd] })
+  closeSync(fd)
+  child.unref()
+  return child.pid ?? -1
+}
+
+const waitPort = (host: string, port: number, ns: string, timeoutMs: number) =>
+  Effect.tryPromise({
+    try: async () => {
+      const deadline = Date.now() + timeoutMs
+      while (Date.now() < deadline) {
+        const r = spawnSync("ip", ["netns", "exec", ns, "bash", "-c", `exec 3<>/dev/tcp/${host}/${port}`], { stdio: "ignore" })
+        if (r.status === 0) return
+        await new Promise((res) => setTimeout(res, 100))
+      }
+      throw new Error(`${host}:${port} in ${ns} did not open within ${timeoutMs} ms`)
+    },
+    catch: (e) => new LabError({ op: "wait-port", message: (e as Error).message })
+  })
+
+const natsConfig = (s: LabServer, all: ReadonlyArray<LabServer>, dir: string) => {
+  const routes = all.filter((o) => o.node !== s.node).map((o) => `nats-route://${o.address}:6222`)
+  return [
+    `server_name: ${s.node}`,
+    `listen: ${s.address}:4222`,
+    `jetstream { store_dir: "${dir}/${s.node}-js" }`,
+    all.length > 1 ? `cluster { name: lab, listen: ${s.address}:6222, routes: [${routes.join(", ")}] }` : "",
+    ""
+  ].join("\n")
+}
+
+const farmConfig = (o: LabOptions, s: LabServer, all: ReadonlyArray<LabServer>, vip: string, i: number) =>
+  [
+    `farm: ${o.name}`,
+    `node: ${s.node}`,
+    `interface: eth0`,
+    `nats:`,
+    `  servers: [${[s, ...all.filter((x) => x !== s)].map((x) => `nats://${x.address}:4222`).join(", ")}]`,
+    `control: ${s.control}`,
+    `vips:`,
+    `  - address: ${vip}`,
+    `    rules:`,
+    `      - {proto: tcp, ports: [80, 7000], affinity: client-ip}`,
+    `      - {proto: udp, ports: [5300], affinity: client-ip-port}`,
+    o.extraConfig?.(s.node, i) ?? "",
+    ""
+  ].join("\n")
+
+/** Read a lab's saved state. */
+export const readLab = (name: string): Effect.Effect<LabState, LabError> =>
+  Effect.try({
+    try: () => JSON.parse(readFileSync(`${LAB_ROOT}/${name}/state.json`, "utf8")) as LabState,
+    catch: () => new LabError({ op: "read", message: `no lab named ${name} (run: farm lab up --name ${name})` })
+  })
+
+/** Build a lab. Anything left from an earlier lab of the same name is removed first. */
+export const labUp = (o: LabOptions): Effect.Effect<LabState, LabError> =>
+  Effect.gen(function* () {
+    if (!/^[a-z0-9]{1,8}$/.test(o.name)) return yield* new LabError({ op: "up", message: `name: 1 to 8 lower-case letters or digits, got "${o.name}"` })
+    if (o.servers < 1 || o.servers > 32) return yield* new LabError({ op: "up", message: `servers: 1 to 32, got ${o.servers}` })
+    if (o.clients < 0 || o.clients > 16) return yield* new LabError({ op: "up", message: `clients: 0 to 16, got ${o.clients}` })
+    labDown(o.name)
+    const dir = `${LAB_ROOT}/${o.name}`
+    mkdirSync(dir, { recursive: true })
+    const prefix = labPrefix(o.name)
+    const switchNs = `${prefix}sw`
+    const vip = "198.18.0.100"
+    const servers: Array<LabServer> = Array.from({ length: o.servers }, (_, k) => {
+      const i = k + 1
+      return {
+        node: `s${i}`, ns: `${prefix}s${i}`, port: `s${i}p`, address: `198.18.0.${10 + i}`, mac: mac(0, i),
+        config: `${dir}/s${i}.yaml`, control: `${dir}/s${i}.sock`
+      }
+    })
+    const clients: Array<LabClient> = Array.from({ length: o.clients }, (_, k) => {
+      const i = k + 1
+      return {
+        node: `c${i}`, ns: `${prefix}c${i}`, port: `c${i}p`,
+        addresses: Array.from({ length: o.addressesPerClient }, (_, a) => `198.18.${i}.${a + 1}`)
+      }
+    })
+    const state: LabState = { name: o.name, dir, switchNs, vip, servers, clients, app: o.app }
+    writeFileSync(`${dir}/state.json`, JSON.stringify(state, null, 2))
+    const build = Effect.gen(function* () {
+      yield* createSwitch(switchNs)
+      for (const s of servers) yield* createHost(switchNs, s.ns, s.port, s.mac, [s.address])
+      for (const c of clients) yield* createHost(switchNs, c.ns, c.port, mac(1, Number(c.node.slice(1))), c.addresses)
+      log("info", "lab.net", { lab: o.name, servers: servers.length, clients: clients.length })
+      for (const s of servers) {
+        writeFileSync(`${dir}/${s.node}-nats.conf`, natsConfig(s, servers, dir))
+        spawnInNs(s.ns, ["nats-server", "-c", `${dir}/${s.node}-nats.conf`], `${dir}/${s.node}-nats.log`)
+        writeFileSync(s.config, farmConfig(o, s, servers, vip, Number(s.node.slice(1))))
+        spawnInNs(s.ns, [process.execPath, "--import", TSX, APP, s.node], `${dir}/${s.node}-app.log`)
+      }
+      for (const s of servers) yield* waitPort(s.address, 4222, s.ns, 10_000)
+      if (o.daemons) {
+        for (const s of servers) {
+          spawnInNs(s.ns, [process.execPath, FARM_BIN, "daemon", "--config", s.config], `${dir}/${s.node}-daemon.log`)
+        }
+      }
+      return state
+    })
+    return yield* build.pipe(
+      Effect.mapError((e) => new LabError({ op: "up", message: e.message })),
+      Effect.tapError(() => Effect.sync(() => labDown(o.name)))
+    )
+  })
+
+/** Remove a lab: every process in its namespaces, the namespaces, its directory. Safe after a crash. */
+export const labDown = (name: string): Array<string> => {
+  const removed = removeNamespaces(labPrefix(name))
+  rmSync(`${LAB_ROOT}/${name}`, { recursive: true, force: true })
+  return removed
+}
+
+/** Every lab that has namespaces on this machine. */
+export const listLabs = (): Array<string> =>
+  [...new Set(listNamespaces("vf-").map((n) => n.split("-")[1]))].filter((n) => n !== undefined)
+
+/** Find a lab node (server or client) by name. */
+export const labNode = (lab: LabState, node: string): Effect.Effect<LabServer | LabClient, LabError> => {
+  const found = [...lab.servers, ...lab.clients].find((n) => n.node === node)
+  return found ? Effect.succeed(found) : Effect.fail(new LabError({ op: "node", message: `no node ${node} in lab ${lab.name}` }))
+}
+
+/** SIGKILL a server's daemon (its filter then fails closed by its deadline). */
+export const labKill = (lab: LabState, node: string) =>
+  Effect.gen(function* () {
+    const n = yield* labNode(lab, node)
+    yield* nsRun(n.ns, "pkill", ["-KILL", "-f", `farm.mjs daemon --config ${lab.dir}/${node}.yaml`]).pipe(
+      Effect.mapError((e) => new LabError({ op: "kill", message: `no daemon running on ${node}: ${e.message}` }))
+    )
+  })
+
+/** Cut or heal a node's link to the switch. */
+export const labLink = (lab: LabState, node: string, up: boolean) =>
+  Effect.gen(function* () {
+    const n = yield* labNode(lab, node)
+    yield* setLink(lab.switchNs, n.port, up).pipe(Effect.mapError((e) => new LabError({ op: up ? "heal" : "cut", message: e.message })))
+  })
+
+/**
+ * Partition the switch: frames between a port of one group and a port of the other are
+ * dropped (nftables bridge filter in the switch namespace). Nodes in neither group are
+ * unaffected. `heal` removes every partition.
+ */
+export const labPartition = (lab: LabState, a: ReadonlyArray<string>, b: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    const ports = (names: ReadonlyArray<string>) => Effect.forEach(names, (n) => labNode(lab, n).pipe(Effect.map((x) => x.port)))
+    const pa = yield* ports(a)
+    const pb = yield* ports(b)
+    const rules = [
+      "table bridge vfpart {",
+      "  chain forward {",
+      "    type filter hook forward priority 0; policy accept;",
+      `    iifname { ${pa.join(", ")} } oifname { ${pb.join(", ")} } drop`,
+      `    iifname { ${pb.join(", ")} } oifname { ${pa.join(", ")} } drop`,
+      "  }",
+      "}"
+    ].join("\n")
+    writeFileSync(`${lab.dir}/partition.nft`, rules + "\n")
+    yield* nsRun(lab.switchNs, "nft", ["delete", "table", "bridge", "vfpart"]).pipe(Effect.ignore)
+    yield* nsRun(lab.switchNs, "nft", ["-f", `${lab.dir}/partition.nft`]).pipe(Effect.mapError((e) => new LabError({ op: "partition", message: e.message })))
+  })
+
+/** Remove every partition of the switch. */
+export const labHealPartition = (lab: LabState) => nsRun(lab.switchNs, "nft", ["delete", "table", "bridge", "vfpart"]).pipe(Effect.ignore)
+
+/** Run a command in a node's namespace and return its output. */
+export const labExec = (lab: LabState, node: string, argv: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    const n = yield* labNode(lab, node)
+    return yield* run("ip", ["netns", "exec", n.ns, ...argv]).pipe(Effect.mapError((e) => new LabError({ op: "exec", message: e.message })))
+  })
+
+/** True when a lab of this name exists. */
+export const labExists = (name: string): boolean => existsSync(`${LAB_ROOT}/${name}/state.json`) || listNamespaces(labPrefix(name)).length > 0
