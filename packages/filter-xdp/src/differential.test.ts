@@ -232,7 +232,7 @@ describe.skipIf(!isRoot())("kernel = model on random frames", () => {
         expect(keys("udp_flows")).toEqual([...flows.established.keys()].sort())
         expect(keys("udp_probation")).toEqual([...flows.probation.keys()].sort())
       }),
-      { numRuns: Number(process.env.DIFF_RUNS ?? 600) }
+      { numRuns: Number(process.env.DIFF_RUNS ?? 1500) }
     )
     console.log(`differential.test.ts: reasons exercised: ${[...seen].map(([n, c]) => `${n}=${c}`).join(" ")}`)
     // Branches random frames reach without sockets: all but the socket-found ones.
