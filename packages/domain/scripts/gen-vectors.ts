@@ -32,8 +32,9 @@ for (let i = 0; i < 120; i++) {
   const f = {
     src, dst,
     sport: next() & 0xffff, dport: next() & 0xffff,
-    packetId: family === 4 ? next() & 0xffff : next(),
-    fragment: i % 7 === 3
+    fragment: i % 7 === 3,
+    // IPv4: the 16-bit IP id; IPv6: the 32-bit fragment id for fragments, else the 16-bit UDP checksum
+    packetId: family === 6 && i % 7 === 3 ? next() : next() & 0xffff
   }
   const affinity = affinityNames[i % affinityNames.length]
   const farm = farms[i % farms.length]

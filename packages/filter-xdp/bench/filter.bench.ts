@@ -3,7 +3,7 @@
  * (an XDP program that only returns XDP_DROP), for owned / foreign / non-VIP TCP and UDP.
  * Run as root: node --import tsx packages/filter-xdp/bench/filter.bench.ts [repeat] [rounds]
  */
-import { LocalBucket } from "../../domain/src/localView.ts"
+import { LocalBucket } from "@vipfarm/domain"
 import { baseConfig, catchAll, CLIENT4, CLIENT6, IFMAC, isRoot, VIP4, VIP6 } from "../src/internal/fixtures.ts"
 import { FLOOR_OBJECT, loadFilter } from "../src/loader.ts"
 import { ethernet, EtherType, ipv4, ipv6, tcp, TcpFlag, udp } from "../src/packet.ts"

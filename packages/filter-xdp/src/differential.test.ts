@@ -6,7 +6,7 @@
  */
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { affinityNames, BUCKETS } from "../../domain/src/hash.ts"
+import { affinityNames, BUCKETS } from "@vipfarm/domain"
 import { decideFrame } from "./frame.ts"
 import { CLIENT6, baseConfig, catchAll, FAR_FUTURE, IFMAC, isRoot, monoNow, skipReason, VIP4, VIP4B, VIP6, VMAC } from "./internal/fixtures.ts"
 import { loadFilter, type FilterHandle } from "./loader.ts"

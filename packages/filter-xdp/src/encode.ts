@@ -2,7 +2,7 @@
  * Binary layouts of the filter's maps (bpf/vipfarm.h), little-endian host.
  * Addresses are stored in wire order, ports in host order.
  */
-import { Affinity } from "../../domain/src/hash.ts"
+import { Affinity } from "@vipfarm/domain"
 import type { FilterConfig, FlowTuple, VipEntry } from "./types.ts"
 
 /** sizeof(struct vf_config). */

@@ -5,8 +5,8 @@
  */
 import { createServer, connect, type Server, type Socket } from "node:net"
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest"
-import { addressWords, bucketOf } from "../../domain/src/hash.ts"
-import { LocalBucket } from "../../domain/src/localView.ts"
+import { addressWords, bucketOf } from "@vipfarm/domain"
+import { LocalBucket } from "@vipfarm/domain"
 import {
   baseConfig, catchAll, CLIENT4, CLIENT6, IFMAC, isRoot, monoNow, SEED, skipReason, VIP4, VIP6, VMAC
 } from "./internal/fixtures.ts"

@@ -1,8 +1,8 @@
 /** Model unit tests (no root needed): parser fields, decision branches, flow state, header parity. */
 import { readFileSync } from "node:fs"
 import { describe, expect, it } from "vitest"
-import { bucketOf } from "../../domain/src/hash.ts"
-import { LocalBucket } from "../../domain/src/localView.ts"
+import { bucketOf } from "@vipfarm/domain"
+import { LocalBucket } from "@vipfarm/domain"
 import { decodeFlowKey, decodeVipKey, encodeConfig, encodeFlowKey, encodeVipKey, encodeVipValue } from "./encode.ts"
 import { decideFrame } from "./frame.ts"
 import { baseConfig, catchAll, CLIENT4, CLIENT6, IFMAC, SEED, VIP4, VIP6, VMAC } from "./internal/fixtures.ts"

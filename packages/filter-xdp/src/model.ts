@@ -3,8 +3,8 @@
  * branch: `parsePacket` mirrors the C parser, `decide` the C decision. The simulator
  * builds `Parsed` values directly; the differential test checks model == kernel.
  */
-import { affinityNames, bucketOf, BUCKETS, type FlowIdentity } from "../../domain/src/hash.ts"
-import { LocalBucket, MAX_TABLES } from "../../domain/src/localView.ts"
+import { affinityNames, bucketOf, BUCKETS, type FlowIdentity } from "@vipfarm/domain"
+import { LocalBucket, MAX_TABLES } from "@vipfarm/domain"
 import type { FilterConfig, VipEntry, VipRule } from "./types.ts"
 import { Reason, actionOfReason, type Action, type ReasonCode } from "./verdict.ts"
 

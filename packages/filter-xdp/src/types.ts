@@ -2,7 +2,7 @@
  * Configuration the filter is driven with: the same shapes for the kernel loader
  * (src/loader.ts) and the TypeScript model (src/model.ts).
  */
-import type { AffinityName } from "../../domain/src/hash.ts"
+import type { AffinityName } from "@vipfarm/domain"
 
 /** IP protocol numbers a rule can name. */
 export const Proto = { tcp: 6, udp: 17 } as const

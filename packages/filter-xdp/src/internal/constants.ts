@@ -1,3 +1,3 @@
 /** Table geometry re-exported from the domain (kept in one place for the filter). */
-export { BUCKETS } from "../../../domain/src/hash.ts"
-export { MAX_TABLES } from "../../../domain/src/localView.ts"
+export { BUCKETS } from "@vipfarm/domain"
+export { MAX_TABLES } from "@vipfarm/domain"

@@ -1,5 +1,5 @@
 /** Shared fixtures of the filter's tests and benchmark (not part of the public API). */
-import { addressWords, farmSeed } from "../../../domain/src/hash.ts"
+import { addressWords, farmSeed } from "@vipfarm/domain"
 import type { FilterConfig, VipEntry } from "../types.ts"
 
 /** True when the kernel tests can run (BPF needs root). */
