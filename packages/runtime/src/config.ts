@@ -33,6 +33,8 @@ export const ConfigFile = Schema.Struct({
     expireAfterMs: Schema.optionalKey(Millis(60, 120000))
   })),
   handoff: Schema.optionalKey(Schema.Struct({ maxMs: Schema.optionalKey(Millis(0, 3600000)) })),
+  /** XDP attach mode: native (driver), generic (skb; needed on veth, where native XDP cannot make a rewritten frame the host's), or auto (native, else generic). */
+  xdp: Schema.optionalKey(Schema.Struct({ mode: Schema.optionalKey(Schema.Literals(["auto", "native", "generic"])) })),
   vips: Schema.Array(Vip)
 })
 /** The configuration file, as written. */
@@ -51,6 +53,7 @@ export interface Config {
   readonly witnesses: ReadonlyArray<string>
   readonly lease: { readonly heartbeatMs: number; readonly fenceAfterMs: number; readonly expireAfterMs: number }
   readonly handoffMaxMs: number
+  readonly xdpMode: "auto" | "native" | "generic"
   readonly vips: ConfigFile["vips"]
 }
 
@@ -122,6 +125,7 @@ export const parseConfig = (text: string, file: string): Result.Result<Config, C
     witnesses: c.witnesses ?? [],
     lease,
     handoffMaxMs: c.handoff?.maxMs ?? 30000,
+    xdpMode: c.xdp?.mode ?? "auto",
     vips: c.vips
   })
 }

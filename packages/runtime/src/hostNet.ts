@@ -74,14 +74,19 @@ export const scopedVirtualMac = (iface: string, vmac: string) =>
       ).pipe(Effect.ignore)
   )
 
-/** The MAC address and index of an interface. */
-export const interfaceInfo = (iface: string): Effect.Effect<{ mac: string; index: number }, HostNetError> =>
-  Effect.try({
-    try: () => ({
-      mac: readFileSync(`/sys/class/net/${iface}/address`, "utf8").trim(),
-      index: Number(readFileSync(`/sys/class/net/${iface}/ifindex`, "utf8").trim())
-    }),
-    catch: () => new HostNetError({ op: `interface ${iface}`, message: `no such interface: ${iface}` })
+/** The MAC address, index and first address of an interface. */
+export const interfaceInfo = (iface: string): Effect.Effect<{ mac: string; index: number; address: string }, HostNetError> =>
+  Effect.gen(function* () {
+    const base = yield* Effect.try({
+      try: () => ({
+        mac: readFileSync(`/sys/class/net/${iface}/address`, "utf8").trim(),
+        index: Number(readFileSync(`/sys/class/net/${iface}/ifindex`, "utf8").trim())
+      }),
+      catch: () => new HostNetError({ op: `interface ${iface}`, message: `no such interface: ${iface}` })
+    })
+    const text = yield* run("ip", ["-o", "addr", "show", "dev", iface])
+    const m = /\binet6? ([0-9a-fA-F.:]+)\//.exec(text)
+    return { ...base, address: m ? m[1] : "" }
   })
 
 /**

@@ -1,0 +1,325 @@
+/**
+ * `farm daemon`: one farm server. It folds the farm's JetStream log with the domain
+ * reducer (through the node controller), heartbeats over core NATS, and drives the
+ * server's XDP filter and host set-up. Everything it sets lives in one Effect scope:
+ * SIGTERM drains, leaves and then removes all of it; a crash leaves a filter that fences
+ * itself when its deadline lapses.
+ */
+import { Deferred, Effect, Fiber, Result, Stream } from "effect"
+import type { NatsConnection } from "@nats-io/transport-node"
+import { addressWords, type AffinityName, BUCKETS, bucketOf, decide, farmSeed, LocalBucket, MAX_TABLES, portRanges, ruleTables, type Vip, virtualMac } from "@vipfarm/domain"
+import { acquireFilter, type FilterConfig, type FilterHandle, type FlowTuple, macBytes, type VipEntry, type VipRule } from "@vipfarm/filter-xdp"
+import type { Config } from "./config.ts"
+import { NodeController, defaultTiming, type Action, type Heartbeat } from "./controller/index.ts"
+import { ensureStream, makeNatsEventLog, natsConnection, type EventLog } from "./eventLog.ts"
+import { interfaceInfo, scopedHostSetup } from "./hostNet.ts"
+import { serveControl } from "./control.ts"
+import { statusOf } from "./status.ts"
+import { announcementFrames, sendFrames } from "./announce.ts"
+import { countFlowsIn, hostTcpSockets, classifier } from "./flows.ts"
+import { log } from "./log.ts"
+
+/** CLOCK_MONOTONIC in ms: the clock of the controller and of the filter's deadline. */
+export const monotonicMs = (): number => Number(process.hrtime.bigint() / 1_000_000n)
+
+/** The filter's rule map entries for the farm's VIPs (table per rule as the domain assigns). */
+export const vipEntries = (vips: ReadonlyArray<Vip>): Array<VipEntry> => {
+  const tables = ruleTables(vips)
+  return vips.map((vip, i) => ({
+    words: addressWords(vip.address),
+    rules: vip.rules.flatMap((r, j) =>
+      portRanges(r).map((g): VipRule => ({ proto: r.proto === "tcp" ? 6 : 17, affinity: r.affinity, table: tables[i][j], portLo: g.lo, portHi: g.hi }))
+    )
+  }))
+}
+
+/** A digest of the services, carried by MemberJoined so that differing configs show in the audit. */
+export const rulesDigest = (vips: ReadonlyArray<Vip>): string => {
+  const text = JSON.stringify(vips)
+  let h = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0
+  return h.toString(16).padStart(8, "0")
+}
+
+const sameVips = (a: ReadonlyArray<Vip>, b: ReadonlyArray<Vip>) => JSON.stringify(a) === JSON.stringify(b)
+
+/** UDP flow hand-over between old and new owner of moving buckets. */
+class UdpHandover {
+  /** Flows each open hand-off's old owners reported. */
+  private readonly foreign = new Map<string, Array<FlowTuple>>()
+  private readonly firstSeen = new Map<string, number>()
+  constructor(private readonly filter: FilterHandle, private readonly waitMs: number) {}
+
+  /** A report from an old owner. */
+  received(handoff: string, flows: Array<FlowTuple>): void {
+    const had = this.foreign.get(handoff) ?? []
+    this.foreign.set(handoff, [...had, ...flows])
+    this.install()
+  }
+
+  private install(): void {
+    this.filter.setForeignFlows([...this.foreign.values()].flat())
+  }
+
+  /** Forget hand-offs that are over. */
+  retain(open: ReadonlySet<string>): void {
+    let changed = false
+    for (const h of [...this.foreign.keys()]) if (!open.has(h)) { this.foreign.delete(h); changed = true }
+    for (const h of [...this.firstSeen.keys()]) if (!open.has(h)) this.firstSeen.delete(h)
+    if (changed) this.install()
+  }
+
+  /** The receiver may take new UDP flows once the old owner's flows are installed (or it waited long enough). */
+  ready(handoff: string, now: number): boolean {
+    if (this.foreign.has(handoff)) return true
+    const first = this.firstSeen.get(handoff)
+    if (first === undefined) {
+      this.firstSeen.set(handoff, now)
+      return false
+    }
+    return now - first >= this.waitMs
+  }
+}
+
+/** Run a farm server until SIGTERM/SIGINT (drain, leave, clean up) or a fatal error. */
+export const runDaemon = (config: Config) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const node = config.node
+      const vmac = virtualMac(config.farm)
+      const seed = farmSeed(config.farm)
+      const iface = yield* interfaceInfo(config.interface)
+      log("info", "daemon.start", { node, farm: config.farm, interface: config.interface, vmac })
+
+      // 1. NATS and the log
+      const nc: NatsConnection = yield* natsConnection({ servers: config.nats.servers, credentials: config.nats.credentials, name: `vipfarm-${node}` })
+      yield* ensureStream(nc, config.farm, Math.min(3, config.nats.servers.length))
+      const eventLog: EventLog["Service"] = makeNatsEventLog(nc, config.farm)
+      const head = yield* eventLog.lastSeq
+
+      // 2. the filter: attached fenced (deadline 0) with no buckets, so it fails closed from the first packet
+      const filter = yield* acquireFilter({ ifname: config.interface, ...(config.xdpMode === "auto" ? {} : { mode: config.xdpMode === "native" ? "drv" as const : "skb" as const }) })
+      const filterConfig = (deadlineNs: bigint): FilterConfig => ({
+        seed, vmac: macBytes(vmac), ifmac: macBytes(iface.mac), deadlineNs, answerNeighbours: true, udpIdleMs: 30_000
+      })
+      filter.setConfig(filterConfig(0n))
+      filter.setBuckets(new Uint8Array(MAX_TABLES * BUCKETS))
+      filter.setVips(vipEntries(config.vips))
+      log("info", "filter.attached", { node, interface: config.interface })
+
+      // 3. the host: sysctls, VIPs on lo, virtual MAC reception (all undone when the scope closes)
+      const macMode = yield* scopedHostSetup(config.interface, vmac, config.vips.map((v) => v.address))
+      log("info", "host.ready", { node, vips: config.vips.map((v) => v.address).join(","), vmac: macMode })
+
+      // 4. the controller
+      const t0 = monotonicMs()
+      const ctl = new NodeController(
+        {
+          farm: config.farm, node, role: "server", address: iface.address, weight: config.weight, priority: config.priority,
+          rulesDigest: rulesDigest(config.vips), witnesses: config.witnesses,
+          ...defaultTiming,
+          heartbeatMs: config.lease.heartbeatMs, fenceAfterMs: config.lease.fenceAfterMs, expireAfterMs: config.lease.expireAfterMs,
+          handoffMaxMs: config.handoffMaxMs
+        },
+        t0
+      )
+      ctl.onLogHead(head)
+      ctl.onAppHealth(true)
+      const udp = new UdpHandover(filter, 2000)
+      const hbSubject = `vipfarm.${config.farm}.hb`
+      const flowSubject = `vipfarm.${config.farm}.udpflows`
+      const exit = yield* Deferred.make<void>()
+      let served = false
+      let filterVips = config.vips
+      let lastTables: Uint8Array | null = null
+      let configCheckedAt = -1
+      let configWarned = false
+
+      const applyTables = (tables: Uint8Array, now: number) => {
+        // receivers of moving buckets wait for the old owner's UDP flows before taking new UDP flows
+        const out = tables.slice()
+        const open = new Set<string>()
+        const st = ctl.effectiveState
+        st.tables.forEach((t, ti) => t.forEach((b, bi) => {
+          if (b.state !== "moving") return
+          open.add(b.handoff)
+          if (b.to === node && out[ti * BUCKETS + bi] === LocalBucket.MOVING_IN && !udp.ready(b.handoff, now)) out[ti * BUCKETS + bi] = LocalBucket.MOVING_IN_WAIT
+        }))
+        udp.retain(open)
+        filter.setBuckets(out)
+        lastTables = tables
+      }
+
+      const run = (actions: ReadonlyArray<Action>) => {
+        for (const a of actions) {
+          switch (a._tag) {
+            case "PublishHeartbeat":
+              nc.publish(hbSubject, JSON.stringify(a.heartbeat))
+              break
+            case "Append": {
+              const record = { v: 1 as const, events: a.events }
+              Effect.runPromise(Effect.result(eventLog.append(record, { expectLastSeq: a.expectLastSeq, msgId: a.msgId }))).then((r) => {
+                const now = monotonicMs()
+                if (Result.isFailure(r)) {
+                  log("warn", "log.append-failed", { node, msgId: a.msgId, error: r.failure.message })
+                  ctl.onAppendResult(a.msgId, { ok: false, error: /timeout/i.test(r.failure.message) ? "timeout" : "unavailable" }, now)
+                } else if (r.success._tag === "Conflict") {
+                  ctl.onAppendResult(a.msgId, { ok: false, error: "wrong-last-seq", lastSeq: r.success.lastSeq }, now)
+                } else {
+                  ctl.onAppendResult(a.msgId, { ok: true, seq: r.success.seq, duplicate: r.success._tag === "Duplicate" }, now)
+                }
+                run(ctl.drainActions())
+              })
+              break
+            }
+            case "SetFilter": {
+              const now = monotonicMs()
+              if (a.tablesChanged || lastTables === null) applyTables(a.tables, now)
+              filter.setDeadline(filterConfig(0n), BigInt(Math.max(0, Math.floor(a.deadlineMs))) * 1_000_000n)
+              if (!served && a.deadlineMs > now) {
+                served = true
+                log("info", "filter.serving", { node, seq: ctl.foldedState.seq })
+                Effect.runPromise(Effect.result(sendFrames(iface.index, announcementFrames(config.vips.map((v) => v.address), vmac, iface.mac)))).then((r) =>
+                  log(Result.isFailure(r) ? "warn" : "info", "announce", { node, vips: config.vips.length, ...(Result.isFailure(r) ? { error: r.failure.message } : {}) })
+                )
+              }
+              break
+            }
+            case "Log":
+              log(a.op.includes("fail") || a.op.includes("reject") ? "warn" : "info", `ctl.${a.op}`, a.fields)
+              break
+            case "Exit":
+              Effect.runFork(Deferred.succeed(exit, undefined))
+              break
+          }
+        }
+      }
+
+      // the log: every record in order, folded by the controller
+      const consumer = yield* eventLog.records(1).pipe(
+        Stream.runForEach((r) =>
+          Effect.sync(() => {
+            ctl.onLogEntry(r.seq, r.entry, monotonicMs())
+            const st = ctl.foldedState
+            if (!sameVips(st.vips, filterVips) && st.vips.length > 0) {
+              filterVips = st.vips
+              filter.setVips(vipEntries(st.vips))
+              log("info", "filter.vips", { node, seq: st.seq, vips: st.vips.map((v) => v.address).join(",") })
+            }
+            run(ctl.drainActions())
+          })
+        ),
+        Effect.tapError((e) => Effect.sync(() => log("error", "log.consume", { node, error: e.message }))),
+        Effect.forkScoped
+      )
+
+      // heartbeats and UDP flow reports over core NATS
+      const hbSub = nc.subscribe(hbSubject, {
+        callback: (err, msg) => {
+          if (err) return
+          try {
+            ctl.onHeartbeat(msg.json<Heartbeat>(), monotonicMs())
+            run(ctl.drainActions())
+          } catch (e) {
+            log("warn", "heartbeat.malformed", { node, error: (e as Error).message })
+          }
+        }
+      })
+      const flowSub = nc.subscribe(flowSubject, {
+        callback: (err, msg) => {
+          if (err) return
+          try {
+            const m = msg.json<{ handoff: string; to: string; flows: Array<FlowTuple> }>()
+            if (m.to === node) udp.received(m.handoff, m.flows)
+          } catch (e) {
+            log("warn", "udpflows.malformed", { node, error: (e as Error).message })
+          }
+        }
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => { hbSub.unsubscribe(); flowSub.unsubscribe() }))
+
+      // the clock: tick the controller, count flows of moving-out buckets, report UDP flows to receivers
+      let lastFlowReport = 0
+      const classify = () => classifier(filterVips)
+      const timer = setInterval(() => {
+        const now = monotonicMs()
+        ctl.tick(now)
+        if (lastTables !== null && lastTables.includes(LocalBucket.MOVING_OUT) && now - lastFlowReport >= 250) {
+          lastFlowReport = now
+          const udpFlows = filter.readFlows("udp_flows").map((f) => f.tuple)
+          ctl.onFlowCount(countFlowsIn(lastTables, LocalBucket.MOVING_OUT, filterVips, seed, hostTcpSockets(), udpFlows))
+          // tell each receiver which UDP flows stay here
+          const byHandoff = new Map<string, { to: string; flows: Array<FlowTuple> }>()
+          const st = ctl.effectiveState
+          const c = classify()
+          for (const f of udpFlows) {
+            const k = c(f.dst, 17, f.dport)
+            if (k === null) continue
+            const bucket = countBucket(k.affinity, f, seed)
+            const b = st.tables[k.table]?.[bucket]
+            if (b?.state === "moving" && b.owner === node) {
+              const e = byHandoff.get(b.handoff) ?? { to: b.to, flows: [] }
+              e.flows.push(f)
+              byHandoff.set(b.handoff, e)
+            }
+          }
+          st.tables.forEach((t) => t.forEach((b) => {
+            if (b.state === "moving" && b.owner === node && !byHandoff.has(b.handoff)) byHandoff.set(b.handoff, { to: b.to, flows: [] })
+          }))
+          for (const [handoff, e] of byHandoff) nc.publish(flowSubject, JSON.stringify({ handoff, to: e.to, flows: e.flows.slice(0, 20000) }))
+        }
+        // the farm's services come from the log; a server that finds none there writes its own
+        const st = ctl.foldedState
+        if (st.seq >= head && st.seq !== configCheckedAt) {
+          configCheckedAt = st.seq
+          if (st.vips.length === 0 && config.vips.length > 0) {
+            const d = decide({ _tag: "Configure", vips: config.vips, cause: { kind: "config", by: node, detail: config.file } }, st)
+            if (Result.isSuccess(d)) {
+              Effect.runPromise(Effect.result(eventLog.append({ v: 1, events: d.success }, { expectLastSeq: st.seq, msgId: `config-${st.seq}` }))).then((r) =>
+                log("info", "config.proposed", { node, seq: st.seq, result: Result.isSuccess(r) ? r.success._tag : r.failure.message })
+              )
+            }
+          } else if (!configWarned && st.vips.length > 0 && !sameVips(st.vips, config.vips)) {
+            configWarned = true
+            log("warn", "config.differs", { node, seq: st.seq, detail: "the farm's services in the log differ from this server's config file; the log wins" })
+          }
+        }
+        run(ctl.drainActions())
+      }, 10)
+      yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(timer)))
+
+      // the control socket
+      yield* serveControl(config.control, {
+        status: () => statusOf(ctl.effectiveState, node, { fenced: ctl.leaseDeadline <= monotonicMs(), deadlineMs: ctl.leaseDeadline, mode: null, leaving: false }),
+        drain: async () => {
+          ctl.drain()
+          return { ok: true, node, op: "drain" }
+        },
+        resume: async () => {
+          ctl.resume()
+          return { ok: true, node, op: "resume" }
+        }
+      })
+
+      // SIGTERM / SIGINT: drain, leave, then let the scope remove everything
+      const onSignal = (sig: string) => () => {
+        log("info", "daemon.signal", { node, signal: sig })
+        ctl.stop(monotonicMs())
+      }
+      const term = onSignal("SIGTERM")
+      const int = onSignal("SIGINT")
+      process.on("SIGTERM", term)
+      process.on("SIGINT", int)
+      yield* Effect.addFinalizer(() => Effect.sync(() => { process.off("SIGTERM", term); process.off("SIGINT", int) }))
+
+      log("info", "daemon.ready", { node, seq: head, control: config.control })
+      yield* Deferred.await(exit)
+      yield* Fiber.interrupt(consumer)
+      // fence before anything else is removed: no VIP traffic is taken from here on
+      filter.setDeadline(filterConfig(0n), 0n)
+      log("info", "daemon.stop", { node, seq: ctl.foldedState.seq })
+    })
+  )
+
+const countBucket = (affinity: AffinityName, f: FlowTuple, seed: number) =>
+  bucketOf(affinity, { src: f.src, dst: f.dst, sport: f.sport, dport: f.dport, packetId: 0, fragment: false }, seed)
