@@ -74,6 +74,8 @@ export class NodeController {
   private stopping: { since: number } | null = null
   private exited = false
   private movingOutFlows = 0
+  /** The last flow count was taken with the current tables installed. */
+  private flowCountFresh = false
   private nextHeartbeat = 0
   private heartbeatSoon = false
   private rebalanceCheckedAt = -1
@@ -106,9 +108,13 @@ export class NodeController {
     const before = this.folded
     this.folded = applyEntry(this.folded, entry)
     if (this.folded.rejected !== before.rejected) this.log("entry-rejected", { seq, reason: this.folded.lastRejection?.reason ?? "" })
-    const e = entry as { _tag?: string; handoff?: string; node?: string }
-    if (e._tag === "HandoffStarted" && typeof e.handoff === "string") this.handoffStart.set(e.handoff, now)
-    if ((e._tag === "MemberFailed" || e._tag === "MemberLeft") && typeof e.node === "string") this.removedAt.set(e.node, seq)
+    // a record is one event or a batch {v, events} decided together (domain applyEntry)
+    const batch = (entry as { events?: unknown } | null)?.events
+    for (const e of (Array.isArray(batch) ? batch : [entry]) as Array<{ _tag?: string; handoff?: string; node?: string } | null>) {
+      if (e === null || typeof e !== "object") continue
+      if (e._tag === "HandoffStarted" && typeof e.handoff === "string") this.handoffStart.set(e.handoff, now)
+      if ((e._tag === "MemberFailed" || e._tag === "MemberLeft") && typeof e.node === "string") this.removedAt.set(e.node, seq)
+    }
     this.refreshEffective(now, seq)
     this.heartbeatSoon = true
   }
@@ -169,9 +175,13 @@ export class NodeController {
     this.healthy = healthy
   }
 
-  /** Number of flows this server holds in buckets moving away from it. */
+  /**
+   * Number of flows this server holds in buckets moving away from it, counted with the
+   * tables of the last SetFilter installed (a count taken before counts for nothing).
+   */
   onFlowCount(movingOutFlows: number): void {
     this.movingOutFlows = movingOutFlows
+    this.flowCountFresh = !this.tablesDirty
   }
 
   /** Operator: drain this server (its buckets move away, keeping their connections). */
@@ -342,6 +352,7 @@ export class NodeController {
     this.effective = s
     this.updateClaims(before, s, seq, now)
     this.tablesDirty = true
+    this.flowCountFresh = false
   }
 
   private updateClaims(before: FarmState, after: FarmState, seq: number, now: number): void {
@@ -381,7 +392,10 @@ export class NodeController {
         changed = true
       }
     }
-    if (changed) this.tablesDirty = true
+    if (changed) {
+      this.tablesDirty = true
+      this.flowCountFresh = false
+    }
   }
 
   private updateDeadline(now: number): void {
@@ -443,7 +457,7 @@ export class NodeController {
       }
       if (!mine) continue
       const started = this.handoffStart.get(h) ?? now
-      if (this.movingOutFlows === 0 || now - started >= this.config.handoffMaxMs) out.push(h)
+      if ((this.flowCountFresh && this.movingOutFlows === 0) || now - started >= this.config.handoffMaxMs) out.push(h)
     }
     return out
   }

@@ -1,0 +1,113 @@
+/**
+ * The report of one simulated run: plain JSON-serialisable data (identical for the same
+ * scenario and seed), and its text form for the terminal.
+ */
+
+/** An invariant broken during a run, with what it takes to replay it. */
+export interface Violation {
+  readonly invariant: string
+  /** Simulated time (ms). */
+  readonly atMs: number
+  /** The simulator event being processed when it broke. */
+  readonly event: string
+  readonly detail: string
+  readonly seed: number
+  /** The command that replays the run. */
+  readonly replay: string
+}
+
+/** How long the buckets of a failed server stayed without a live owner. */
+export interface FailoverRecord {
+  readonly node: string
+  readonly fault: string
+  readonly atMs: number
+  /** Null when the buckets were never all owned again. */
+  readonly durationMs: number | null
+  readonly buckets: number
+  /** Whether the failover budget applies (a crash while the rest of the farm is whole). */
+  readonly budgetApplies: boolean
+}
+
+/** A member's share at the end of the run. */
+export interface BalanceRow {
+  readonly name: string
+  readonly weight: number
+  readonly buckets: number
+  readonly lo: number
+  readonly hi: number
+  /** Fraction of the new flows of the last phase this server accepted. */
+  readonly flowShare: number
+  readonly weightShare: number
+}
+
+/** One timeline line (a fault, an operation, or a notable controller event). */
+export interface TimelineLine {
+  readonly atMs: number
+  readonly kind: string
+  readonly node: string
+  readonly detail: string
+}
+
+/** The report of a run. */
+export interface Report {
+  readonly scenario: string
+  readonly source: string
+  readonly seed: number
+  readonly simulatedMs: number
+  readonly servers: ReadonlyArray<string>
+  readonly packets: { readonly total: number; readonly tcp: number; readonly udp: number; readonly flood: number; readonly accepted: number; readonly dropped: number }
+  readonly flows: {
+    readonly tcp: number
+    readonly udp: number
+    readonly completed: number
+    readonly synRetries: number
+    readonly connectFailed: number
+    readonly lostToFault: number
+    readonly udpMovedInProbation: number
+  }
+  readonly resets: { readonly handoff: number; readonly fault: number }
+  readonly failovers: ReadonlyArray<FailoverRecord>
+  readonly failover: { readonly count: number; readonly medianMs: number | null; readonly worstMs: number | null }
+  readonly unclaimed: { readonly windows: number; readonly worstMs: number }
+  readonly balance: { readonly rows: ReadonlyArray<BalanceRow>; readonly withinBound: boolean }
+  readonly shares: { readonly timesMs: ReadonlyArray<number>; readonly buckets: ReadonlyArray<ReadonlyArray<number>>; readonly flows: ReadonlyArray<ReadonlyArray<number>> }
+  readonly timeline: ReadonlyArray<TimelineLine>
+  readonly log: { readonly entries: number; readonly appends: number; readonly conflicts: number; readonly duplicates: number; readonly timeouts: number; readonly stalls: number }
+  readonly liveness: { readonly converged: boolean; readonly atMs: number | null; readonly detail: string }
+  readonly violations: ReadonlyArray<Violation>
+  readonly violationCounts: Readonly<Record<string, number>>
+  readonly ok: boolean
+}
+
+const fmtMs = (ms: number | null): string => (ms === null ? "never" : ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`)
+const pct = (x: number): string => `${(100 * x).toFixed(1)}%`
+const pad = (s: string, n: number): string => (s.length >= n ? s : s + " ".repeat(n - s.length))
+
+/** The report as text for a terminal. */
+export const formatReport = (r: Report): string => {
+  const out: Array<string> = []
+  out.push(`scenario ${r.scenario} (seed ${r.seed}): ${r.ok ? "OK" : "FAILED"} — ${(r.simulatedMs / 1000).toFixed(1)} s simulated`)
+  out.push(`packets   ${r.packets.total.toLocaleString("en-US")} (tcp ${r.packets.tcp.toLocaleString("en-US")}, udp ${r.packets.udp.toLocaleString("en-US")}, syn-flood ${r.packets.flood.toLocaleString("en-US")}); accepted ${r.packets.accepted.toLocaleString("en-US")}, dropped ${r.packets.dropped.toLocaleString("en-US")}`)
+  out.push(`flows     tcp ${r.flows.tcp}, udp ${r.flows.udp}, completed ${r.flows.completed}; SYN retries ${r.flows.synRetries}, connect failures ${r.flows.connectFailed}`)
+  out.push(`resets    by hand-offs ${r.resets.handoff} (must be 0); flows lost to faults ${r.flows.lostToFault}; UDP flows moved while in probation ${r.flows.udpMovedInProbation}`)
+  const f = r.failover
+  out.push(`failover  ${f.count} measured: median ${fmtMs(f.medianMs)}, worst ${fmtMs(f.worstMs)} (budget: median < 500 ms, worst < 1 s)`)
+  for (const x of r.failovers) {
+    out.push(`  ${pad(fmtMs(x.atMs), 9)} ${pad(x.fault, 10)} ${pad(x.node, 6)} ${x.buckets} buckets owned again after ${fmtMs(x.durationMs)}${x.budgetApplies ? "" : " (no budget: farm not whole)"}`)
+  }
+  out.push(`unowned   ${r.unclaimed.windows} bucket windows without a live owner, worst ${fmtMs(r.unclaimed.worstMs)}`)
+  out.push(`log       ${r.log.entries} entries; appends ${r.log.appends}, conflicts ${r.log.conflicts}, duplicates ${r.log.duplicates}, timeouts ${r.log.timeouts}, leader stalls ${r.log.stalls}`)
+  out.push(`balance   ${r.balance.withinBound ? "within the domain's bound" : "OUTSIDE the domain's bound"}`)
+  for (const b of r.balance.rows) {
+    out.push(`  ${pad(b.name, 6)} weight ${pad(String(b.weight), 5)} buckets ${pad(String(b.buckets), 5)} [${b.lo}..${b.hi}]  new flows ${pad(pct(b.flowShare), 6)} (weight share ${pct(b.weightShare)})`)
+  }
+  out.push(`liveness  ${r.liveness.converged ? `converged at ${fmtMs(r.liveness.atMs)}` : `NOT converged: ${r.liveness.detail}`}`)
+  const names = Object.keys(r.violationCounts)
+  if (names.length === 0) out.push("violations none")
+  else {
+    out.push(`violations ${names.map((n) => `${n} ×${r.violationCounts[n]}`).join(", ")}`)
+    for (const v of r.violations.slice(0, 10)) out.push(`  at ${fmtMs(v.atMs)} ${v.invariant}: ${v.detail}\n    during ${v.event}`)
+    out.push(`replay: ${r.violations[0].replay}`)
+  }
+  return out.join("\n")
+}

@@ -1,0 +1,394 @@
+/**
+ * Running a scenario: the safety phase (load plus the timeline of faults, every invariant
+ * checked as it runs), then the liveness phase (faults healed, crashed servers restarted,
+ * the farm must converge), and the report. Pure compute: the same scenario and seed give
+ * the same report.
+ */
+import { BUCKETS, findMember, openHandoffs, quotas } from "@vipfarm/domain"
+import type { BalanceRow, Report } from "./report.ts"
+import { claimsNew } from "./filterAdapter.ts"
+import { durationMs as resolveDuration, type Scenario } from "./scenario.ts"
+import { resolveSetup, type TimedEntry } from "./setup.ts"
+import { Traffic } from "./traffic.ts"
+import { type Proc, World, type WorldOptions } from "./world.ts"
+
+/** Progress of a run, for a progress bar. */
+export interface Progress {
+  readonly simulatedMs: number
+  readonly totalMs: number
+  readonly phase: "safety" | "liveness"
+  readonly packets: number
+}
+
+/** Options of {@link runScenario}. */
+export interface RunOptions extends WorldOptions {
+  readonly seed?: number
+  /** Called about every simulated second. */
+  readonly onProgress?: (p: Progress) => void
+  /** How the scenario was named on the command line (for the replay command). */
+  readonly source?: string
+  /** Stop at the first violation (property tests). */
+  readonly stopOnViolation?: boolean
+  /** Skip the liveness phase. */
+  readonly safetyOnly?: boolean
+}
+
+/** Run a scenario and return its report. */
+export const runScenario = (scenario: Scenario, options: RunOptions = {}): Report => {
+  const setup = resolveSetup(scenario)
+  const seed = (options.seed ?? 1) >>> 0
+  const w = new World(setup, seed, options)
+  const source = options.source ?? scenario.name
+  w.replay = `farm sim ${source} --seed ${seed}`
+  w.stopOnViolation = options.stopOnViolation ?? false
+  const traffic = new Traffic(w)
+
+  w.configure()
+  for (const p of w.procs) if (p.role === "witness" || !setup.servers[p.idx].standby) w.start(p)
+  w.startCatchUp()
+  traffic.startGenerators()
+  schedule(w, traffic, setup.timeline)
+
+  // samples of shares over time
+  const nServers = w.serverCount
+  const sampleEvery = Math.max(50, Math.round((setup.durationMs + setup.liveness.timeoutMs / 3) / 300))
+  const timesMs: Array<number> = []
+  const buckets: Array<Array<number>> = Array.from({ length: nServers }, () => [])
+  const flows: Array<Array<number>> = Array.from({ length: nServers }, () => [])
+  const lastFlows = new Float64Array(nServers)
+  const sample = (): void => {
+    timesMs.push(Math.round(w.now))
+    for (let s = 0; s < nServers; s++) {
+      let n = 0
+      if (w.on[s] === 1) {
+        const t = w.tables[s]
+        for (let b = 0; b < BUCKETS; b++) if (claimsNew(t[b])) n++
+      }
+      buckets[s].push(n)
+      flows[s].push(traffic.newFlows[s] - lastFlows[s])
+      lastFlows[s] = traffic.newFlows[s]
+    }
+    w.at(w.now + sampleEvery, "sample", sample)
+  }
+  w.at(0, "sample", sample)
+
+  const total = setup.durationMs + (options.safetyOnly ? 0 : setup.liveness.timeoutMs)
+  const progress = (phase: "safety" | "liveness"): void =>
+    options.onProgress?.({ simulatedMs: w.now, totalMs: total, phase, packets: traffic.stats.packets })
+
+  // safety phase
+  for (let t = 1000; t <= setup.durationMs && !w.stopped; t += 1000) {
+    w.runUntil(t)
+    progress("safety")
+  }
+  w.runUntil(setup.durationMs)
+  w.closeFailovers()
+
+  // liveness phase: heal everything, restart what crashed, demand convergence
+  let converged = options.safetyOnly === true
+  let convergedAt: number | null = null
+  let detail = options.safetyOnly ? "skipped" : ""
+  const flowMark = Float64Array.from(traffic.newFlows)
+  if (!options.safetyOnly && !w.stopped) {
+    w.note("liveness", "", "faults healed; convergence demanded")
+    w.cut.fill(0)
+    w.natsUp.fill(true)
+    for (const p of w.procs) {
+      p.slowMs = 0
+      if (p.paused) resume(w, p)
+      if (!p.healthy) setHealth(w, p, true)
+      if (p.crashed && setup.liveness.restartCrashed) w.start(p)
+    }
+    const end = setup.durationMs + setup.liveness.timeoutMs
+    let next = w.now + 1000
+    while (w.now < end && !w.stopped) {
+      w.runUntil(Math.min(w.now + 100, end))
+      const why = notConverged(w)
+      if (why === null) {
+        converged = true
+        convergedAt = w.now
+        break
+      }
+      detail = why
+      if (w.now >= next) {
+        progress("liveness")
+        next += 1000
+      }
+    }
+    if (!converged && !w.stopped) w.violation("liveness", `no convergence within ${setup.liveness.timeoutMs} ms: ${detail}`, "liveness phase")
+    // a little more traffic on the converged farm for the flow shares
+    if (converged) w.runUntil(w.now + 2000)
+  }
+
+  // balance at the end
+  const rows: Array<BalanceRow> = []
+  let within = true
+  const ref = w.procs.find((p) => p.role === "server" && p.running && p.ctl !== null)?.ctl?.foldedState
+  if (ref !== undefined) {
+    const eligible = ref.members.filter((m) => m.status === "up" && m.weight > 0)
+    const q = quotas(eligible)
+    const totalWeight = eligible.reduce((a, m) => a + m.weight, 0)
+    const flowTotal = w.procs.reduce((a, p) => (p.idx < nServers ? a + traffic.newFlows[p.idx] - flowMark[p.idx] : a), 0)
+    for (const m of ref.members) {
+      const s = w.procs.findIndex((p) => p.name === m.name)
+      let n = 0
+      if (s >= 0 && s < nServers && w.on[s] === 1) for (let b = 0; b < BUCKETS; b++) if (claimsNew(w.tables[s][b])) n++
+      const quota = q.get(m.name)
+      const lo = quota?.lo ?? 0
+      const hi = quota?.hi ?? 0
+      if (converged && !options.safetyOnly && (n < lo || n > hi)) within = false
+      rows.push({
+        name: m.name, weight: m.weight, buckets: n, lo, hi,
+        flowShare: flowTotal > 0 && s >= 0 ? (traffic.newFlows[s] - flowMark[s]) / flowTotal : 0,
+        weightShare: totalWeight > 0 && quota !== undefined ? m.weight / totalWeight : 0
+      })
+    }
+    if (!within) w.violation("balance", `bucket shares outside the domain's bound: ${rows.map((r) => `${r.name} ${r.buckets} [${r.lo}..${r.hi}]`).join(", ")}`, "end of run")
+  }
+
+  const done = w.failovers.filter((f) => f.doneAt !== null && f.fault === "crash").map((f) => f.doneAt! - f.atMs).sort((a, b) => a - b)
+  const median = done.length === 0 ? null : done.length % 2 === 1 ? done[(done.length - 1) / 2] : (done[done.length / 2 - 1] + done[done.length / 2]) / 2
+  if (median !== null && done.length >= 5 && median > setup.checks.failoverMedianMs) {
+    w.violation("failover-median", `median failover ${Math.round(median)} ms over ${done.length} crashes (budget ${setup.checks.failoverMedianMs} ms)`, "end of run")
+  }
+  const st = traffic.stats
+  return {
+    scenario: setup.name,
+    source,
+    seed,
+    simulatedMs: Math.round(w.now),
+    servers: w.procs.filter((p) => p.idx < nServers).map((p) => p.name),
+    packets: { total: st.packets, tcp: st.tcpPackets, udp: st.udpPackets, flood: st.floodPackets, accepted: st.accepted, dropped: st.dropped },
+    flows: {
+      tcp: st.tcpFlows, udp: st.udpFlows, completed: st.completed, synRetries: st.synRetries, connectFailed: st.connectFailed,
+      lostToFault: st.lostToFault, udpMovedInProbation: st.udpMovedInProbation
+    },
+    resets: { handoff: st.resetsHandoff, fault: st.lostToFault },
+    failovers: w.failovers.map((f) => ({
+      node: f.node, fault: f.fault, atMs: Math.round(f.atMs * 1000) / 1000,
+      durationMs: f.doneAt === null ? null : Math.round((f.doneAt - f.atMs) * 1000) / 1000, buckets: f.total, budgetApplies: f.budgetApplies
+    })),
+    failover: { count: done.length, medianMs: median === null ? null : Math.round(median * 10) / 10, worstMs: done.length === 0 ? null : Math.round(done[done.length - 1] * 10) / 10 },
+    unclaimed: { windows: w.unclaimedWindows, worstMs: Math.round(w.unclaimedWorst * 10) / 10 },
+    balance: { rows, withinBound: within },
+    shares: { timesMs, buckets, flows },
+    timeline: w.timeline,
+    log: { entries: w.log.length, ...w.logStats },
+    liveness: { converged, atMs: convergedAt === null ? null : Math.round(convergedAt), detail: converged ? "" : detail },
+    violations: w.violations,
+    violationCounts: w.violationCounts,
+    ok: Object.keys(w.violationCounts).length === 0
+  }
+}
+
+/** Why the farm has not converged yet, or null. */
+const notConverged = (w: World): string | null => {
+  const len = w.log.length
+  for (const p of w.procs) {
+    if (!p.intent) continue
+    if (!p.running || p.ctl === null) return `${p.name} is not running`
+    const f = p.ctl.foldedState
+    if (f.seq !== len) return `${p.name} folded ${f.seq} of ${len} entries`
+    if (p.role !== "server") continue
+    if (w.fenced[p.idx] === 1) return `${p.name} is fenced`
+    const m = findMember(f, p.name)
+    if (m === undefined) return `${p.name} is not a member`
+    if (m.status !== "up" && !(m.status === "draining" && m.drained)) return `${p.name} is ${m.status}`
+    if (p.ctl.overlayNodes.length > 0) return `${p.name} still applies the failure plan of ${p.ctl.overlayNodes.join(",")}`
+    if (openHandoffs(f).length > 0) return `hand-off ${openHandoffs(f)[0]} still open`
+  }
+  const slots = w.setup.tables * BUCKETS
+  for (let i = 0; i < slots; i++) if (w.unclaimedSince[i] >= 0) return `bucket ${i >> 10}/${i & 1023} has no live owner`
+  return null
+}
+
+const resume = (w: World, p: Proc): void => {
+  p.paused = false
+  const q = p.pausedQueue
+  p.pausedQueue = []
+  for (const fn of q) w.input(p, fn)
+  w.note("resume-process", p.name)
+}
+
+const setHealth = (w: World, p: Proc, healthy: boolean): void => {
+  p.healthy = healthy
+  if (!healthy && p.idx < w.serverCount) {
+    w.beginFailover(p, "unhealthy", false)
+    w.faultGen[p.idx]++
+  }
+  w.input(p, () => p.ctl!.onAppHealth(healthy))
+  w.note(healthy ? "healthy" : "unhealthy", p.name)
+}
+
+const proc = (w: World, name: string): Proc | undefined => w.procs.find((p) => p.name === name)
+
+/** Put the timeline's entries on the event queue. */
+const schedule = (w: World, traffic: Traffic, timeline: ReadonlyArray<TimedEntry>): void => {
+  const setCut = (a: number, b: number, v: number): void => {
+    if (a < 0 || b < 0) return
+    w.cut[a * w.endpoints + b] = v
+  }
+  for (const e of timeline) {
+    const label = `timeline ${e.do}${"node" in e ? ` ${e.node}` : ""} at ${e.atMs} ms`
+    w.at(e.atMs, label, () => {
+      switch (e.do) {
+        case "crash": {
+          const p = proc(w, e.node)
+          if (p) w.crash(p)
+          return
+        }
+        case "restart":
+        case "start": {
+          const p = proc(w, e.node)
+          if (p && !p.running) {
+            if (e.do === "start" && e.weight !== undefined) p.weight = e.weight
+            w.start(p)
+          }
+          return
+        }
+        case "stop": {
+          const p = proc(w, e.node)
+          if (p?.running) {
+            w.note("stop", p.name, "SIGTERM")
+            w.input(p, () => p.ctl!.stop(w.now))
+          }
+          return
+        }
+        case "drain":
+        case "resume": {
+          const p = proc(w, e.node)
+          if (p?.running) {
+            w.note(e.do, p.name)
+            w.input(p, () => (e.do === "drain" ? p.ctl!.drain() : p.ctl!.resume()))
+          }
+          return
+        }
+        case "unhealthy":
+        case "healthy": {
+          const p = proc(w, e.node)
+          if (!p) return
+          setHealth(w, p, e.do === "healthy")
+          if (e.do === "unhealthy" && e.for !== undefined) {
+            w.at(w.now + durationOf(e.for), `timeline healthy ${p.name}`, () => setHealth(w, p, true))
+          }
+          return
+        }
+        case "pause": {
+          const p = proc(w, e.node)
+          if (!p?.running || p.paused) return
+          p.paused = true
+          w.note("pause", p.name, `${durationOf(e.for)} ms`)
+          if (p.idx < w.serverCount) w.beginFailover(p, "pause", false)
+          const boot = p.boot
+          w.at(w.now + durationOf(e.for), `timeline resume-process ${p.name}`, () => {
+            if (p.boot === boot && p.running && p.paused) resume(w, p)
+          })
+          return
+        }
+        case "slow": {
+          const p = proc(w, e.node)
+          if (!p?.running) return
+          p.slowMs = durationOf(e.delay)
+          w.note("slow", p.name, `${p.slowMs} ms`)
+          w.at(w.now + durationOf(e.for), `timeline unslow ${p.name}`, () => {
+            p.slowMs = 0
+          })
+          return
+        }
+        case "weight": {
+          const p = proc(w, e.node)
+          if (p) p.weight = e.weight
+          w.note("weight", e.node, `${e.weight} (applies at the next join)`)
+          return
+        }
+        case "partition": {
+          const groups = e.groups.map((g) => g.map((n) => w.endpointIndex(n)).filter((i) => i >= 0))
+          const groupOf = new Int32Array(w.endpoints).fill(-1)
+          groups.forEach((g, gi) => g.forEach((i) => (groupOf[i] = gi)))
+          // endpoints not named go with the first group
+          for (let i = 0; i < w.endpoints; i++) if (groupOf[i] < 0) groupOf[i] = 0
+          for (let a = 0; a < w.endpoints; a++) for (let b = 0; b < w.endpoints; b++) if (groupOf[a] !== groupOf[b]) setCut(a, b, 1)
+          w.note("partition", "", e.groups.map((g) => g.join(",")).join(" | "))
+          for (const g of groups.slice(1)) for (const i of g) if (i < w.serverCount) w.beginFailover(w.procs[i], "partition", false)
+          if (e.for !== undefined) w.at(w.now + durationOf(e.for), "timeline heal", () => heal(w))
+          return
+        }
+        case "cut": {
+          const a = w.endpointIndex(e.a)
+          const b = w.endpointIndex(e.b)
+          setCut(a, b, 1)
+          if (!e.oneWay) setCut(b, a, 1)
+          w.note("cut", e.a, `${e.oneWay ? "→" : "↔"} ${e.b}`)
+          if (e.for !== undefined) {
+            w.at(w.now + durationOf(e.for), "timeline uncut", () => {
+              setCut(a, b, 0)
+              if (!e.oneWay) setCut(b, a, 0)
+              w.note("uncut", e.a, e.b)
+            })
+          }
+          return
+        }
+        case "heal":
+          heal(w)
+          return
+        case "nats-leader-kill":
+          w.leaderKill()
+          return
+        case "nats-node-down":
+        case "nats-node-up": {
+          const i = w.setup.natsNodes.indexOf(e.node)
+          if (i >= 0) w.natsUp[i] = e.do === "nats-node-up"
+          w.note(e.do, e.node)
+          return
+        }
+        case "syn-flood":
+          traffic.synFlood(e.rate, w.now + durationOf(e.for))
+          w.note("syn-flood", "", `${e.rate} SYN/s for ${durationOf(e.for)} ms`)
+          return
+        case "rolling-restart": {
+          const gap = durationOf(e.gap)
+          const downtime = e.downtime === undefined ? 1000 : durationOf(e.downtime)
+          const servers = w.procs.filter((p) => p.role === "server" && p.running)
+          servers.forEach((p, k) => {
+            w.at(w.now + k * gap, `rolling-restart stop ${p.name}`, () => {
+              if (!p.running) return
+              w.note("stop", p.name, "rolling restart")
+              const boot = p.boot
+              const prev = w.onExit
+              w.onExit = (x) => {
+                prev(x)
+                if (x === p && x.boot === boot) w.at(w.now + downtime, `rolling-restart start ${p.name}`, () => w.start(p))
+              }
+              w.input(p, () => p.ctl!.stop(w.now))
+            })
+          })
+          return
+        }
+        case "scale": {
+          const every = durationOf(e.every)
+          const running = w.procs.filter((p) => p.role === "server" && p.running)
+          if (e.to > running.length) {
+            const idle = w.procs.filter((p) => p.role === "server" && !p.running)
+            idle.slice(0, e.to - running.length).forEach((p, k) => w.at(w.now + k * every, `scale start ${p.name}`, () => w.start(p)))
+          } else {
+            const victims = running.slice(e.to).reverse()
+            victims.forEach((p, k) => w.at(w.now + k * every, `scale stop ${p.name}`, () => {
+              if (p.running) {
+                w.note("stop", p.name, "scale down")
+                w.input(p, () => p.ctl!.stop(w.now))
+              }
+            }))
+          }
+          return
+        }
+      }
+    })
+  }
+}
+
+const durationOf = (d: number | string): number => (typeof d === "number" ? d : resolveDuration(d))
+
+const heal = (w: World): void => {
+  w.cut.fill(0)
+  w.note("heal", "")
+}
