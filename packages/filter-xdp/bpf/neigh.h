@@ -9,15 +9,16 @@
  * deadline the precise clock does. `*now` gets the time used for UDP flow ages. */
 static __always_inline int fenced(const struct vf_config *cfg, __u64 *now)
 {
+	__u64 deadline = *(const volatile __u64 *)&cfg->deadline_ns; /* read once */
 	__u64 t = bpf_ktime_get_coarse_ns();
 
-	if (t + VF_COARSE_SLACK_NS < cfg->deadline_ns) {
+	if (likely(t + VF_COARSE_SLACK_NS < deadline)) {
 		*now = t;
 		return 0;
 	}
 	t = bpf_ktime_get_ns();
 	*now = t;
-	return t >= cfg->deadline_ns;
+	return t >= deadline;
 }
 
 /* ---------------------------------------------------------------- ARP / ND */
@@ -26,9 +27,8 @@ static __always_inline int answer_arp(struct xdp_md *ctx, struct eth_h *eth, str
 				      __u64 len)
 {
 	void *data_end = (void *)(long)ctx->data_end;
-	struct vf_vip_key key = { .family = 4 };
-	__u32 zero = 0, spa, tpa;
-	struct vf_config *cfg;
+	struct vf_config *cfg = &vf_state.cfg;
+	__u32 spa, tpa;
 	__u64 now;
 
 	if ((void *)(arp + 1) > data_end)
@@ -37,11 +37,9 @@ static __always_inline int answer_arp(struct xdp_md *ctx, struct eth_h *eth, str
 	    arp->plen != 4)
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
 	__builtin_memcpy(&tpa, arp->tpa, 4);
-	key.addr[0] = tpa;
-	if (!bpf_map_lookup_elem(&vips, &key))
+	if (!vip4_find(vip_set(), tpa))
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
-	cfg = bpf_map_lookup_elem(&config, &zero);
-	if (!cfg || fenced(cfg, &now))
+	if (fenced(cfg, &now))
 		return count(VF_PASS_NEIGH, len, XDP_PASS);
 	__builtin_memcpy(&spa, arp->spa, 4);
 	if (!(cfg->flags & VF_FLAG_ANSWER_NEIGH) || arp->op != bpf_htons(1) || spa == 0 || spa == tpa)
@@ -77,9 +75,9 @@ static __always_inline int answer_ns(struct xdp_md *ctx, __u32 l3off, __u64 len)
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ip6_h *ip6 = data + l3off;
 	struct ns_h *ns = (void *)(ip6 + 1);
-	__u32 target[4], peer[4], zero = 0;
+	struct vf_config *cfg = &vf_state.cfg;
+	__u32 target[4], peer[4];
 	__u8 peer_mac[6];
-	struct vf_config *cfg;
 	struct eth_h *eth;
 	__u32 sum;
 	__u64 now;
@@ -87,8 +85,7 @@ static __always_inline int answer_ns(struct xdp_md *ctx, __u32 l3off, __u64 len)
 
 	if ((void *)(ns + 1) > data_end)
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
-	cfg = bpf_map_lookup_elem(&config, &zero);
-	if (!cfg || fenced(cfg, &now) || !(cfg->flags & VF_FLAG_ANSWER_NEIGH))
+	if (fenced(cfg, &now) || !(cfg->flags & VF_FLAG_ANSWER_NEIGH))
 		return count(VF_PASS_NEIGH, len, XDP_PASS);
 	if ((ip6->saddr[0] | ip6->saddr[1] | ip6->saddr[2] | ip6->saddr[3]) == 0)
 		return count(VF_PASS_NEIGH, len, XDP_PASS); /* DAD probe: not answered */

@@ -29,19 +29,9 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct vf_config);
-} config SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
-	__type(key, struct vf_vip_key);
-	__type(value, struct vf_vip);
-} vips SEC(".maps");
+/* Configuration and VIP sets (.bss): written by the loader through libbpf's mmap of
+ * the section, read here without a map lookup. */
+struct vf_state vf_state;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -87,6 +77,51 @@ struct {
 } bucket_packets SEC(".maps");
 
 #include "wire.h"
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* The active VIP set (flipped by the loader after it has filled the other one). */
+static __always_inline struct vf_vip_set *vip_set(void)
+{
+	return &vf_state.sets[*(volatile __u32 *)&vf_state.active & 1];
+}
+
+/* Rules of an IPv4 VIP (address in wire order), or NULL. */
+static __always_inline struct vf_vip *vip4_find(struct vf_vip_set *set, __u32 addr)
+{
+	__u32 h = (addr * set->mul4) >> VF_VIP_SHIFT;
+
+#pragma unroll
+	for (int i = 0; i < VF_VIP_PROBES; i++) {
+		struct vf_vip4_slot *s = &set->v4[(h + i) & (VF_VIP_SLOTS - 1)];
+		__u32 idx = s->idx;
+
+		if (likely(idx == 0))
+			return NULL;
+		if (s->addr == addr)
+			return &set->rules[(idx - 1) & (2 * VF_MAX_VIPS - 1)];
+	}
+	return NULL;
+}
+
+/* Rules of an IPv6 VIP (four words in wire order), or NULL. */
+static __always_inline struct vf_vip *vip6_find(struct vf_vip_set *set, const __u32 *a)
+{
+	__u32 h = ((a[0] ^ a[1] ^ a[2] ^ a[3]) * set->mul6) >> VF_VIP_SHIFT;
+
+#pragma unroll
+	for (int i = 0; i < VF_VIP_PROBES; i++) {
+		struct vf_vip6_slot *s = &set->v6[(h + i) & (VF_VIP_SLOTS - 1)];
+		__u32 idx = s->idx;
+
+		if (likely(idx == 0))
+			return NULL;
+		if (s->addr[0] == a[0] && s->addr[1] == a[1] && s->addr[2] == a[2] && s->addr[3] == a[3])
+			return &set->rules[(idx - 1) & (2 * VF_MAX_VIPS - 1)];
+	}
+	return NULL;
+}
 
 /* What the decision needs to know of a VIP packet (mirrors `Parsed` in src/model.ts). */
 struct pkt {
@@ -399,12 +434,9 @@ static __always_inline int decide(struct xdp_md *ctx, struct eth_h *eth, struct 
 static __always_inline int vip_packet(struct xdp_md *ctx, struct eth_h *eth, struct pkt *p,
 				      struct vf_vip *vip, __u64 len)
 {
-	__u32 zero = 0;
-	struct vf_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	struct vf_config *cfg = &vf_state.cfg;
 	__u64 now;
 
-	if (!cfg)
-		return count(VF_DROP_FENCED, len, XDP_DROP);
 	if (fenced(cfg, &now))
 		return count(VF_DROP_FENCED, len, XDP_DROP);
 	if (p->malformed)
@@ -458,15 +490,13 @@ static __always_inline int ipv4(struct xdp_md *ctx, struct eth_h *eth, __u32 l3o
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ip4_h *ip = data + l3off;
-	struct vf_vip_key key = { .family = 4 };
 	struct pkt p = {};
 	struct vf_vip *vip;
 	__u32 ihl;
 
 	if ((void *)(ip + 1) > data_end)
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
-	key.addr[0] = ip->daddr;
-	vip = bpf_map_lookup_elem(&vips, &key);
+	vip = vip4_find(vip_set(), ip->daddr);
 	if (!vip)
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
 
@@ -491,24 +521,25 @@ static __always_inline int ipv6(struct xdp_md *ctx, struct eth_h *eth, __u32 l3o
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ip6_h *ip6 = data + l3off;
-	struct vf_vip_key key = { .family = 6 };
+	struct vf_vip_set *set = vip_set();
 	struct pkt p = {};
 	struct vf_vip *vip;
+	__u32 addr[4];
 	void *cur;
 	__u8 nh;
 
 	if ((void *)(ip6 + 1) > data_end)
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
-	__builtin_memcpy(key.addr, ip6->daddr, 16);
-	vip = bpf_map_lookup_elem(&vips, &key);
+	__builtin_memcpy(addr, ip6->daddr, 16);
+	vip = vip6_find(set, addr);
 	if (!vip) {
 		/* A solicitation for a VIP goes to its solicited-node multicast address. */
 		struct ns_h *ns = (void *)(ip6 + 1);
 
 		if (ip6->nexthdr != IPPROTO_ICMPV6 || (void *)(ns + 1) > data_end || ns->type != 135)
 			return count(VF_PASS_NOT_VIP, len, XDP_PASS);
-		__builtin_memcpy(key.addr, ns->target, 16);
-		if (!bpf_map_lookup_elem(&vips, &key))
+		__builtin_memcpy(addr, ns->target, 16);
+		if (!vip6_find(set, addr))
 			return count(VF_PASS_NOT_VIP, len, XDP_PASS);
 		return answer_ns(ctx, l3off, len);
 	}
@@ -557,8 +588,8 @@ l4:
 			struct ns_h *ns = cur;
 
 			if (p.icmp_type == 135 && p.ext == 0 && (void *)(ns + 1) <= data_end) {
-				__builtin_memcpy(key.addr, ns->target, 16);
-				if (bpf_map_lookup_elem(&vips, &key))
+				__builtin_memcpy(addr, ns->target, 16);
+				if (vip6_find(set, addr))
 					return answer_ns(ctx, l3off, len);
 			}
 			return count(VF_PASS_NEIGH, len, XDP_PASS);

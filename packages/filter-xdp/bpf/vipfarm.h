@@ -64,7 +64,12 @@ enum vf_reason {
 	VF_REASONS = 25,
 };
 
-/* config: ARRAY[1] */
+#define VF_MAX_VIPS 256    /* VIPs per family */
+#define VF_VIP_SLOTS 1024  /* open-addressing slots per family (load <= 1/4) */
+#define VF_VIP_SHIFT 22    /* 32 - log2(VF_VIP_SLOTS) */
+#define VF_VIP_PROBES 8    /* the loader places every VIP within this many slots of its home */
+
+/* config: the `cfg` member of the global `vf_state` (.bss, mmapped by the loader) */
 struct vf_config {
 	__u32 seed;
 	__u8 vmac[6];
@@ -74,12 +79,6 @@ struct vf_config {
 	__u32 udp_idle_ms;
 };
 
-/* vips: HASH key. IPv4 address in addr[0]; addresses in wire order. */
-struct vf_vip_key {
-	__u8 family; /* 4 | 6 */
-	__u8 pad[3];
-	__u32 addr[4];
-};
 
 struct vf_rule {
 	__u8 proto;    /* 6 tcp, 17 udp */
@@ -93,6 +92,37 @@ struct vf_rule {
 struct vf_vip {
 	__u32 count;
 	struct vf_rule rules[VF_MAX_RULES];
+};
+
+/* The VIP set: per family an open-addressing table (linear probing, at most
+ * VF_VIP_PROBES slots from home = (fold(addr) * mul) >> VF_VIP_SHIFT, an empty slot ends
+ * the search) whose slot points at the VIP's rules. Addresses in wire order (the u32 the
+ * program loads; IPv6 folds its four words with xor). `idx` 0 = empty, else rules[idx - 1]. */
+struct vf_vip4_slot {
+	__u32 addr;
+	__u32 idx;
+};
+
+struct vf_vip6_slot {
+	__u32 addr[4];
+	__u32 idx;
+};
+
+struct vf_vip_set {
+	__u32 mul4; /* odd multipliers chosen by the loader */
+	__u32 mul6;
+	struct vf_vip4_slot v4[VF_VIP_SLOTS];
+	struct vf_vip6_slot v6[VF_VIP_SLOTS];
+	struct vf_vip rules[2 * VF_MAX_VIPS];
+};
+
+/* All mutable scalar state: one global in .bss that the loader mmaps. VIP sets are
+ * double-buffered: the loader fills sets[!active], then flips `active`. */
+struct vf_state {
+	struct vf_config cfg;
+	__u32 active; /* 0 | 1 */
+	__u32 pad;
+	struct vf_vip_set sets[2];
 };
 
 /* udp_flows / udp_probation / udp_foreign key: a packet's own 5-tuple (client → VIP).

@@ -7,7 +7,7 @@ import type { FilterConfig, FlowTuple, VipEntry } from "./types.ts"
 
 /** sizeof(struct vf_config). */
 export const CONFIG_SIZE = 32
-/** sizeof(struct vf_vip_key). */
+/** Size of the VIP key the loader used to store (family byte, 3 pad, 4 address words); kept for callers. */
 export const VIP_KEY_SIZE = 20
 /** sizeof(struct vf_vip). */
 export const VIP_VALUE_SIZE = 4 + 16 * 8
@@ -86,4 +86,125 @@ export const decodeFlowKey = (b: Uint8Array): FlowTuple => {
   const n = family === 4 ? 1 : 4
   const words = (off: number) => Array.from({ length: n }, (_, i) => dv.getUint32(off + 4 * i, false))
   return { family, sport: dv.getUint16(4, true), dport: dv.getUint16(6, true), src: words(8), dst: words(24) }
+}
+
+/* ------------------------------------------------------------------ global state (.bss) */
+
+/** VIPs per family (VF_MAX_VIPS). */
+export const MAX_VIPS = 256
+/** Open-addressing slots per family (VF_VIP_SLOTS), home slot = (fold * mul) >>> VIP_SHIFT. */
+export const VIP_SLOTS = 1024
+const VIP_SHIFT = 22
+/** A VIP sits at most this many slots from its home (VF_VIP_PROBES). */
+export const VIP_PROBES = 8
+const V4_SLOT = 8
+const V6_SLOT = 20
+const SET_V4 = 8
+const SET_V6 = SET_V4 + VIP_SLOTS * V4_SLOT
+const SET_RULES = SET_V6 + VIP_SLOTS * V6_SLOT
+/** sizeof(struct vf_vip_set). */
+export const VIP_SET_SIZE = SET_RULES + 2 * MAX_VIPS * VIP_VALUE_SIZE
+/** Offsets in struct vf_state: cfg, active, sets[0]; and sizeof(struct vf_state). */
+export const STATE_CFG = 0
+export const STATE_ACTIVE = 32
+export const STATE_SETS = 40
+export const STATE_SIZE = STATE_SETS + 2 * VIP_SET_SIZE
+
+const bswap32 = (w: number): number =>
+  (((w & 0xff) << 24) | ((w & 0xff00) << 8) | ((w >>> 8) & 0xff00) | (w >>> 24)) >>> 0
+
+/** The u32 a little-endian host loads from an address word stored in wire order. */
+const wireWord = (w: number): number => bswap32(w >>> 0)
+
+/** Home slot of an address (1 or 4 big-endian words) under multiplier `mul` (mirror of vip4_find/vip6_find). */
+export const vipHome = (words: ReadonlyArray<number>, mul: number): number => {
+  const fold = words.length === 1 ? wireWord(words[0]) : (wireWord(words[0]) ^ wireWord(words[1]) ^ wireWord(words[2]) ^ wireWord(words[3])) >>> 0
+  return Math.imul(fold, mul) >>> VIP_SHIFT
+}
+
+const GOLDEN = 0x9e3779b1
+
+/** Place addresses by linear probing; the multiplier whose every address is within VIP_PROBES of home. */
+const placeAll = (addrs: ReadonlyArray<ReadonlyArray<number>>): { mul: number; slots: Int32Array } => {
+  let mul = GOLDEN
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    const slots = new Int32Array(VIP_SLOTS).fill(-1)
+    let ok = true
+    for (let i = 0; i < addrs.length && ok; i++) {
+      const home = vipHome(addrs[i], mul)
+      ok = false
+      for (let d = 0; d < VIP_PROBES; d++) {
+        const s = (home + d) & (VIP_SLOTS - 1)
+        if (slots[s] < 0) {
+          slots[s] = i
+          ok = true
+          break
+        }
+      }
+    }
+    if (ok) return { mul, slots }
+    mul = ((Math.imul(mul, 1664525) + 1013904223) | 1) >>> 0
+  }
+  throw new Error("cannot place the VIPs in the lookup table")
+}
+
+/**
+ * struct vf_vip_set of a VIP list (a later entry for the same address replaces an earlier
+ * one; throws on more than MAX_VIPS addresses of a family or a bad rule).
+ */
+export const encodeVipSet = (vips: ReadonlyArray<VipEntry>): Uint8Array => {
+  const byKey = new Map<string, VipEntry>()
+  for (const v of vips) {
+    if (v.words.length !== 1 && v.words.length !== 4) throw new Error(`a VIP has 1 or 4 address words, got ${v.words.length}`)
+    byKey.set(v.words.map((w) => w >>> 0).join(","), v)
+  }
+  const v4 = [...byKey.values()].filter((v) => v.words.length === 1)
+  const v6 = [...byKey.values()].filter((v) => v.words.length === 4)
+  if (v4.length > MAX_VIPS || v6.length > MAX_VIPS) {
+    throw new Error(`at most ${MAX_VIPS} VIPs per family, got ${v4.length} IPv4 and ${v6.length} IPv6`)
+  }
+  const b = new Uint8Array(VIP_SET_SIZE)
+  const dv = new DataView(b.buffer)
+  const fill = (list: Array<VipEntry>, base: number, slotSize: number, ruleBase: number): number => {
+    const { mul, slots } = placeAll(list.map((v) => v.words))
+    slots.forEach((i, s) => {
+      if (i < 0) return
+      const o = base + s * slotSize
+      putWords(dv, o, list[i].words)
+      dv.setUint32(o + 4 * list[i].words.length, ruleBase + i + 1, true)
+      b.set(encodeVipValue(list[i]), SET_RULES + (ruleBase + i) * VIP_VALUE_SIZE)
+    })
+    return mul
+  }
+  dv.setUint32(0, fill(v4, SET_V4, V4_SLOT, 0), true)
+  dv.setUint32(4, fill(v6, SET_V6, V6_SLOT, MAX_VIPS), true)
+  return b
+}
+
+/** Look an address up in an encoded vf_vip_set as the program does: its rules index, or -1. */
+export const findVip = (set: Uint8Array, words: ReadonlyArray<number>): number => {
+  const dv = new DataView(set.buffer, set.byteOffset, set.byteLength)
+  const v4 = words.length === 1
+  const home = vipHome(words, dv.getUint32(v4 ? 0 : 4, true))
+  for (let d = 0; d < VIP_PROBES; d++) {
+    const o = (v4 ? SET_V4 : SET_V6) + ((home + d) & (VIP_SLOTS - 1)) * (v4 ? V4_SLOT : V6_SLOT)
+    const idx = dv.getUint32(o + (v4 ? 4 : 16), true)
+    if (idx === 0) return -1
+    if (words.every((w, i) => dv.getUint32(o + 4 * i, false) === w >>> 0)) return idx - 1
+  }
+  return -1
+}
+
+/** Addresses (words) of an encoded vf_vip_set. */
+export const vipSetAddresses = (set: Uint8Array): Array<Array<number>> => {
+  const dv = new DataView(set.buffer, set.byteOffset, set.byteLength)
+  const out: Array<Array<number>> = []
+  for (let s = 0; s < VIP_SLOTS; s++) {
+    if (dv.getUint32(SET_V4 + s * V4_SLOT + 4, true)) out.push([dv.getUint32(SET_V4 + s * V4_SLOT, false)])
+  }
+  for (let s = 0; s < VIP_SLOTS; s++) {
+    const o = SET_V6 + s * V6_SLOT
+    if (dv.getUint32(o + 16, true)) out.push([0, 1, 2, 3].map((i) => dv.getUint32(o + 4 * i, false)))
+  }
+  return out
 }

@@ -11,8 +11,8 @@ import koffi from "koffi"
 import { MAX_TABLES, BUCKETS } from "./internal/constants.ts"
 import { lastErrno, libbpf, type LibBpf } from "./internal/libbpf.ts"
 import {
-  decodeFlowKey, decodeVipKey, encodeConfig, encodeFlowKey, encodeVipKey, encodeVipValue,
-  FLOW_KEY_SIZE, VIP_KEY_SIZE
+  decodeFlowKey, encodeConfig, encodeFlowKey, encodeVipSet, FLOW_KEY_SIZE, STATE_ACTIVE, STATE_CFG, STATE_SETS,
+  STATE_SIZE, VIP_SET_SIZE, vipSetAddresses
 } from "./encode.ts"
 import type { FilterConfig, FlowTuple, VipEntry } from "./types.ts"
 import { REASONS, reasonNames, type ReasonName } from "./verdict.ts"
@@ -80,6 +80,8 @@ export class FilterHandle {
   private readonly dataOut: { ptr: unknown; view: Uint8Array }
   private readonly attached = new Map<number, number>()
   private closed = false
+  private unmap: (() => void) | undefined
+  private mmapped: { bytes: Uint8Array; words: Uint32Array; deadline: BigUint64Array } | undefined
   /** Number of possible CPUs (per-CPU map width). */
   readonly cpus: number
 
@@ -123,9 +125,38 @@ export class FilterHandle {
     }
   }
 
+  /**
+   * The program's global `vf_state` (.bss) as libbpf mmapped it: the program reads it
+   * without a map lookup, the loader writes it in place (no system call).
+   */
+  private state(): { bytes: Uint8Array; words: Uint32Array; deadline: BigUint64Array } {
+    if (this.closed) throw new BpfError({ op: "state", errno: 9, message: "filter closed" })
+    if (this.mmapped) return this.mmapped
+    const map = this.lib.findMap(this.obj, ".bss")
+    const size = map ? this.lib.mapValueSize(map) : 0
+    if (!map || size !== STATE_SIZE) {
+      throw new BpfError({ op: "mmap .bss", errno: 22, message: `no vf_state of ${STATE_SIZE} bytes in .bss (${size})` })
+    }
+    // The kernel's copy (libbpf 1.1 keeps a private image unless a skeleton remaps it).
+    const length = Math.ceil(STATE_SIZE / 4096) * 4096
+    const ptr = this.lib.mmapShared(this.lib.mapFd(map), length)
+    if (!ptr) fail(this.lib, "mmap .bss", -lastErrno())
+    this.unmap = () => this.lib.munmap(ptr, length)
+    const buf = this.lib.view(ptr, STATE_SIZE)
+    this.mmapped = {
+      bytes: new Uint8Array(buf), words: new Uint32Array(buf, 0, STATE_SETS / 4), deadline: new BigUint64Array(buf, STATE_CFG + 16, 1)
+    }
+    return this.mmapped
+  }
+
   /** Write the scalar configuration (seed, MACs, liveness deadline, flags, UDP idle). */
   setConfig(c: FilterConfig): void {
-    this.update("config", new Uint8Array(4), encodeConfig(c))
+    const st = this.state()
+    const b = encodeConfig(c)
+    // Everything but the deadline, then the deadline in one 64-bit store.
+    st.bytes.set(b.subarray(0, 16), STATE_CFG)
+    st.bytes.set(b.subarray(24, 32), STATE_CFG + 24)
+    Atomics.store(st.deadline, 0, c.deadlineNs)
   }
 
   /** Move only the liveness deadline (CLOCK_MONOTONIC ns); the rest of the config stays. */
@@ -133,18 +164,29 @@ export class FilterHandle {
     this.setConfig({ ...c, deadlineNs })
   }
 
-  /** Replace the VIP set: VIPs not listed are removed. */
+  /**
+   * Replace the VIP set: VIPs not listed are removed. The new set is written into the
+   * inactive half of the double buffer, then made active with one store, so a packet
+   * sees either the old set or the new one. At most 256 VIPs per family.
+   */
   setVips(vips: ReadonlyArray<VipEntry>): void {
-    const want = new Map(vips.map((v) => [Buffer.from(encodeVipKey(v.words)).toString("hex"), v]))
-    for (const k of this.keys("vips", VIP_KEY_SIZE)) {
-      if (!want.has(Buffer.from(k).toString("hex"))) this.lib.mapDelete(this.mapFd("vips"), k)
+    let set: Uint8Array
+    try {
+      set = encodeVipSet(vips)
+    } catch (e) {
+      throw new BpfError({ op: "setVips", errno: 7, message: String(e instanceof Error ? e.message : e) })
     }
-    for (const v of want.values()) this.update("vips", encodeVipKey(v.words), encodeVipValue(v))
+    const st = this.state()
+    const next = (Atomics.load(st.words, STATE_ACTIVE / 4) & 1) ^ 1
+    st.bytes.set(set, STATE_SETS + next * VIP_SET_SIZE)
+    Atomics.store(st.words, STATE_ACTIVE / 4, next)
   }
 
   /** The configured VIP addresses (words). */
   vipAddresses(): Array<Array<number>> {
-    return this.keys("vips", VIP_KEY_SIZE).map(decodeVipKey)
+    const st = this.state()
+    const off = STATE_SETS + (Atomics.load(st.words, STATE_ACTIVE / 4) & 1) * VIP_SET_SIZE
+    return vipSetAddresses(st.bytes.subarray(off, off + VIP_SET_SIZE))
   }
 
   /** Write all 16 bucket tables: `codes[table * 1024 + bucket]` is a LocalBucket code. */
@@ -202,9 +244,9 @@ export class FilterHandle {
 
   /** Empty a hash map (flows or VIPs). */
   clear(map: "udp_flows" | "udp_probation" | "udp_foreign" | "vips"): void {
+    if (map === "vips") return this.setVips([])
     const fd = this.mapFd(map)
-    const size = map === "vips" ? VIP_KEY_SIZE : FLOW_KEY_SIZE
-    for (const k of this.keys(map, size)) this.lib.mapDelete(fd, k)
+    for (const k of this.keys(map, FLOW_KEY_SIZE)) this.lib.mapDelete(fd, k)
   }
 
   private percpu(map: string, index: number, width: number): Array<bigint> {
@@ -309,6 +351,8 @@ export class FilterHandle {
   close(): void {
     if (this.closed) return
     this.closed = true
+    this.mmapped = undefined
+    this.unmap?.()
     for (const [ifindex, flags] of this.attached) this.lib.xdpDetach(ifindex, flags, null)
     this.attached.clear()
     this.lib.objectClose(this.obj)

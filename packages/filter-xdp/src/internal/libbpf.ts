@@ -15,6 +15,10 @@ export interface LibBpf {
   readonly programFd: (prog: unknown) => number
   readonly findMap: (obj: unknown, name: string) => unknown
   readonly mapFd: (map: unknown) => number
+  readonly mapValueSize: (map: unknown) => number
+  /** mmap(2) a BPF_F_MMAPABLE map shared read/write; null on failure (see lastErrno). */
+  readonly mmapShared: (fd: number, bytes: number) => unknown
+  readonly munmap: (ptr: unknown, bytes: number) => number
   readonly mapUpdate: (fd: number, key: Uint8Array, value: Uint8Array, flags: number) => number
   readonly mapLookup: (fd: number, key: Uint8Array, value: Uint8Array) => number
   readonly mapDelete: (fd: number, key: Uint8Array) => number
@@ -31,6 +35,8 @@ export interface LibBpf {
   readonly ifNameToIndex: (name: string) => number
   readonly strerror: (errno: number) => string
   readonly alloc: (bytes: number) => { ptr: unknown; view: Uint8Array }
+  /** An ArrayBuffer over `bytes` bytes of foreign memory at `ptr` (not owned). */
+  readonly view: (ptr: unknown, bytes: number) => ArrayBuffer
 }
 
 /** Load (once) the libbpf and libc bindings; throws if libbpf.so.1 is missing. */
@@ -50,6 +56,7 @@ export const libbpf = (): LibBpf => {
     programFd: f("int bpf_program__fd(bpf_program *prog)"),
     findMap: f("bpf_map *bpf_object__find_map_by_name(bpf_object *obj, const char *name)"),
     mapFd: f("int bpf_map__fd(bpf_map *map)"),
+    mapValueSize: f("uint32_t bpf_map__value_size(bpf_map *map)"),
     mapUpdate: f("int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)"),
     mapLookup: f("int bpf_map_lookup_elem(int fd, const void *key, void *value)"),
     mapDelete: f("int bpf_map_delete_elem(int fd, const void *key)"),
@@ -64,12 +71,22 @@ export const libbpf = (): LibBpf => {
     xdpAttach: f("int bpf_xdp_attach(int ifindex, int prog_fd, uint32_t flags, const void *opts)"),
     xdpDetach: f("int bpf_xdp_detach(int ifindex, uint32_t flags, const void *opts)"),
     numPossibleCpus: f("int libbpf_num_possible_cpus(void)"),
+    mmapShared: (() => {
+      const mmap = libc.func("void *mmap(void *addr, size_t length, int prot, int flags, int fd, intptr_t offset)")
+      const MAP_FAILED = -1n
+      return (fd: number, bytes: number) => {
+        const p = mmap(null, bytes, 3 /* PROT_READ|PROT_WRITE */, 1 /* MAP_SHARED */, fd, 0)
+        return p === null || koffi.address(p) === BigInt.asUintN(64, MAP_FAILED) ? null : p
+      }
+    })(),
+    munmap: libc.func("int munmap(void *addr, size_t length)") as (ptr: unknown, bytes: number) => number,
     ifNameToIndex: libc.func("unsigned int if_nametoindex(const char *ifname)") as (name: string) => number,
     strerror: libc.func("const char *strerror(int errnum)") as (errno: number) => string,
     alloc: (bytes: number) => {
       const ptr = koffi.alloc("uint8_t", bytes)
       return { ptr, view: new Uint8Array(koffi.view(ptr, bytes)) }
-    }
+    },
+    view: (ptr: unknown, bytes: number) => koffi.view(ptr, bytes)
   }
   return cached
 }
