@@ -1,6 +1,6 @@
 /**
  * The daemon's local control socket: a small HTTP/JSON API on a Unix socket
- * (`GET /status`, `POST /drain`, `POST /resume`), and the client `farm status` uses.
+ * (`GET /status`, `GET /buckets`, `POST /drain`, `POST /resume`), and the client `farm status` uses.
  */
 import { mkdirSync, rmSync, chmodSync } from "node:fs"
 import { dirname } from "node:path"
@@ -10,6 +10,8 @@ import { Effect, Schema } from "effect"
 /** What the control socket serves. */
 export interface ControlHandlers {
   readonly status: () => unknown
+  /** Owners of every bucket (`GET /buckets`). */
+  readonly buckets: () => unknown
   readonly drain: () => Promise<unknown>
   readonly resume: () => Promise<unknown>
 }
@@ -35,6 +37,7 @@ export const serveControl = (path: string, handlers: ControlHandlers) =>
             }
             const route = `${req.method} ${req.url}`
             if (route === "GET /status") return reply(200, handlers.status())
+            if (route === "GET /buckets") return reply(200, handlers.buckets())
             if (route === "POST /drain") return void handlers.drain().then((b) => reply(200, b), (e) => reply(500, { error: String(e) }))
             if (route === "POST /resume") return void handlers.resume().then((b) => reply(200, b), (e) => reply(500, { error: String(e) }))
             reply(404, { error: `no such endpoint: ${route}` })

@@ -291,6 +291,13 @@ export const runDaemon = (config: Config) =>
       // the control socket
       yield* serveControl(config.control, {
         status: () => statusOf(ctl.effectiveState, node, { fenced: ctl.leaseDeadline <= monotonicMs(), deadlineMs: ctl.leaseDeadline, mode: null, leaving: false }),
+        buckets: () => {
+          const st = ctl.effectiveState
+          return {
+            farm: st.farm, node, seq: st.seq, seed,
+            tables: st.tables.map((t) => t.map((b) => (b.state === "moving" ? { owner: b.owner, to: b.to, state: b.state } : { owner: b.owner, state: b.state })))
+          }
+        },
         drain: async () => {
           ctl.drain()
           return { ok: true, node, op: "drain" }

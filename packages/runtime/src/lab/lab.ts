@@ -171,11 +171,7 @@ export const labUp = (o: LabOptions): Effect.Effect<LabState, LabError> =>
         spawnInNs(s.ns, [process.execPath, "--import", TSX, APP, s.node], `${dir}/${s.node}-app.log`)
       }
       for (const s of servers) yield* waitPort(s.address, 4222, s.ns, 10_000)
-      if (o.daemons) {
-        for (const s of servers) {
-          spawnInNs(s.ns, [process.execPath, FARM_BIN, "daemon", "--config", s.config], `${dir}/${s.node}-daemon.log`)
-        }
-      }
+      if (o.daemons) for (const s of servers) labStartDaemon(state, s.node)
       return state
     })
     return yield* build.pipe(
@@ -183,6 +179,13 @@ export const labUp = (o: LabOptions): Effect.Effect<LabState, LabError> =>
       Effect.tapError(() => Effect.sync(() => labDown(o.name)))
     )
   })
+
+/** Start a server's `farm daemon` (again); its output goes to the lab's log. */
+export const labStartDaemon = (lab: LabState, node: string): number => {
+  const s = lab.servers.find((x) => x.node === node)
+  if (s === undefined) throw new Error(`no server ${node} in lab ${lab.name}`)
+  return spawnInNs(s.ns, [process.execPath, FARM_BIN, "daemon", "--config", s.config], `${lab.dir}/${s.node}-daemon.log`)
+}
 
 /** Remove a lab: every process in its namespaces, the namespaces, its directory. Safe after a crash. */
 export const labDown = (name: string): Array<string> => {

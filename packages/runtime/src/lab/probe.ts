@@ -1,6 +1,8 @@
 /**
  * The lab's client probe, run inside a client namespace:
  *   node --import tsx probe.ts http VIP ADDR...         one GET per source address → JSON [{src, server}]
+ *   node --import tsx probe.ts poll VIP SECONDS ADDR...  per source address, a GET every 50 ms (300 ms timeout)
+ *     → JSON [{src, samples: [[epochMs, server|null], ...]}] (only changes are kept)
  *   node --import tsx probe.ts hold VIP SECONDS ADDR... one long-lived TCP connection per source
  *     address to VIP:7000, a line every 50 ms; → JSON per connection: the servers that answered,
  *     whether it was reset, the longest gap between answers, and when answers resumed after gaps.
@@ -11,9 +13,9 @@ import { connect } from "node:net"
 
 const [mode, vip, ...rest] = process.argv.slice(2)
 
-const httpOnce = (src: string): Promise<{ src: string; server: string | null; error?: string }> =>
+const httpOnce = (src: string, timeoutMs = 2000): Promise<{ src: string; server: string | null; error?: string }> =>
   new Promise((resolve) => {
-    const req = request({ host: vip, port: 80, path: "/", localAddress: src, timeout: 2000, agent: false }, (res) => {
+    const req = request({ host: vip, port: 80, path: "/", localAddress: src, timeout: timeoutMs, agent: false }, (res) => {
       let body = ""
       res.on("data", (c) => (body += c))
       res.on("end", () => resolve({ src, server: body.trim() }))
@@ -72,6 +74,21 @@ const main = async () => {
   if (mode === "http") {
     const out = []
     for (const src of rest.slice(0, 1024)) out.push(await httpOnce(src))
+    process.stdout.write(JSON.stringify(out) + "\n")
+  } else if (mode === "poll") {
+    const until = Date.now() + Math.min(Number(rest[0]), 120) * 1000
+    const out = await Promise.all(rest.slice(1, 257).map(async (src) => {
+      const samples: Array<[number, string | null]> = []
+      while (Date.now() < until) {
+        const started = Date.now()
+        const r = await httpOnce(src, 300)
+        const last = samples[samples.length - 1]
+        if (last === undefined || last[1] !== r.server) samples.push([started, r.server])
+        await new Promise((res) => setTimeout(res, Math.max(0, 50 - (Date.now() - started))))
+      }
+      samples.push([Date.now(), samples[samples.length - 1]?.[1] ?? null])
+      return { src, samples }
+    }))
     process.stdout.write(JSON.stringify(out) + "\n")
   } else if (mode === "hold") {
     const seconds = Math.min(Number(rest[0]), 120)
