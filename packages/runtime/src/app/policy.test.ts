@@ -1,0 +1,162 @@
+import { describe, expect, it } from "vitest"
+import { DEFAULT_POLICY, initPolicy, nextWakeAt, type PolicyAction, type PolicyConfig, type PolicyInput, type PolicyState, step, viewOf } from "./policy.ts"
+
+/** A scripted run: feed inputs at given times, collect the actions. */
+const run = (config: Partial<PolicyConfig> = {}) => {
+  let s: PolicyState = initPolicy({ ...DEFAULT_POLICY, ...config }, 0)
+  const all: Array<[number, string]> = []
+  const feed = (t: number, input: PolicyInput): Array<string> => {
+    const r = step(s, input, t)
+    s = r.state
+    const names = r.actions.map(show)
+    for (const n of names) all.push([t, n])
+    return names
+  }
+  return { feed, get state() { return s }, all }
+}
+
+const show = (a: PolicyAction): string =>
+  a._tag === "ReportUnhealthy" ? `ReportUnhealthy(${a.checker}: ${a.reason})` : a._tag === "Leave" ? `Leave(${a.reason})` : a._tag
+
+const up = { _tag: "Health", allUp: true, failing: null } as const
+const down = (checker: string, error: string) => ({ _tag: "Health", allUp: false, failing: { checker, error } }) as const
+
+describe("policy", () => {
+  it("sends Ready only once every checker passes", () => {
+    const p = run()
+    expect(p.feed(0, { _tag: "Start" })).toEqual(["RunStart"])
+    expect(viewOf(p.state, 0).state).toBe("starting")
+    expect(p.feed(100, { _tag: "StartDone", ok: true, error: null })).toEqual([])
+    expect(p.feed(300, down("http", "ECONNREFUSED"))).toEqual([]) // still starting: not a failure
+    expect(p.feed(900, up)).toEqual(["Ready"])
+    expect(viewOf(p.state, 900)).toMatchObject({ state: "up", checker: null, farm: "up" })
+  })
+
+  it("restarts on a failure and recovers without leaving", () => {
+    const p = run()
+    p.feed(0, { _tag: "Start" })
+    p.feed(100, { _tag: "StartDone", ok: true, error: null })
+    p.feed(600, up)
+    expect(p.feed(5000, down("nginx", "0 processes match nginx, want at least 1"))).toEqual([
+      "ReportUnhealthy(nginx: 0 processes match nginx, want at least 1)",
+      "RunRestart"
+    ])
+    expect(viewOf(p.state, 5000)).toMatchObject({ state: "restarting", checker: "nginx", restarts: 1 })
+    expect(p.feed(5200, { _tag: "RestartDone", ok: true, error: null })).toEqual([])
+    expect(p.feed(6000, up)).toEqual(["ReportRecovered"])
+    expect(viewOf(p.state, 6000).state).toBe("up")
+  })
+
+  it("after N restarts in the window leaves, keeps healing, and rejoins after settling", () => {
+    const p = run({ maxRestarts: 2, windowMs: 60_000, settleMs: 3000, healIntervalMs: 1000 })
+    p.feed(0, { _tag: "Start" })
+    p.feed(10, { _tag: "StartDone", ok: true, error: null })
+    p.feed(500, up)
+    expect(p.feed(1000, down("http", "status 500"))).toEqual(["ReportUnhealthy(http: status 500)", "RunRestart"])
+    expect(p.feed(1100, { _tag: "RestartDone", ok: false, error: "exit 1: bind() failed" })).toEqual(["RunRestart"])
+    expect(p.feed(1200, { _tag: "RestartDone", ok: false, error: "exit 1: bind() failed" })).toEqual([
+      "Leave(2 restarts in 60 s used up: restart: exit 1: bind() failed)"
+    ])
+    expect(viewOf(p.state, 1200)).toMatchObject({ state: "unhealthy", checker: "restart", farm: "left" })
+    // heal attempts every second while failing
+    expect(nextWakeAt(p.state)).toBe(2200)
+    expect(p.feed(2000, { _tag: "Tick" })).toEqual([])
+    expect(p.feed(2200, { _tag: "Tick" })).toEqual(["RunRestart"])
+    expect(p.feed(2300, { _tag: "RestartDone", ok: false, error: "exit 1" })).toEqual([])
+    expect(p.feed(3300, { _tag: "Tick" })).toEqual(["RunRestart"])
+    // fixed: passes, but must settle for 3 s before rejoining
+    expect(p.feed(3400, { _tag: "RestartDone", ok: true, error: null })).toEqual([])
+    expect(p.feed(4000, up)).toEqual([])
+    expect(nextWakeAt(p.state)).toBe(7000)
+    expect(p.feed(5000, { _tag: "Tick" })).toEqual([])
+    expect(p.feed(7000, { _tag: "Tick" })).toEqual(["Ready"])
+    expect(viewOf(p.state, 7000)).toMatchObject({ state: "up", farm: "up" })
+  })
+
+  it("a flap during settling restarts the settle time", () => {
+    const p = run({ maxRestarts: 0, settleMs: 2000, healIntervalMs: 10_000 })
+    p.feed(0, { _tag: "Start" })
+    p.feed(10, { _tag: "StartDone", ok: true, error: null })
+    p.feed(500, up)
+    expect(p.feed(1000, down("http", "status 500"))).toEqual(["ReportUnhealthy(http: status 500)", "Leave(0 restarts in 86400 s used up: http: status 500)"])
+    p.feed(1500, up)
+    p.feed(2500, down("http", "status 500"))
+    p.feed(3000, up)
+    expect(p.feed(4000, { _tag: "Tick" })).toEqual([])
+    expect(p.feed(5000, { _tag: "Tick" })).toEqual(["Ready"])
+  })
+
+  it("the restart window forgets old restarts", () => {
+    const p = run({ maxRestarts: 1, windowMs: 10_000 })
+    p.feed(0, { _tag: "Start" })
+    p.feed(10, { _tag: "StartDone", ok: true, error: null })
+    p.feed(500, up)
+    expect(p.feed(1000, down("a", "x"))).toContain("RunRestart")
+    p.feed(1100, { _tag: "RestartDone", ok: true, error: null })
+    p.feed(1600, up)
+    expect(p.feed(20_000, down("a", "y"))).toContain("RunRestart")
+  })
+
+  it("counts a start that never passes within readyTimeoutMs as a failure", () => {
+    const p = run({ readyTimeoutMs: 5000, maxRestarts: 1 })
+    p.feed(0, { _tag: "Start" })
+    p.feed(100, { _tag: "StartDone", ok: true, error: null })
+    p.feed(1000, down("http", "status 503"))
+    expect(nextWakeAt(p.state)).toBe(5100)
+    expect(p.feed(5100, { _tag: "Tick" })).toEqual([
+      "ReportUnhealthy(http: checkers did not all pass within 5000 ms (http: status 503))",
+      "RunRestart"
+    ])
+  })
+
+  it("stop policy: stops the application and leaves", () => {
+    const p = run({ onFailure: "stop" })
+    p.feed(0, { _tag: "Start" })
+    p.feed(10, { _tag: "StartDone", ok: true, error: null })
+    p.feed(500, up)
+    expect(p.feed(1000, down("tcp", "ECONNREFUSED"))).toEqual([
+      "ReportUnhealthy(tcp: ECONNREFUSED)",
+      "Leave(application failed (policy stop): tcp: ECONNREFUSED)",
+      "RunStop"
+    ])
+    expect(p.feed(1500, { _tag: "StopDone", ok: true, error: null })).toEqual([])
+    expect(viewOf(p.state, 1500)).toMatchObject({ state: "stopped", checker: "tcp", error: "ECONNREFUSED" })
+    // an operator start brings it back; it rejoins when it passes
+    expect(p.feed(2000, { _tag: "Start" })).toEqual(["RunStart"])
+    p.feed(2100, { _tag: "StartDone", ok: true, error: null })
+    expect(p.feed(2600, up)).toEqual(["Ready"])
+  })
+
+  it("whenExhausted stop; a failed first start is reported and counted", () => {
+    const p = run({ maxRestarts: 1, whenExhausted: "stop" })
+    p.feed(0, { _tag: "Start" })
+    expect(p.feed(10, { _tag: "StartDone", ok: false, error: "exit 1" })).toEqual(["ReportUnhealthy(start: exit 1)", "RunRestart"])
+    expect(p.feed(20, { _tag: "RestartDone", ok: false, error: "exit 1" })).toEqual([
+      "Leave(1 restart in 86400 s used up: restart: exit 1)",
+      "RunStop"
+    ])
+  })
+
+  it("operator stop leaves first; stray command results are ignored", () => {
+    const p = run()
+    p.feed(0, { _tag: "Start" })
+    expect(p.feed(5, { _tag: "Stop" })).toEqual(["Leave(application stopped by the operator)", "RunStop"])
+    expect(p.feed(10, { _tag: "StartDone", ok: true, error: null })).toEqual([])
+    p.feed(20, { _tag: "StopDone", ok: true, error: null })
+    expect(p.state.phase).toBe("stopped")
+    expect(p.feed(30, up)).toEqual([])
+  })
+
+  it("is deterministic: the same inputs give the same outputs", () => {
+    const script: Array<[number, PolicyInput]> = [
+      [0, { _tag: "Start" }], [10, { _tag: "StartDone", ok: true, error: null }], [500, up], [900, down("a", "e")],
+      [950, { _tag: "RestartDone", ok: false, error: "x" }], [960, { _tag: "RestartDone", ok: true, error: null }], [1500, up]
+    ]
+    const once = () => {
+      const p = run({ maxRestarts: 3 })
+      for (const [t, i] of script) p.feed(t, i)
+      return JSON.stringify([p.all, p.state])
+    }
+    expect(once()).toBe(once())
+  })
+})

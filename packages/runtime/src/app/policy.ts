@@ -1,0 +1,271 @@
+/**
+ * The application policy, pure and deterministic (`step(state, input, now)`): what to do
+ * when the application starts, fails its checkers, or its commands finish. The daemon's
+ * `AppSupervisor` and the simulator run the same code.
+ *
+ * - A server takes no buckets before its application passes every checker: `Ready` is
+ *   emitted only then.
+ * - On a failure (a checker flips down, a start/restart command fails, or the checkers do
+ *   not pass within `readyTimeoutMs` of a start) the server reports itself unhealthy (its
+ *   buckets are taken over at once) and, with `onFailure: restart`, restarts the application
+ *   up to `maxRestarts` times within `windowMs`; it reports `ReportRecovered` once every
+ *   checker passes again.
+ * - When the restarts are used up, `whenExhausted: leave` leaves the farm and keeps trying
+ *   to heal (a restart every `healIntervalMs` while a checker fails); once every checker has
+ *   passed for `settleMs` it rejoins (`Ready`). `stop` (either as `onFailure` or as
+ *   `whenExhausted`) stops the application and leaves until an operator starts it again.
+ */
+
+/** The policy's settings (module.yaml `policy:`). */
+export interface PolicyConfig {
+  readonly onFailure: "restart" | "stop"
+  /** Restarts allowed within `windowMs` before `whenExhausted` applies (0: at once). */
+  readonly maxRestarts: number
+  readonly windowMs: number
+  readonly whenExhausted: "leave" | "stop"
+  /** After a (re)start the checkers must all pass within this time, or it counts as a failure. */
+  readonly readyTimeoutMs: number
+  /** After leaving: every checker must pass this long before the server rejoins. */
+  readonly settleMs: number
+  /** After leaving: time between attempts to heal (restarts) while a checker fails. */
+  readonly healIntervalMs: number
+}
+
+/** SafeKit-like defaults: restart 3 times in 24 h, then leave the farm and keep healing. */
+export const DEFAULT_POLICY: PolicyConfig = {
+  onFailure: "restart",
+  maxRestarts: 3,
+  windowMs: 86_400_000,
+  whenExhausted: "leave",
+  readyTimeoutMs: 30_000,
+  settleMs: 5_000,
+  healIntervalMs: 10_000
+}
+
+/** Internal phase. */
+export type Phase =
+  | "stopped" // not running (initial, after a stop policy, after an operator stop)
+  | "starting" // start command running
+  | "waiting" // started, waiting for every checker to pass
+  | "up" // passing, in the farm
+  | "restarting" // restart (stop + start) running
+  | "recovering" // restarted, waiting for every checker to pass
+  | "left" // left the farm after the restarts ran out; waiting to settle or to heal
+  | "healing" // left, a healing restart running
+  | "stopping" // stop command running
+
+/** What the farm has been told about this server. */
+export type FarmStanding = "joining" | "up" | "unhealthy" | "left"
+
+/** The operator-visible state (`farm status`). `starting`: before the application first passes. */
+export type AppView = "starting" | "up" | "unhealthy" | "restarting" | "stopped"
+
+/** A failure: the checker (or `start`, `restart`, `ready`) and its last error. */
+export interface Failure {
+  readonly checker: string
+  readonly error: string
+}
+
+/** The policy's state. */
+export interface PolicyState {
+  readonly config: PolicyConfig
+  readonly phase: Phase
+  readonly farm: FarmStanding
+  /** The latest health summary. */
+  readonly allUp: boolean
+  readonly failing: Failure | null
+  /** Since when every checker passes (null while one does not). */
+  readonly passingSince: number | null
+  /** Times of the restarts counted against `maxRestarts`. */
+  readonly restarts: ReadonlyArray<number>
+  /** Ready deadline in `waiting` / `recovering`. */
+  readonly deadline: number | null
+  readonly lastHealAt: number | null
+  /** The failure that took the application out (null once it is up again). */
+  readonly failure: Failure | null
+  /** When the phase last changed. */
+  readonly since: number
+}
+
+/** Inputs of the policy. */
+export type PolicyInput =
+  /** Start the application (daemon start-up, or an operator start after a stop). */
+  | { readonly _tag: "Start" }
+  /** Stop the application and leave (operator, or daemon shut-down). */
+  | { readonly _tag: "Stop" }
+  /** The health summary changed (or was re-read). */
+  | { readonly _tag: "Health"; readonly allUp: boolean; readonly failing: Failure | null }
+  /** The start, restart or stop command finished. */
+  | { readonly _tag: "StartDone"; readonly ok: boolean; readonly error: string | null }
+  | { readonly _tag: "RestartDone"; readonly ok: boolean; readonly error: string | null }
+  | { readonly _tag: "StopDone"; readonly ok: boolean; readonly error: string | null }
+  /** Time passed (see {@link nextWakeAt}). */
+  | { readonly _tag: "Tick" }
+
+/** Farm-facing reports (the daemon turns them into domain commands of the same name). */
+export type FarmReport =
+  | { readonly _tag: "Ready" }
+  | { readonly _tag: "ReportUnhealthy"; readonly checker: string; readonly reason: string }
+  | { readonly _tag: "ReportRecovered" }
+  | { readonly _tag: "Leave"; readonly reason: string }
+
+/**
+ * Actions of the policy. Run commands one at a time in order; after `RunStart` or
+ * `RunRestart` the caller resets the checkers (`resetHealth`).
+ */
+export type PolicyAction = { readonly _tag: "RunStart" } | { readonly _tag: "RunStop" } | { readonly _tag: "RunRestart" } | FarmReport
+
+/** Result of one step. */
+export interface Step {
+  readonly state: PolicyState
+  readonly actions: ReadonlyArray<PolicyAction>
+}
+
+/** A stopped application, never announced to the farm. */
+export const initPolicy = (config: PolicyConfig, now: number): PolicyState => ({
+  config, phase: "stopped", farm: "joining", allUp: false, failing: null, passingSince: null,
+  restarts: [], deadline: null, lastHealAt: null, failure: null, since: now
+})
+
+const phase = (s: PolicyState, p: Phase, now: number, extra: Partial<PolicyState> = {}): PolicyState => ({
+  ...s, ...extra, phase: p, since: p === s.phase ? s.since : now
+})
+
+/** Entering a (re)start: the checkers are reset by the caller, so health is unknown. */
+const unknownHealth = { allUp: false, failing: null, passingSince: null } as const
+
+const healthy = (s: PolicyState, now: number): Step => {
+  const report: Array<PolicyAction> = s.farm === "unhealthy" ? [{ _tag: "ReportRecovered" }] : s.farm === "up" ? [] : [{ _tag: "Ready" }]
+  return { state: phase(s, "up", now, { farm: "up", deadline: null, failure: null }), actions: report }
+}
+
+const leaveAction = (s: PolicyState, reason: string): Array<PolicyAction> => (s.farm === "left" ? [] : [{ _tag: "Leave", reason }])
+
+const fail = (s: PolicyState, f: Failure, now: number): Step => {
+  const actions: Array<PolicyAction> = []
+  let farm = s.farm
+  if (farm === "joining" || farm === "up") {
+    actions.push({ _tag: "ReportUnhealthy", checker: f.checker, reason: f.error })
+    farm = "unhealthy"
+  }
+  const st: PolicyState = { ...s, farm, failure: f, deadline: null }
+  const stop = (why: string): Step => ({
+    state: phase(st, "stopping", now, { farm: "left" }),
+    actions: [...actions, ...leaveAction(st, `${why}: ${f.checker}: ${f.error}`), { _tag: "RunStop" }]
+  })
+  if (s.config.onFailure === "stop") return stop("application failed (policy stop)")
+  const recent = s.restarts.filter((t) => t > now - s.config.windowMs)
+  if (recent.length < s.config.maxRestarts) {
+    return {
+      state: phase(st, "restarting", now, { ...unknownHealth, restarts: [...recent, now] }),
+      actions: [...actions, { _tag: "RunRestart" }]
+    }
+  }
+  const why = `${recent.length} restart${recent.length === 1 ? "" : "s"} in ${Math.round(s.config.windowMs / 1000)} s used up`
+  if (s.config.whenExhausted === "stop") return stop(why)
+  return {
+    state: phase(st, "left", now, { farm: "left", restarts: recent, lastHealAt: now }),
+    actions: [...actions, ...leaveAction(st, `${why}: ${f.checker}: ${f.error}`)]
+  }
+}
+
+/** In `left`: rejoin after settling, or try to heal. */
+const whileLeft = (s: PolicyState, now: number): Step => {
+  if (s.allUp && s.passingSince !== null && now - s.passingSince >= s.config.settleMs) return healthy(s, now)
+  if (!s.allUp && s.lastHealAt !== null && now - s.lastHealAt >= s.config.healIntervalMs) {
+    return { state: phase(s, "healing", now, { ...unknownHealth, lastHealAt: now }), actions: [{ _tag: "RunRestart" }] }
+  }
+  return { state: s, actions: [] }
+}
+
+const readyFailure = (s: PolicyState): Failure => ({
+  checker: s.failing?.checker ?? "ready",
+  error: `checkers did not all pass within ${s.config.readyTimeoutMs} ms${s.failing ? ` (${s.failing.checker}: ${s.failing.error})` : ""}`
+})
+
+const handle = (s: PolicyState, input: PolicyInput, now: number): Step => {
+  const none: Step = { state: s, actions: [] }
+  switch (input._tag) {
+    case "Start":
+      if (s.phase !== "stopped") return none
+      return { state: phase(s, "starting", now, { ...unknownHealth, restarts: [], failure: null }), actions: [{ _tag: "RunStart" }] }
+    case "Stop":
+      if (s.phase === "stopped" || s.phase === "stopping") return none
+      return { state: phase(s, "stopping", now, { farm: "left", deadline: null }), actions: [...leaveAction(s, "application stopped by the operator"), { _tag: "RunStop" }] }
+    case "Health": {
+      const passingSince = input.allUp ? (s.passingSince ?? now) : null
+      const st: PolicyState = { ...s, allUp: input.allUp, failing: input.failing, passingSince }
+      switch (s.phase) {
+        case "waiting":
+        case "recovering":
+          return input.allUp ? healthy(st, now) : { state: st, actions: [] }
+        case "up":
+          return !input.allUp && input.failing !== null ? fail(st, input.failing, now) : { state: st, actions: [] }
+        case "left":
+          return whileLeft(st, now)
+        default:
+          return { state: st, actions: [] }
+      }
+    }
+    case "StartDone":
+    case "RestartDone": {
+      const expected = input._tag === "StartDone" ? "starting" : "restarting"
+      if (s.phase === "healing") {
+        const st = phase(s, "left", now, input.ok ? {} : { failure: { checker: "restart", error: input.error ?? "failed" } })
+        return whileLeft(st, now)
+      }
+      if (s.phase !== expected) return none
+      if (!input.ok) return fail(s, { checker: input._tag === "StartDone" ? "start" : "restart", error: input.error ?? "failed" }, now)
+      const st = phase(s, expected === "starting" ? "waiting" : "recovering", now, { deadline: now + s.config.readyTimeoutMs })
+      return st.allUp ? healthy(st, now) : { state: st, actions: [] }
+    }
+    case "StopDone":
+      if (s.phase !== "stopping") return none
+      return { state: phase(s, "stopped", now, { ...unknownHealth }), actions: [] }
+    case "Tick":
+      if ((s.phase === "waiting" || s.phase === "recovering") && s.deadline !== null && now >= s.deadline) return fail(s, readyFailure(s), now)
+      if (s.phase === "left") return whileLeft(s, now)
+      return none
+  }
+}
+
+/** One step of the policy. */
+export const step = (s: PolicyState, input: PolicyInput, now: number): Step => handle(s, input, now)
+
+/** When the policy next needs a `Tick` (null: only on other inputs). */
+export const nextWakeAt = (s: PolicyState): number | null => {
+  if ((s.phase === "waiting" || s.phase === "recovering") && s.deadline !== null) return s.deadline
+  if (s.phase === "left") {
+    if (s.allUp && s.passingSince !== null) return s.passingSince + s.config.settleMs
+    if (!s.allUp && s.lastHealAt !== null) return s.lastHealAt + s.config.healIntervalMs
+  }
+  return null
+}
+
+/** The operator-visible state. */
+export interface AppStateView {
+  readonly state: AppView
+  /** The failing checker and its last error (when not up). */
+  readonly checker: string | null
+  readonly error: string | null
+  readonly phase: Phase
+  readonly farm: FarmStanding
+  /** Restarts counted in the current window. */
+  readonly restarts: number
+  readonly since: number
+}
+
+/** The operator-visible state of the policy at `now`. */
+export const viewOf = (s: PolicyState, now: number): AppStateView => {
+  const state: AppView =
+    s.phase === "up" ? "up"
+    : s.phase === "stopped" || s.phase === "stopping" ? "stopped"
+    : s.phase === "restarting" || s.phase === "recovering" ? "restarting"
+    : s.phase === "left" || s.phase === "healing" ? "unhealthy"
+    : s.failure !== null ? "unhealthy" : "starting"
+  const f = s.phase === "up" ? null : (s.failure ?? (s.phase === "waiting" ? s.failing : null))
+  return {
+    state, checker: f?.checker ?? null, error: f?.error ?? null, phase: s.phase, farm: s.farm,
+    restarts: s.restarts.filter((t) => t > now - s.config.windowMs).length, since: s.since
+  }
+}
