@@ -212,8 +212,9 @@ const resume = (w: World, p: Proc): void => {
 
 const setHealth = (w: World, p: Proc, healthy: boolean): void => {
   p.healthy = healthy
-  if (!healthy && p.idx < w.serverCount) {
-    w.beginFailover(p, "unhealthy", false)
+  if (p.idx < w.serverCount) {
+    // flows accepted by a broken application are lost with it (also those taken while it was broken)
+    if (!healthy) w.beginFailover(p, "unhealthy", false)
     w.faultGen[p.idx]++
   }
   w.input(p, () => p.ctl!.onAppHealth(healthy))

@@ -25,6 +25,7 @@ import {
   findMember,
   initialState,
   localTables,
+  LocalBucket,
   MAX_TABLES,
   BUCKETS,
   openHandoffs,
@@ -418,7 +419,8 @@ export class NodeController {
   private computeTables(): Uint8Array {
     if (!this.serving()) return ZERO_TABLES
     const t = localTables(this.effective.tables, this.config.node)
-    for (const idx of this.waits.keys()) t[idx] = 0
+    // held back: keep the flows this server holds (as moving out), take no new ones
+    for (const idx of this.waits.keys()) t[idx] = LocalBucket.MOVING_OUT
     return t
   }
 
