@@ -126,7 +126,8 @@ export interface AppModule {
  */
 export const CHECKER_DEFAULTS = { intervalMs: 500, timeoutMs: 1000, failures: 2, successes: 2 } as const
 
-const VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g
+/** `${NAME}` is substituted; `$${NAME}` stays a literal `${NAME}` for the shell. */
+const VAR = /\$?\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g
 
 /** Substitute `${VAR}` in every string of a parsed value; an unknown var is an error at its path. */
 const substitute = (
@@ -136,7 +137,8 @@ const substitute = (
   onError: (path: ReadonlyArray<PropertyKey>, problem: string) => YamlError
 ): unknown => {
   if (typeof value === "string") {
-    return value.replace(VAR, (_, name: string) => {
+    return value.replace(VAR, (whole: string, name: string) => {
+      if (whole.startsWith("$$")) return whole.slice(1)
       if (!(name in vars)) throw onError(path, `unknown variable \${${name}} (known: ${Object.keys(vars).sort().join(", ")})`)
       return vars[name]
     })
