@@ -279,7 +279,6 @@ const schedule = (w: World, traffic: Traffic, timeline: ReadonlyArray<TimedEntry
           if (!p?.running || p.paused) return
           p.paused = true
           w.note("pause", p.name, `${durationOf(e.for)} ms`)
-          if (p.idx < w.serverCount) w.beginFailover(p, "pause", false)
           const boot = p.boot
           w.at(w.now + durationOf(e.for), `timeline resume-process ${p.name}`, () => {
             if (p.boot === boot && p.running && p.paused) resume(w, p)
@@ -310,7 +309,6 @@ const schedule = (w: World, traffic: Traffic, timeline: ReadonlyArray<TimedEntry
           for (let i = 0; i < w.endpoints; i++) if (groupOf[i] < 0) groupOf[i] = 0
           for (let a = 0; a < w.endpoints; a++) for (let b = 0; b < w.endpoints; b++) if (groupOf[a] !== groupOf[b]) setCut(a, b, 1)
           w.note("partition", "", e.groups.map((g) => g.join(",")).join(" | "))
-          for (const g of groups.slice(1)) for (const i of g) if (i < w.serverCount) w.beginFailover(w.procs[i], "partition", false)
           if (e.for !== undefined) w.at(w.now + durationOf(e.for), "timeline heal", () => heal(w))
           return
         }

@@ -278,7 +278,7 @@ export class World {
     p.intent = false
     p.ctl = null
     if (p.idx < this.serverCount) {
-      const budget = wasRunning && this.networkWhole() && !this.anyPausedOrSlow()
+      const budget = wasRunning && this.networkWhole() && !this.anyPausedOrSlow() && this.survivorsHaveMajority(p)
       this.beginFailover(p, "crash", budget)
       this.sockGen[p.idx]++
       this.faultGen[p.idx]++
@@ -596,12 +596,11 @@ export class World {
   private checkFailovers(): void {
     for (const f of this.failovers) {
       if (f.doneAt !== null) continue
-      const victim = this.procs.findIndex((p) => p.name === f.node)
       f.idxs = f.idxs.filter((i) => {
         const n = this.candN[i]
         for (let k = 0; k < n; k++) {
           const c = this.cand[i * MAXC + k]
-          if (c !== victim && this.on[c] === 1 && claimsNew(this.tables[c][i])) return false
+          if (this.on[c] === 1 && claimsNew(this.tables[c][i])) return false
         }
         return true
       })
@@ -620,6 +619,19 @@ export class World {
   networkWhole(): boolean {
     for (let i = 0; i < this.cut.length; i++) if (this.cut[i] !== 0) return false
     return this.natsUp.every((u) => u)
+  }
+
+  /** Whether the live voters other than `victim` are a strict majority of the voters the log knows. */
+  private survivorsHaveMajority(victim: Proc): boolean {
+    const ref = this.procs.find((p) => p !== victim && p.running && p.ctl !== null && p.role === "server")?.ctl?.foldedState
+    if (ref === undefined) return false
+    const voters = [...ref.members.filter((m) => m.status !== "down").map((m) => m.name), ...this.setup.witnesses]
+    let live = 0
+    for (const v of voters) {
+      const p = this.procs.find((x) => x.name === v)
+      if (p !== undefined && p !== victim && p.running && (p.role === "witness" || this.fenced[p.idx] === 0)) live++
+    }
+    return live >= majority(voters.length) && this.procs.some((p) => p !== victim && p.role === "server" && p.running && p.healthy && this.fenced[p.idx] === 0)
   }
 
   private anyPausedOrSlow(): boolean {

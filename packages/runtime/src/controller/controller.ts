@@ -534,7 +534,8 @@ export class NodeController {
       if (m === undefined || m.status === "down") continue
       if (this.append({ _tag: "DeclareFailed", node: n, by: me, cause: { kind: "lease", by: me } }, `failed-${n}-${m.incarnation}`, now)) return
     }
-    if (this.overlay.length > 0) return
+    // wait only while a proven failure is not in the log yet (a dead peer stays suspected for ever)
+    if (this.overlay.some((n) => { const x = findMember(this.folded, n); return x !== undefined && x.status !== "down" })) return
     const m = findMember(this.folded, me)
     const c = this.cause()
     // a node without a lease asks for no buckets (it could not serve them)
