@@ -27,7 +27,8 @@ const frames: Array<[string, Uint8Array, number]> = [
   ["TCP foreign v6", ethernet({ dst: IFMAC, etherType: EtherType.IPV6 }, ipv6({ src: CLIENT6, dst: VIP6, proto: 6 }, tcp({ sport: 40000, dport: 80, flags: TcpFlag.ACK }))), LocalBucket.FOREIGN]
 ]
 
-const filter = loadFilter()
+// VF_OBJECT=path benchmarks another build of the program (same maps and state layout).
+const filter = loadFilter(process.env.VF_OBJECT ? { objectPath: process.env.VF_OBJECT } : {})
 const floor = loadFilter({ objectPath: FLOOR_OBJECT, program: "floor_xdp" })
 filter.setConfig(baseConfig())
 filter.setVips([catchAll(VIP4), catchAll(VIP6)])

@@ -485,21 +485,19 @@ bad:
 
 /* ---------------------------------------------------------------- IPv4 */
 
-static __always_inline int ipv4(struct xdp_md *ctx, struct eth_h *eth, __u32 l3off, __u64 len)
+/* Any IPv4 packet for a VIP: the general path (every verdict). Not inlined, so that the
+ * fast path below keeps its registers. */
+static __noinline int ipv4_general(struct xdp_md *ctx, __u32 l3off, __u64 len, struct vf_vip *vip)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
+	struct eth_h *eth = data;
 	struct ip4_h *ip = data + l3off;
 	struct pkt p = {};
-	struct vf_vip *vip;
 	__u32 ihl;
 
-	if ((void *)(ip + 1) > data_end)
-		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
-	vip = vip4_find(vip_set(), ip->daddr);
-	if (!vip)
-		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
-
+	if ((void *)(ip + 1) > data_end || l3off > 18)
+		return count(VF_PASS_NOT_VIP, len, XDP_PASS); /* checked by the caller */
 	p.family = 4;
 	p.src[0] = ip->saddr;
 	p.dst[0] = ip->daddr;
@@ -512,6 +510,136 @@ static __always_inline int ipv4(struct xdp_md *ctx, struct eth_h *eth, __u32 l3o
 	else if (!p.frag)
 		parse_l4(&p, (void *)ip + ihl, data_end);
 	return vip_packet(ctx, eth, &p, vip, len);
+}
+
+/* jhash2 of up to three words (unused ones 0), as vf_jhash2(k, n, seed) for n = 1..3. */
+static __always_inline __u32 jhash3(__u32 k0, __u32 k1, __u32 k2, __u32 n, __u32 seed)
+{
+	__u32 a, b, c;
+
+	a = b = c = VF_JHASH_INITVAL + (n << 2) + seed;
+	a += k0;
+	b += k1;
+	c += k2;
+	vf_jhash_final(a, b, c);
+	return c;
+}
+
+/* Bucket of an unfragmented IPv4 packet (bucket_of for family 4, frag 0). */
+static __always_inline __u32 bucket4(__u32 affinity, __u32 s, __u32 d, __u32 sport, __u32 id, __u32 seed)
+{
+	__u32 h;
+
+	switch (affinity) {
+	case VF_AFF_CLIENT_IP_PORT:
+		h = jhash3(s, sport, 0, 2, seed);
+		break;
+	case VF_AFF_CLIENT_NETWORK:
+		h = jhash3(s & 0xffffff00, 0, 0, 1, seed);
+		break;
+	case VF_AFF_SYMMETRIC_PAIR:
+		h = d < s ? jhash3(d, s, 0, 2, seed) : jhash3(s, d, 0, 2, seed);
+		break;
+	case VF_AFF_PER_PACKET:
+		h = jhash3(s, sport, id, 3, seed);
+		break;
+	default:
+		h = jhash3(s, 0, 0, 1, seed);
+	}
+	return vf_bucket_of_hash(h);
+}
+
+/* IPv4. The common case (a plain 20-byte header, TCP or UDP, not a fragment, not near
+ * the deadline, a rule found, bucket OWNED or FOREIGN) is decided here in straight code
+ * with the same verdict, counters and flow updates as the general path; everything else
+ * goes to ipv4_general before any side effect. */
+static __always_inline int ipv4(struct xdp_md *ctx, struct eth_h *eth, __u32 l3off, __u64 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ip4_h *ip = data + l3off;
+	struct vf_config *cfg = &vf_state.cfg;
+	struct vf_vip *vip;
+	__u8 *l4 = (void *)(ip + 1);
+	__u32 table = 0, affinity = 0, idx, proto, n, dport, sport;
+	__u64 now, deadline;
+	__u8 *state;
+
+	if ((void *)(ip + 1) > data_end)
+		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
+	vip = vip4_find(vip_set(), ip->daddr);
+	if (!vip)
+		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
+
+	proto = ip->proto;
+	if (unlikely(ip->vihl != 0x45 || (ip->frag & bpf_htons(0x3fff))))
+		goto general;
+	if (proto == IPPROTO_TCP) {
+		if (unlikely((void *)(l4 + 20) > data_end || l4[12] < 0x50 ||
+			     (void *)(l4 + (l4[12] >> 4) * 4) > data_end))
+			goto general;
+	} else if (proto == IPPROTO_UDP) {
+		if (unlikely((void *)(l4 + 8) > data_end))
+			goto general;
+	} else {
+		goto general;
+	}
+	deadline = *(const volatile __u64 *)&cfg->deadline_ns;
+	now = bpf_ktime_get_coarse_ns();
+	if (unlikely(now + VF_COARSE_SLACK_NS >= deadline))
+		goto general; /* fenced() reads the precise clock */
+
+	sport = bpf_ntohs(*(__be16 *)l4);
+	dport = bpf_ntohs(*(__be16 *)(l4 + 2));
+	n = vip->count;
+	{
+		__u32 i, found = 0;
+
+#pragma unroll
+		for (i = 0; i < VF_MAX_RULES; i++) {
+			struct vf_rule *r = &vip->rules[i];
+
+			if (i >= n)
+				break;
+			if (r->proto == proto && dport >= r->port_lo && dport <= r->port_hi) {
+				table = r->table & (VF_MAX_TABLES - 1);
+				affinity = r->affinity;
+				found = 1;
+				break;
+			}
+		}
+		if (!found)
+			return count(VF_DROP_NO_RULE, len, XDP_DROP);
+	}
+
+	idx = table * VF_BUCKETS +
+	      bucket4(affinity, bpf_ntohl(ip->saddr), bpf_ntohl(ip->daddr), sport, bpf_ntohs(ip->id), cfg->seed);
+	state = bpf_map_lookup_elem(&buckets, &idx);
+	if (!state)
+		goto general;
+	if (likely(*state == VF_OWNED)) {
+		__u64 *bc = bpf_map_lookup_elem(&bucket_packets, &idx);
+
+		if (bc)
+			*bc += 1;
+		if (proto == IPPROTO_UDP) {
+			struct vf_flow_key k = {
+				.family = 4, .proto = IPPROTO_UDP, .sport = sport, .dport = dport,
+				.src = { ip->saddr }, .dst = { ip->daddr },
+			};
+			record_udp(&k, now);
+		}
+		return vip_pass(eth, cfg, VF_PASS_OWNED, len);
+	}
+	if (likely(*state == VF_FOREIGN || *state > VF_MOVING_IN)) {
+		__u64 *bc = bpf_map_lookup_elem(&bucket_packets, &idx);
+
+		if (bc)
+			*bc += 1;
+		return count(VF_DROP_FOREIGN, len, XDP_DROP);
+	}
+general:
+	return ipv4_general(ctx, l3off, len, vip);
 }
 
 /* ---------------------------------------------------------------- IPv6 */
