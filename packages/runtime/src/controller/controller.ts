@@ -28,7 +28,6 @@ import {
   LocalBucket,
   MAX_TABLES,
   BUCKETS,
-  openHandoffs,
   rebalanceMoves,
   holdings
 } from "@vipfarm/domain"
@@ -82,6 +81,8 @@ export class NodeController {
   private rebalanceCheckedAt = -1
   private rebalanceWanted = false
   private actions: Array<Action> = []
+  private votersCache: { seq: number; voters: Array<string> } | null = null
+  private handoffCache: { seq: number; open: Array<string>; owners: Map<string, Set<string>> } | null = null
 
   constructor(config: ControllerConfig, now: number) {
     this.config = config
@@ -259,9 +260,11 @@ export class NodeController {
 
   /** Voters: members of the folded state not down, plus the configured witnesses. */
   private voters(): Array<string> {
+    if (this.votersCache !== null && this.votersCache.seq === this.folded.seq) return this.votersCache.voters
     const out: Array<string> = []
     for (const m of this.folded.members) if (m.status !== "down") out.push(m.name)
     for (const w of this.config.witnesses) if (!out.includes(w)) out.push(w)
+    this.votersCache = { seq: this.folded.seq, voters: out }
     return out
   }
 
@@ -443,21 +446,33 @@ export class NodeController {
     this.actions.push({ _tag: "SetFilter", tables: this.tables, tablesChanged: changed, deadlineMs: this.deadline })
   }
 
+  /** Open hand-offs of the folded state and their old owners, computed once per folded seq. */
+  private handoffView(): { open: Array<string>; owners: Map<string, Set<string>> } {
+    if (this.handoffCache !== null && this.handoffCache.seq === this.folded.seq) return this.handoffCache
+    const open: Array<string> = []
+    const owners = new Map<string, Set<string>>()
+    for (const t of this.folded.tables) {
+      for (const b of t) {
+        if (b.state !== "moving") continue
+        let o = owners.get(b.handoff)
+        if (o === undefined) {
+          o = new Set()
+          owners.set(b.handoff, o)
+          open.push(b.handoff)
+        }
+        o.add(b.owner)
+      }
+    }
+    this.handoffCache = { seq: this.folded.seq, open, owners }
+    return this.handoffCache
+  }
+
   private doneHandoffs(now: number): Array<string> {
     const me = this.config.node
     const out: Array<string> = []
-    for (const h of openHandoffs(this.folded)) {
-      let mine = false
-      for (const t of this.folded.tables) {
-        for (const b of t) {
-          if (b.state === "moving" && b.handoff === h && b.owner === me) {
-            mine = true
-            break
-          }
-        }
-        if (mine) break
-      }
-      if (!mine) continue
+    const view = this.handoffView()
+    for (const h of view.open) {
+      if (!view.owners.get(h)!.has(me)) continue
       const started = this.handoffStart.get(h) ?? now
       if ((this.flowCountFresh && this.movingOutFlows === 0) || now - started >= this.config.handoffMaxMs) out.push(h)
     }
@@ -504,8 +519,7 @@ export class NodeController {
   }
 
   private allOldOwnersDone(h: string, now: number): boolean {
-    const owners = new Set<string>()
-    for (const t of this.folded.tables) for (const b of t) if (b.state === "moving" && b.handoff === h) owners.add(b.owner)
+    const owners = this.handoffView().owners.get(h) ?? new Set<string>()
     for (const o of owners) {
       if (o === this.config.node) {
         if (!this.doneHandoffs(now).includes(h)) return false
@@ -575,7 +589,7 @@ export class NodeController {
       if (!this.wantDrain && this.healthy && leased && this.append({ _tag: "Resume", node: me, cause: c }, `resume-${me}-${m.incarnation}@${seq}`, now)) return
     }
     // 3. hand-offs whose old owners are all done
-    const open = openHandoffs(this.folded)
+    const open = this.handoffView().open
     for (const h of open) {
       if (this.allOldOwnersDone(h, now) && this.append({ _tag: "CompleteHandoff", handoff: h, cause: c }, `complete-${h}`, now)) return
     }

@@ -33,6 +33,8 @@ export interface OwnSuspicion extends Suspicion {
   heardAgain: boolean
 }
 
+let scratch = new Float64Array(64)
+
 /** Strict majority of n voters. */
 export const majority = (n: number): number => Math.floor(n / 2) + 1
 
@@ -50,11 +52,12 @@ export const leaseDeadline = (
 ): number => {
   const n = voters.length
   if (n === 0) return now + fenceAfterMs // a farm's first server: nobody to ask
-  const contacts: Array<number> = []
-  for (const v of voters) contacts.push(v === self ? now : grantOf(v))
-  contacts.sort((a, b) => b - a)
-  const kth = contacts[majority(n) - 1]
-  return kth === -Infinity || kth === undefined ? 0 : kth + fenceAfterMs
+  if (scratch.length < n) scratch = new Float64Array(n * 2)
+  const contacts = scratch.subarray(0, n)
+  for (let i = 0; i < n; i++) contacts[i] = voters[i] === self ? now : grantOf(voters[i])
+  contacts.sort()
+  const kth = contacts[n - majority(n)]
+  return kth === -Infinity ? 0 : kth + fenceAfterMs
 }
 
 /** True when a suspicion proves the suspect's lease from its author over at `now`. */
