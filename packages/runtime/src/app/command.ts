@@ -5,6 +5,7 @@
  * grace period.
  */
 import { spawn } from "node:child_process"
+import { readdirSync, readFileSync } from "node:fs"
 import { log } from "../log.ts"
 
 /** How a command ended. */
@@ -45,7 +46,25 @@ const signalGroup = (pid: number, sig: NodeJS.Signals): boolean => {
   }
 }
 
-const groupAlive = (pid: number): boolean => signalGroup(pid, 0 as unknown as NodeJS.Signals)
+/** Whether any live (non-zombie) process is left in the group: zombies wait for a reaper we do not control. */
+const groupAlive = (pgid: number): boolean => {
+  try {
+    process.kill(-pgid, 0)
+  } catch {
+    return false
+  }
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8")
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      if (Number(f[2]) === pgid && f[0] !== "Z" && f[0] !== "X") return true
+    } catch {
+      // gone
+    }
+  }
+  return false
+}
 
 /** Run a shell command; never rejects. */
 export const runCommand = (command: string, o: RunOptions): Promise<CommandResult> =>

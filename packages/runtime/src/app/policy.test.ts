@@ -58,14 +58,19 @@ describe("policy", () => {
       "Leave(2 restarts in 60 s used up: restart: exit 1: bind() failed)"
     ])
     expect(viewOf(p.state, 1200)).toMatchObject({ state: "unhealthy", checker: "restart", farm: "left" })
-    // heal attempts every second while failing
+    // heal attempts every second while a checker is down (health is unknown right after a restart)
+    expect(nextWakeAt(p.state)).toBe(1200 + 15_000)
+    expect(p.feed(1900, down("http", "ECONNREFUSED"))).toEqual([])
     expect(nextWakeAt(p.state)).toBe(2200)
     expect(p.feed(2000, { _tag: "Tick" })).toEqual([])
     expect(p.feed(2200, { _tag: "Tick" })).toEqual(["RunRestart"])
     expect(p.feed(2300, { _tag: "RestartDone", ok: false, error: "exit 1" })).toEqual([])
+    expect(p.feed(3200, down("http", "ECONNREFUSED"))).toEqual([]) // the next heal waits an interval after the last one ended
     expect(p.feed(3300, { _tag: "Tick" })).toEqual(["RunRestart"])
     // fixed: passes, but must settle for 3 s before rejoining
+    expect(p.feed(3300, down("http", "ECONNREFUSED"))).toEqual([]) // seen while the heal restart runs: stale
     expect(p.feed(3400, { _tag: "RestartDone", ok: true, error: null })).toEqual([])
+    expect(p.state.failing).toBe(null)
     expect(p.feed(4000, up)).toEqual([])
     expect(nextWakeAt(p.state)).toBe(7000)
     expect(p.feed(5000, { _tag: "Tick" })).toEqual([])

@@ -11,7 +11,8 @@
  *   up to `maxRestarts` times within `windowMs`; it reports `ReportRecovered` once every
  *   checker passes again.
  * - When the restarts are used up, `whenExhausted: leave` leaves the farm and keeps trying
- *   to heal (a restart every `healIntervalMs` while a checker fails); once every checker has
+ *   to heal (a restart every `healIntervalMs` while a checker is down; every `readyTimeoutMs`
+ *   at most while none passes or fails for sure); once every checker has
  *   passed for `settleMs` it rejoins (`Ready`). `stop` (either as `onFailure` or as
  *   `whenExhausted`) stops the application and leaves until an operator starts it again.
  */
@@ -37,7 +38,7 @@ export const DEFAULT_POLICY: PolicyConfig = {
   maxRestarts: 3,
   windowMs: 86_400_000,
   whenExhausted: "leave",
-  readyTimeoutMs: 30_000,
+  readyTimeoutMs: 15_000,
   settleMs: 5_000,
   healIntervalMs: 10_000
 }
@@ -110,8 +111,9 @@ export type FarmReport =
   | { readonly _tag: "Leave"; readonly reason: string }
 
 /**
- * Actions of the policy. Run commands one at a time in order; after `RunStart` or
- * `RunRestart` the caller resets the checkers (`resetHealth`).
+ * Actions of the policy. Run commands one at a time in order. For `RunRestart`, run the stop
+ * command, reset the checkers (`resetHealth`), run the start command; for `RunStart`, reset
+ * then start. After feeding a `StartDone`/`RestartDone`, feed a `Health` with the current summary.
  */
 export type PolicyAction = { readonly _tag: "RunStart" } | { readonly _tag: "RunStop" } | { readonly _tag: "RunRestart" } | FarmReport
 
@@ -172,7 +174,9 @@ const fail = (s: PolicyState, f: Failure, now: number): Step => {
 /** In `left`: rejoin after settling, or try to heal. */
 const whileLeft = (s: PolicyState, now: number): Step => {
   if (s.allUp && s.passingSince !== null && now - s.passingSince >= s.config.settleMs) return healthy(s, now)
-  if (!s.allUp && s.lastHealAt !== null && now - s.lastHealAt >= s.config.healIntervalMs) {
+  // heal when a checker is down (not merely unknown, as after a restart), or when nothing settled for long
+  const wait = s.failing !== null ? s.config.healIntervalMs : Math.max(s.config.healIntervalMs, s.config.readyTimeoutMs)
+  if (!s.allUp && s.lastHealAt !== null && now - s.lastHealAt >= wait) {
     return { state: phase(s, "healing", now, { ...unknownHealth, lastHealAt: now }), actions: [{ _tag: "RunRestart" }] }
   }
   return { state: s, actions: [] }
@@ -210,14 +214,14 @@ const handle = (s: PolicyState, input: PolicyInput, now: number): Step => {
     case "StartDone":
     case "RestartDone": {
       const expected = input._tag === "StartDone" ? "starting" : "restarting"
+      // health seen while the command ran describes the old process: forget it (the caller re-sends the current summary)
       if (s.phase === "healing") {
-        const st = phase(s, "left", now, input.ok ? {} : { failure: { checker: "restart", error: input.error ?? "failed" } })
+        const st = phase(s, "left", now, { ...unknownHealth, lastHealAt: now, ...(input.ok ? {} : { failure: { checker: "restart", error: input.error ?? "failed" } }) })
         return whileLeft(st, now)
       }
       if (s.phase !== expected) return none
       if (!input.ok) return fail(s, { checker: input._tag === "StartDone" ? "start" : "restart", error: input.error ?? "failed" }, now)
-      const st = phase(s, expected === "starting" ? "waiting" : "recovering", now, { deadline: now + s.config.readyTimeoutMs })
-      return st.allUp ? healthy(st, now) : { state: st, actions: [] }
+      return { state: phase(s, expected === "starting" ? "waiting" : "recovering", now, { ...unknownHealth, deadline: now + s.config.readyTimeoutMs }), actions: [] }
     }
     case "StopDone":
       if (s.phase !== "stopping") return none
@@ -237,7 +241,9 @@ export const nextWakeAt = (s: PolicyState): number | null => {
   if ((s.phase === "waiting" || s.phase === "recovering") && s.deadline !== null) return s.deadline
   if (s.phase === "left") {
     if (s.allUp && s.passingSince !== null) return s.passingSince + s.config.settleMs
-    if (!s.allUp && s.lastHealAt !== null) return s.lastHealAt + s.config.healIntervalMs
+    if (!s.allUp && s.lastHealAt !== null) {
+      return s.lastHealAt + (s.failing !== null ? s.config.healIntervalMs : Math.max(s.config.healIntervalMs, s.config.readyTimeoutMs))
+    }
   }
   return null
 }

@@ -176,6 +176,7 @@ export class Supervisor {
           this.resetChecks()
           const r = await this.runStart()
           this.feed({ _tag: "StartDone", ok: r.ok, error: r.error })
+          this.feedHealth()
         } else if (a._tag === "RunStop") {
           const r = await this.runStop()
           this.feed({ _tag: "StopDone", ok: r.ok, error: r.error })
@@ -184,11 +185,18 @@ export class Supervisor {
           this.resetChecks()
           const r = await this.runStart("app.restart")
           this.feed({ _tag: "RestartDone", ok: r.ok, error: r.error })
+          this.feedHealth()
         }
       }
     } finally {
       this.running = false
     }
+  }
+
+  private feedHealth(): void {
+    const s = summarize(this.health)
+    this.lastSummary = JSON.stringify([s.allUp, s.failing?.checker ?? null])
+    this.feed({ _tag: "Health", allUp: s.allUp, failing: s.failing })
   }
 
   private resetChecks(): void {
@@ -245,13 +253,8 @@ export class Supervisor {
         })
       }
       const s = summarize(this.health)
-      const key = JSON.stringify([s.allUp, s.failing?.checker ?? null])
-      if (key !== this.lastSummary) {
-        this.lastSummary = key
-        this.feed({ _tag: "Health", allUp: s.allUp, failing: s.failing })
-      } else {
-        this.schedule(0)
-      }
+      if (JSON.stringify([s.allUp, s.failing?.checker ?? null]) !== this.lastSummary) this.feedHealth()
+      else this.schedule(0)
     })
   }
 }
