@@ -103,9 +103,9 @@ export const parseConfig = (text: string, file: string): Result.Result<Config, C
   }
   const c = decoded.success
   const lease = {
-    heartbeatMs: c.lease?.heartbeatMs ?? 100,
-    fenceAfterMs: c.lease?.fenceAfterMs ?? 300,
-    expireAfterMs: c.lease?.expireAfterMs ?? 450
+    heartbeatMs: c.lease?.heartbeatMs ?? 50,
+    fenceAfterMs: c.lease?.fenceAfterMs ?? 250,
+    expireAfterMs: c.lease?.expireAfterMs ?? 350
   }
   if (lease.expireAfterMs < lease.fenceAfterMs + lease.heartbeatMs) {
     return Result.fail(new ConfigError({

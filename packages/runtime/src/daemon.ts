@@ -308,23 +308,27 @@ export const runDaemon = (config: Config) =>
         }
       })
 
-      // SIGTERM / SIGINT: drain, leave, then let the scope remove everything
-      const onSignal = (sig: string) => () => {
-        log("info", "daemon.signal", { node, signal: sig })
-        ctl.stop(monotonicMs())
-      }
-      const term = onSignal("SIGTERM")
-      const int = onSignal("SIGINT")
-      process.on("SIGTERM", term)
-      process.on("SIGINT", int)
-      yield* Effect.addFinalizer(() => Effect.sync(() => { process.off("SIGTERM", term); process.off("SIGINT", int) }))
+      // SIGTERM / SIGINT interrupt the main fiber (the runtime's signal handling); this finalizer runs
+      // first, while the log consumer and the clock still run: drain, wait for the hand-offs, leave.
+      // Then the rest of the scope removes everything the daemon set.
+      let exited = false
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function* () {
+          if (!exited) {
+            log("info", "daemon.stopping", { node, seq: ctl.foldedState.seq })
+            ctl.stop(monotonicMs())
+            run(ctl.drainActions())
+            yield* Deferred.await(exit).pipe(Effect.timeout(defaultTiming.stopMaxMs + 5_000), Effect.ignore)
+          }
+          // fence before anything else is removed: no VIP traffic is taken from here on
+          filter.setDeadline(filterConfig(0n), 0n)
+          log("info", "daemon.stop", { node, seq: ctl.foldedState.seq })
+        })
+      )
 
       log("info", "daemon.ready", { node, seq: head, control: config.control })
       yield* Deferred.await(exit)
-      yield* Fiber.interrupt(consumer)
-      // fence before anything else is removed: no VIP traffic is taken from here on
-      filter.setDeadline(filterConfig(0n), 0n)
-      log("info", "daemon.stop", { node, seq: ctl.foldedState.seq })
+      exited = true
     })
   )
 

@@ -12,8 +12,7 @@ import type { Status } from "../status.ts"
 import type { LabState } from "./lab.ts"
 
 const ROOT = fileURLToPath(new URL("../../../../", import.meta.url))
-const PROBE = `${ROOT}packages/runtime/src/lab/probe.ts`
-const TSX = `${ROOT}node_modules/tsx/dist/esm/index.mjs`
+const PROBE = `${ROOT}packages/runtime/src/lab/probe.mjs`
 
 const serverOf = (lab: LabState, node: string) => {
   const s = lab.servers.find((x) => x.node === node)
@@ -68,7 +67,7 @@ export const runProbe = <T>(lab: LabState, client: string, args: ReadonlyArray<s
   new Promise((resolve, reject) => {
     const c = lab.clients.find((x) => x.node === client)
     if (c === undefined) return reject(new Error(`no client ${client} in lab ${lab.name}`))
-    const child = spawn("ip", ["netns", "exec", c.ns, process.execPath, "--import", TSX, PROBE, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+    const child = spawn("ip", ["netns", "exec", c.ns, process.execPath, PROBE, ...args], { stdio: ["ignore", "pipe", "pipe"] })
     let out = ""
     let err = ""
     child.stdout.on("data", (d) => (out += d))

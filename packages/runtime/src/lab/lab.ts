@@ -67,8 +67,7 @@ export interface LabOptions {
 
 const ROOT = fileURLToPath(new URL("../../../../", import.meta.url))
 const FARM_BIN = `${ROOT}packages/cli/bin/farm.mjs`
-const APP = `${ROOT}packages/runtime/src/lab/app.ts`
-const TSX = `${ROOT}node_modules/tsx/dist/esm/index.mjs`
+const APP = `${ROOT}packages/runtime/src/lab/app.mjs`
 
 const mac = (kind: number, i: number) => `02:42:c6:12:${kind.toString(16).padStart(2, "0")}:${i.toString(16).padStart(2, "0")}`
 
@@ -166,9 +165,9 @@ export const labUp = (o: LabOptions): Effect.Effect<LabState, LabError> =>
       log("info", "lab.net", { lab: o.name, servers: servers.length, clients: clients.length })
       for (const s of servers) {
         writeFileSync(`${dir}/${s.node}-nats.conf`, natsConfig(s, servers, dir))
-        spawnInNs(s.ns, ["nats-server", "-c", `${dir}/${s.node}-nats.conf`], `${dir}/${s.node}-nats.log`)
+        spawnInNs(s.ns, ["nice", "-n", "-10", "nats-server", "-c", `${dir}/${s.node}-nats.conf`], `${dir}/${s.node}-nats.log`)
         writeFileSync(s.config, farmConfig(o, s, servers, vip, Number(s.node.slice(1))))
-        spawnInNs(s.ns, [process.execPath, "--import", TSX, APP, s.node], `${dir}/${s.node}-app.log`)
+        spawnInNs(s.ns, [process.execPath, APP, s.node], `${dir}/${s.node}-app.log`)
       }
       for (const s of servers) yield* waitPort(s.address, 4222, s.ns, 10_000)
       if (o.daemons) for (const s of servers) labStartDaemon(state, s.node)
@@ -184,7 +183,7 @@ export const labUp = (o: LabOptions): Effect.Effect<LabState, LabError> =>
 export const labStartDaemon = (lab: LabState, node: string): number => {
   const s = lab.servers.find((x) => x.node === node)
   if (s === undefined) throw new Error(`no server ${node} in lab ${lab.name}`)
-  return spawnInNs(s.ns, [process.execPath, FARM_BIN, "daemon", "--config", s.config], `${lab.dir}/${s.node}-daemon.log`)
+  return spawnInNs(s.ns, ["nice", "-n", "-10", process.execPath, FARM_BIN, "daemon", "--config", s.config], `${lab.dir}/${s.node}-daemon.log`)
 }
 
 /** Remove a lab: every process in its namespaces, the namespaces, its directory. Safe after a crash. */

@@ -1,9 +1,9 @@
 /**
  * The lab's client probe, run inside a client namespace:
- *   node --import tsx probe.ts http VIP ADDR...         one GET per source address → JSON [{src, server}]
- *   node --import tsx probe.ts poll VIP SECONDS ADDR...  per source address, a GET every 50 ms (300 ms timeout)
+ *   node probe.mjs http VIP ADDR...         one GET per source address → JSON [{src, server}]
+ *   node probe.mjs poll VIP SECONDS ADDR...  per source address, a GET every 50 ms (300 ms timeout)
  *     → JSON [{src, samples: [[epochMs, server|null], ...]}] (only changes are kept)
- *   node --import tsx probe.ts hold VIP SECONDS ADDR... one long-lived TCP connection per source
+ *   node probe.mjs hold VIP SECONDS ADDR... one long-lived TCP connection per source
  *     address to VIP:7000, a line every 50 ms; → JSON per connection: the servers that answered,
  *     whether it was reset, the longest gap between answers, and when answers resumed after gaps.
  * Every loop is bounded in count and time.
@@ -13,7 +13,7 @@ import { connect } from "node:net"
 
 const [mode, vip, ...rest] = process.argv.slice(2)
 
-const httpOnce = (src: string, timeoutMs = 2000): Promise<{ src: string; server: string | null; error?: string }> =>
+const httpOnce = (src, timeoutMs = 2000) =>
   new Promise((resolve) => {
     const req = request({ host: vip, port: 80, path: "/", localAddress: src, timeout: timeoutMs, agent: false }, (res) => {
       let body = ""
@@ -25,27 +25,17 @@ const httpOnce = (src: string, timeoutMs = 2000): Promise<{ src: string; server:
     req.end()
   })
 
-interface Held {
-  src: string
-  servers: Array<string>
-  answers: number
-  reset: boolean
-  error: string | null
-  maxGapMs: number
-  firstAnswerAt: number | null
-  lastAnswerAt: number | null
-}
-
-const hold = (src: string, seconds: number, t0: number): Promise<Held> =>
+const hold = (src, seconds, t0) =>
   new Promise((resolve) => {
-    const h: Held = { src, servers: [], answers: 0, reset: false, error: null, maxGapMs: 0, firstAnswerAt: null, lastAnswerAt: null }
+    /** @type {any} */
+    const h = { src, servers: [], answers: 0, reset: false, error: null, maxGapMs: 0, firstAnswerAt: null, lastAnswerAt: null }
     const sock = connect({ host: vip, port: 7000, localAddress: src })
     let buf = ""
     let n = 0
     const timer = setInterval(() => sock.write(`${n++}\n`), 50)
     const end = setTimeout(() => sock.end(), seconds * 1000)
     sock.setEncoding("utf8")
-    sock.on("data", (chunk: string) => {
+    sock.on("data", (chunk) => {
       buf += chunk
       let i
       while ((i = buf.indexOf("\n")) >= 0) {
@@ -59,7 +49,7 @@ const hold = (src: string, seconds: number, t0: number): Promise<Held> =>
         if (h.servers[h.servers.length - 1] !== server) h.servers.push(server)
       }
     })
-    sock.on("error", (e: NodeJS.ErrnoException) => {
+    sock.on("error", (e) => {
       h.error = e.code ?? e.message
       h.reset = e.code === "ECONNRESET"
     })
@@ -78,7 +68,8 @@ const main = async () => {
   } else if (mode === "poll") {
     const until = Date.now() + Math.min(Number(rest[0]), 120) * 1000
     const out = await Promise.all(rest.slice(1, 257).map(async (src) => {
-      const samples: Array<[number, string | null]> = []
+      /** @type {Array<[number, string | null]>} */
+      const samples = []
       while (Date.now() < until) {
         const started = Date.now()
         const r = await httpOnce(src, 300)
@@ -96,7 +87,7 @@ const main = async () => {
     const out = await Promise.all(rest.slice(1, 1025).map((src) => hold(src, seconds, t0)))
     process.stdout.write(JSON.stringify(out) + "\n")
   } else {
-    process.stderr.write("usage: probe.ts http|hold VIP ...\n")
+    process.stderr.write("usage: probe.mjs http|hold VIP ...\n")
     process.exit(2)
   }
 }

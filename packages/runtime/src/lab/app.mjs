@@ -4,7 +4,7 @@
  * - TCP on :7000: a long-lived line protocol; every line gets "<name> <line>\n" back,
  *   so a client can tell whether its connection lived and which server holds it.
  * - UDP on :5300: every datagram gets "<name> <payload>" back.
- * Run: node --import tsx packages/runtime/src/lab/app.ts NAME
+ * Run: node packages/runtime/src/lab/app.mjs NAME
  */
 import { createServer } from "node:http"
 import { createServer as createTcpServer } from "node:net"
@@ -21,7 +21,7 @@ createServer((req, res) => {
 createTcpServer((sock) => {
   let buf = ""
   sock.setEncoding("utf8")
-  sock.on("data", (chunk: string) => {
+  sock.on("data", (chunk) => {
     buf += chunk
     let i
     while ((i = buf.indexOf("\n")) >= 0) {
