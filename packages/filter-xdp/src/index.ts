@@ -13,7 +13,7 @@ export type { Decision, ModelEnv, ModelFlows, ModelTables, Parsed, ParsedKind, T
 export { decideFrame } from "./frame.ts"
 export type { FrameDecision } from "./frame.ts"
 export {
-  acquireFilter, BpfError, FILTER_OBJECT, FilterHandle, FLOOR_OBJECT, loadFilter, XdpFilter
+  acquireFilter, attachPass, BpfError, FILTER_OBJECT, FilterHandle, FLOOR_OBJECT, loadFilter, PASS_OBJECT, XdpFilter
 } from "./loader.ts"
 export type { FlowEntry, LoadOptions, TestRunResult, VerdictCounters, XdpFilterOptions, XdpMode } from "./loader.ts"
 export {

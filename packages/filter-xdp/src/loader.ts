@@ -29,6 +29,13 @@ export const FILTER_OBJECT = fileURLToPath(new URL("../bpf/vipfarm.bpf.o", impor
 /** The benchmark floor object (XDP_DROP everything). */
 export const FLOOR_OBJECT = fileURLToPath(new URL("../bpf/floor.bpf.o", import.meta.url))
 
+/**
+ * A program that passes every frame (`vipfarm_pass`). A lab attaches it to the bridge-side
+ * peer of a veth so that XDP_TX from the filter in native mode reaches the peer (veth drops
+ * native XDP_TX frames unless the peer has an XDP program); see {@link attachPass}.
+ */
+export const PASS_OBJECT = fileURLToPath(new URL("../bpf/pass.bpf.o", import.meta.url))
+
 /** XDP attach modes. */
 export type XdpMode = "drv" | "skb"
 const XDP_FLAGS_SKB_MODE = 1 << 1
@@ -385,6 +392,22 @@ export const loadFilter = (options: LoadOptions = {}): FilterHandle => {
     throw new BpfError({ op: `find program ${name}`, errno: 2, message: `program ${name} not in ${path}` })
   }
   return new FilterHandle(lib, obj, lib.programFd(prog))
+}
+
+/**
+ * Load {@link PASS_OBJECT} and attach it to `ifname` (native mode unless `mode` says
+ * otherwise). The returned handle detaches and frees on `close()`; a process that exits
+ * without closing leaves the program attached until the interface goes away.
+ */
+export const attachPass = (ifname: string, mode: XdpMode = "drv"): FilterHandle => {
+  const h = loadFilter({ objectPath: PASS_OBJECT, program: "vipfarm_pass" })
+  try {
+    h.attach(ifname, mode)
+  } catch (e) {
+    h.close()
+    throw e
+  }
+  return h
 }
 
 /** Options of the {@link XdpFilter} layer. */

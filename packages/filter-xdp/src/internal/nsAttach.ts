@@ -1,0 +1,27 @@
+/**
+ * Test helper, run inside a network namespace (`ip netns exec NS node --import tsx nsAttach.ts ...`):
+ *   filter IFNAME IFMAC   load the filter (test config: VIP 198.18.0.1 answered with VMAC, every
+ *                         bucket owned, ifmac = IFMAC), attach it in native mode
+ *   pass IFNAME           attach the XDP_PASS program (PASS_OBJECT) in native mode
+ * Prints the mode and exits without detaching: the program stays attached until the
+ * interface (or its namespace) is deleted.
+ */
+import { LocalBucket } from "@vipfarm/domain"
+import { attachPass, loadFilter } from "../loader.ts"
+import { macBytes } from "../types.ts"
+import { baseConfig, catchAll, VIP4 } from "./fixtures.ts"
+
+const [what, ifname, ifmac] = process.argv.slice(2)
+if (what === "pass") {
+  attachPass(ifname)
+  console.log("drv")
+} else if (what === "filter") {
+  const h = loadFilter()
+  h.setConfig(baseConfig({ ifmac: macBytes(ifmac) }))
+  h.setVips([catchAll(VIP4)])
+  h.setBuckets(new Uint8Array(16 * 1024).fill(LocalBucket.OWNED))
+  console.log(h.attach(ifname, "drv"))
+} else {
+  console.error("usage: nsAttach.ts filter IFNAME IFMAC | pass IFNAME")
+  process.exit(2)
+}
