@@ -2,5 +2,5 @@
 # Graceful reload after a configuration test.
 set -e
 . ./env.sh
-"$APACHE" -t -f "$APACHE_CONF"
-exec "$APACHE" -f "$APACHE_CONF" -k graceful
+"$APACHE_BIN" -t -f "$APACHE_CONF"
+exec "$APACHE_BIN" -f "$APACHE_CONF" -k graceful

@@ -1,11 +1,13 @@
 #!/bin/sh
 # Start apache2 (it daemonizes). Fails, with apache's message, if the configuration is broken.
+# alive PID: running (a zombie, dead and waiting for its reaper, does not count)
+alive() { [ -n "$1" ] && [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -c1)" != Z ]; }
 set -e
 . ./env.sh
-if [ -s "$APACHE_PID" ] && kill -0 "$(cat "$APACHE_PID")" 2>/dev/null; then
+if [ -s "$APACHE_PID" ] && alive "$(cat "$APACHE_PID")"; then
   echo "apache2 already running (pid $(cat "$APACHE_PID"))"
   exit 0
 fi
 rm -f "$APACHE_PID"
-out=$("$APACHE" -t -f "$APACHE_CONF" 2>&1) || { echo "$out"; exit 1; }
-exec "$APACHE" -f "$APACHE_CONF" -k start
+out=$("$APACHE_BIN" -t -f "$APACHE_CONF" 2>&1) || { echo "$out"; exit 1; }
+exec "$APACHE_BIN" -f "$APACHE_CONF" -k start

@@ -1,10 +1,10 @@
 #!/bin/sh
 # Graceful stop, then wait until the parent is gone.
+# alive PID: running (a zombie, dead and waiting for its reaper, does not count)
+alive() { [ -n "$1" ] && [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -c1)" != Z ]; }
 . ./env.sh
 pid=$(cat "$APACHE_PID" 2>/dev/null) || { echo "no pid file: not running"; exit 0; }
-kill -0 "$pid" 2>/dev/null || { echo "pid $pid not running"; exit 0; }
-"$APACHE" -f "$APACHE_CONF" -k graceful-stop || kill -WINCH "$pid"
-# a zombie (dead, waiting for its reaper) counts as gone
-alive() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -c1)" != Z ]; }
+alive "$pid" || { echo "pid $pid not running"; exit 0; }
+"$APACHE_BIN" -f "$APACHE_CONF" -k graceful-stop || kill -WINCH "$pid"
 while alive "$pid"; do sleep 0.05; done
 echo "apache2 $pid stopped"

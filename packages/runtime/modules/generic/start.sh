@@ -1,7 +1,9 @@
 #!/bin/sh
 # Run APP_COMMAND in its own session (so vipfarm's command timeouts never touch it),
 # output appended to APP_LOG, pid in APP_PIDFILE.
-if [ -s "$APP_PIDFILE" ] && kill -0 "$(cat "$APP_PIDFILE")" 2>/dev/null; then
+# alive PID: running (a zombie, dead and waiting for its reaper, does not count)
+alive() { [ -n "$1" ] && [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -c1)" != Z ]; }
+if [ -s "$APP_PIDFILE" ] && alive "$(cat "$APP_PIDFILE")"; then
   echo "already running (pid $(cat "$APP_PIDFILE"))"
   exit 0
 fi
@@ -9,7 +11,7 @@ cd "$APP_DIR" || exit 1
 setsid sh -c "exec $APP_COMMAND" >>"$APP_LOG" 2>&1 </dev/null &
 echo $! >"$APP_PIDFILE"
 sleep 0.2
-if ! kill -0 "$(cat "$APP_PIDFILE")" 2>/dev/null; then
+if ! alive "$(cat "$APP_PIDFILE")"; then
   echo "exited at once:"; tail -n 5 "$APP_LOG"
   exit 1
 fi

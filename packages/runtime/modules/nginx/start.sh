@@ -1,9 +1,11 @@
 #!/bin/sh
-# Start nginx (it daemonizes). Fails, with nginx's message, if the configuration is broken.
-set -e
-if [ -s "$NGINX_PID" ] && kill -0 "$(cat "$NGINX_PID")" 2>/dev/null; then
+# Start nginx (it daemonizes). Fails, with nginx's first error as the last line, if the
+# configuration is broken.
+# alive PID: running (a zombie, dead and waiting for its reaper, does not count)
+alive() { [ -n "$1" ] && [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -c1)" != Z ]; }
+if [ -s "$NGINX_PID" ] && alive "$(cat "$NGINX_PID")"; then
   echo "nginx already running (pid $(cat "$NGINX_PID"))"
   exit 0
 fi
-"$NGINX" -t -q -c "$NGINX_CONF"
-exec "$NGINX" -c "$NGINX_CONF"
+out=$("$NGINX_BIN" -t -q -c "$NGINX_CONF" 2>&1) || { echo "$out"; echo "$out" | grep -m1 -E 'emerg|alert|crit' ; exit 1; }
+exec "$NGINX_BIN" -c "$NGINX_CONF"
