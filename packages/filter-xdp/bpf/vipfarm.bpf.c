@@ -35,6 +35,13 @@ struct vf_state vf_state;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vf_fence_timer);
+} fence_timer SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, VF_MAX_TABLES * VF_BUCKETS);
 	__type(key, __u32);
 	__type(value, __u8);
@@ -562,7 +569,6 @@ static __always_inline int ipv4(struct xdp_md *ctx, struct eth_h *eth, __u32 l3o
 	struct vf_vip *vip;
 	__u8 *l4 = (void *)(ip + 1);
 	__u32 table = 0, affinity = 0, idx, proto, n, dport, sport;
-	__u64 now, deadline;
 	__u8 *state;
 
 	if ((void *)(ip + 1) > data_end)
@@ -584,10 +590,8 @@ static __always_inline int ipv4(struct xdp_md *ctx, struct eth_h *eth, __u32 l3o
 	} else {
 		goto general;
 	}
-	deadline = *(const volatile __u64 *)&cfg->deadline_ns;
-	now = bpf_ktime_get_coarse_ns();
-	if (unlikely(now + VF_COARSE_SLACK_NS >= deadline))
-		goto general; /* fenced() reads the precise clock */
+	if (unlikely(!guarded(cfg)))
+		goto general; /* fenced() reads a clock */
 
 	sport = bpf_ntohs(*(__be16 *)l4);
 	dport = bpf_ntohs(*(__be16 *)(l4 + 2));
@@ -623,6 +627,7 @@ static __always_inline int ipv4(struct xdp_md *ctx, struct eth_h *eth, __u32 l3o
 		if (bc)
 			*bc += 1;
 		if (proto == IPPROTO_UDP) {
+			__u64 now = bpf_ktime_get_coarse_ns(); /* as fenced() */
 			struct vf_flow_key k = {
 				.family = 4, .proto = IPPROTO_UDP, .sport = sport, .dport = dport,
 				.src = { ip->saddr }, .dst = { ip->daddr },
