@@ -84,8 +84,9 @@ export const childrenOf = (pid: number): Array<number> => {
   return out
 }
 
-/** SIGKILL a process and its children (a crash). */
+/** SIGKILL a process and its children (a crash); stopped first so it cannot respawn a child meanwhile. */
 export const crash = (pid: number): void => {
+  signal(pid, "SIGSTOP")
   for (const c of childrenOf(pid)) signal(c, "SIGKILL")
   signal(pid, "SIGKILL")
 }

@@ -10,4 +10,4 @@ if [ -s "$APACHE_PID" ] && alive "$(cat "$APACHE_PID")"; then
 fi
 rm -f "$APACHE_PID"
 out=$("$APACHE_BIN" -t -f "$APACHE_CONF" 2>&1) || { echo "$out"; exit 1; }
-exec "$APACHE_BIN" -f "$APACHE_CONF" -k start
+"$APACHE_BIN" -f "$APACHE_CONF" -k start || { rc=$?; echo "apache2 -k start failed (exit $rc): see its ErrorLog"; exit $rc; }
