@@ -556,10 +556,79 @@ static __always_inline __u32 bucket4(__u32 affinity, __u32 s, __u32 d, __u32 spo
 	return vf_bucket_of_hash(h);
 }
 
-/* IPv4. The common case (a plain 20-byte header, TCP or UDP, not a fragment, not near
- * the deadline, a rule found, bucket OWNED or FOREIGN) is decided here in straight code
- * with the same verdict, counters and flow updates as the general path; everything else
- * goes to ipv4_general before any side effect. */
+/* ---------------------------------------------------------------- fast path
+ * The common case (a plain IP header directly followed by TCP or UDP, no fragment, not near
+ * the deadline, a rule found, bucket OWNED or FOREIGN) is decided in straight code with the
+ * same verdict, counters and flow updates as the general path; anything else goes to the
+ * general path before any side effect. */
+
+/* A TCP header with a valid data offset, or a UDP header, fully present. */
+static __always_inline int l4_plain(__u32 proto, __u8 *l4, void *data_end)
+{
+	if (proto == IPPROTO_TCP)
+		return (void *)(l4 + 20) <= data_end && l4[12] >= 0x50 &&
+		       (void *)(l4 + (l4[12] >> 4) * 4) <= data_end;
+	if (proto == IPPROTO_UDP)
+		return (void *)(l4 + 8) <= data_end;
+	return 0;
+}
+
+/* First rule of the VIP for (proto, dport) of an unfragmented packet. */
+static __always_inline int find_rule(struct vf_vip *vip, __u32 proto, __u32 dport, __u32 *table, __u32 *affinity)
+{
+	__u32 n = vip->count;
+
+#pragma unroll
+	for (__u32 i = 0; i < VF_MAX_RULES; i++) {
+		struct vf_rule *r = &vip->rules[i];
+
+		if (i >= n)
+			break;
+		if (r->proto == proto && dport >= r->port_lo && dport <= r->port_hi) {
+			*table = r->table & (VF_MAX_TABLES - 1);
+			*affinity = r->affinity;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* The verdict for bucket `idx` if it is OWNED or FOREIGN, else -1 (no side effect).
+ * `src`/`dst`: the addresses in the packet (1 word for family 4, 4 for family 6). */
+static __always_inline int fast_bucket(struct eth_h *eth, struct vf_config *cfg, __u32 idx, __u32 proto,
+				       __u8 family, const __u32 *src, const __u32 *dst, __u16 sport,
+				       __u16 dport, __u64 len)
+{
+	__u8 *state = bpf_map_lookup_elem(&buckets, &idx);
+	__u64 *bc;
+
+	if (!state)
+		return -1;
+	if (likely(*state == VF_OWNED)) {
+		bc = bpf_map_lookup_elem(&bucket_packets, &idx);
+		if (bc)
+			*bc += 1;
+		if (proto == IPPROTO_UDP) {
+			__u64 now = bpf_ktime_get_coarse_ns(); /* as fenced() */
+			struct vf_flow_key k = {
+				.family = family, .proto = IPPROTO_UDP, .sport = sport, .dport = dport,
+			};
+
+			__builtin_memcpy(k.src, src, family == 4 ? 4 : 16);
+			__builtin_memcpy(k.dst, dst, family == 4 ? 4 : 16);
+			record_udp(&k, now);
+		}
+		return vip_pass(eth, cfg, VF_PASS_OWNED, len);
+	}
+	if (likely(*state == VF_FOREIGN || *state > VF_MOVING_IN)) {
+		bc = bpf_map_lookup_elem(&bucket_packets, &idx);
+		if (bc)
+			*bc += 1;
+		return count(VF_DROP_FOREIGN, len, XDP_DROP);
+	}
+	return -1;
+}
+
 static __always_inline int ipv4(struct xdp_md *ctx, struct eth_h *eth, __u32 l3off, __u64 len)
 {
 	void *data = (void *)(long)ctx->data;
@@ -568,8 +637,8 @@ static __always_inline int ipv4(struct xdp_md *ctx, struct eth_h *eth, __u32 l3o
 	struct vf_config *cfg = &vf_state.cfg;
 	struct vf_vip *vip;
 	__u8 *l4 = (void *)(ip + 1);
-	__u32 table = 0, affinity = 0, idx, proto, n, dport, sport;
-	__u8 *state;
+	__u32 table = 0, affinity = 0, idx, proto, dport, sport;
+	int v;
 
 	if ((void *)(ip + 1) > data_end)
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
@@ -578,79 +647,27 @@ static __always_inline int ipv4(struct xdp_md *ctx, struct eth_h *eth, __u32 l3o
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
 
 	proto = ip->proto;
-	if (unlikely(ip->vihl != 0x45 || (ip->frag & bpf_htons(0x3fff))))
+	if (unlikely(ip->vihl != 0x45 || (ip->frag & bpf_htons(0x3fff)) || !l4_plain(proto, l4, data_end)))
 		goto general;
-	if (proto == IPPROTO_TCP) {
-		if (unlikely((void *)(l4 + 20) > data_end || l4[12] < 0x50 ||
-			     (void *)(l4 + (l4[12] >> 4) * 4) > data_end))
-			goto general;
-	} else if (proto == IPPROTO_UDP) {
-		if (unlikely((void *)(l4 + 8) > data_end))
-			goto general;
-	} else {
-		goto general;
-	}
 	if (unlikely(!guarded(cfg)))
 		goto general; /* fenced() reads a clock */
-
 	sport = bpf_ntohs(*(__be16 *)l4);
 	dport = bpf_ntohs(*(__be16 *)(l4 + 2));
-	n = vip->count;
-	{
-		__u32 i, found = 0;
-
-#pragma unroll
-		for (i = 0; i < VF_MAX_RULES; i++) {
-			struct vf_rule *r = &vip->rules[i];
-
-			if (i >= n)
-				break;
-			if (r->proto == proto && dport >= r->port_lo && dport <= r->port_hi) {
-				table = r->table & (VF_MAX_TABLES - 1);
-				affinity = r->affinity;
-				found = 1;
-				break;
-			}
-		}
-		if (!found)
-			return count(VF_DROP_NO_RULE, len, XDP_DROP);
-	}
-
+	if (!find_rule(vip, proto, dport, &table, &affinity))
+		return count(VF_DROP_NO_RULE, len, XDP_DROP);
 	idx = table * VF_BUCKETS +
 	      bucket4(affinity, bpf_ntohl(ip->saddr), bpf_ntohl(ip->daddr), sport, bpf_ntohs(ip->id), cfg->seed);
-	state = bpf_map_lookup_elem(&buckets, &idx);
-	if (!state)
-		goto general;
-	if (likely(*state == VF_OWNED)) {
-		__u64 *bc = bpf_map_lookup_elem(&bucket_packets, &idx);
-
-		if (bc)
-			*bc += 1;
-		if (proto == IPPROTO_UDP) {
-			__u64 now = bpf_ktime_get_coarse_ns(); /* as fenced() */
-			struct vf_flow_key k = {
-				.family = 4, .proto = IPPROTO_UDP, .sport = sport, .dport = dport,
-				.src = { ip->saddr }, .dst = { ip->daddr },
-			};
-			record_udp(&k, now);
-		}
-		return vip_pass(eth, cfg, VF_PASS_OWNED, len);
-	}
-	if (likely(*state == VF_FOREIGN || *state > VF_MOVING_IN)) {
-		__u64 *bc = bpf_map_lookup_elem(&bucket_packets, &idx);
-
-		if (bc)
-			*bc += 1;
-		return count(VF_DROP_FOREIGN, len, XDP_DROP);
-	}
+	v = fast_bucket(eth, cfg, idx, proto, 4, &ip->saddr, &ip->daddr, sport, dport, len);
+	if (likely(v >= 0))
+		return v;
 general:
 	return ipv4_general(ctx, l3off, len, vip);
 }
 
 /* ---------------------------------------------------------------- IPv6 */
 
-/* Not inlined: keeps the IPv4 fast path's registers free. */
-static __noinline int ipv6(struct xdp_md *ctx, __u32 l3off, __u64 len)
+/* Any IPv6 frame: the general path (every verdict). Not inlined. */
+static __noinline int ipv6_general(struct xdp_md *ctx, __u32 l3off, __u64 len)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -735,6 +752,50 @@ bad:
 	p.malformed = 1;
 	p.proto = nh;
 	return vip_packet(ctx, eth, &p, vip, len);
+}
+
+static __always_inline int ipv6(struct xdp_md *ctx, __u32 l3off, __u64 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct eth_h *eth = data;
+	struct ip6_h *ip6 = data + l3off;
+	struct vf_config *cfg = &vf_state.cfg;
+	struct vf_vip *vip;
+	__u8 *l4 = (void *)(ip6 + 1);
+	__u32 table = 0, affinity = 0, idx, proto, addr[4];
+	struct pkt p = {};
+	int v;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
+	__builtin_memcpy(addr, ip6->daddr, 16);
+	vip = vip6_find(vip_set(), addr);
+	proto = ip6->nexthdr;
+	if (!vip) {
+		if (likely(proto != IPPROTO_ICMPV6))
+			return count(VF_PASS_NOT_VIP, len, XDP_PASS);
+		goto general; /* maybe a solicitation for a VIP */
+	}
+	if (unlikely((*(__u8 *)ip6 >> 4) != 6 || !l4_plain(proto, l4, data_end)))
+		goto general;
+	if (unlikely(!guarded(cfg)))
+		goto general;
+	p.family = 6;
+	p.proto = proto;
+	p.sport = bpf_ntohs(*(__be16 *)l4);
+	p.dport = bpf_ntohs(*(__be16 *)(l4 + 2));
+	p.packet_id = bpf_ntohs(*(__be16 *)(l4 + (proto == IPPROTO_TCP ? 16 : 6)));
+	__builtin_memcpy(p.src, ip6->saddr, 16);
+	__builtin_memcpy(p.dst, addr, 16);
+	if (!find_rule(vip, proto, p.dport, &table, &affinity))
+		return count(VF_DROP_NO_RULE, len, XDP_DROP);
+	idx = table * VF_BUCKETS + bucket_of(&p, affinity, cfg->seed);
+	v = fast_bucket(eth, cfg, idx, proto, 6, p.src, p.dst, p.sport, p.dport, len);
+	if (likely(v >= 0))
+		return v;
+general:
+	return ipv6_general(ctx, l3off, len);
 }
 
 SEC("xdp")
