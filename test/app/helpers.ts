@@ -1,5 +1,5 @@
 /** Shared pieces of the application end-to-end tests: temp dirs, ports, report logs, clean-up by pid. */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, chmodSync, existsSync } from "node:fs"
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -108,13 +108,32 @@ export const readPid = (file: string): number | null => {
   }
 }
 
-/** Last resort after a test: SIGKILL whatever we started (found by its pid file or by our temp dir), remove the dir. */
+/** Pids of processes holding a file under `dir` open (orphaned nginx workers hold its error log). */
+export const pidsHolding = (dir: string): Array<number> => {
+  const out: Array<number> = []
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue
+    try {
+      for (const fd of readdirSync(`/proc/${d}/fd`)) {
+        if (readlinkSync(`/proc/${d}/fd/${fd}`).startsWith(dir + "/")) {
+          out.push(Number(d))
+          break
+        }
+      }
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return out
+}
+
+/** Last resort after a test: SIGKILL whatever we started (by its pid file, our temp dir in its command line or open files), remove the dir. */
 export const cleanUp = (dir: string, pidFiles: ReadonlyArray<string> = []): void => {
   for (const f of pidFiles) {
     const pid = existsSync(f) ? readPid(f) : null
     if (pid !== null) crash(pid)
   }
-  for (const pid of pidsMentioning(dir)) crash(pid)
+  for (const pid of new Set([...pidsMentioning(dir), ...pidsHolding(dir)])) crash(pid)
   rmSync(dir, { recursive: true, force: true })
 }
 

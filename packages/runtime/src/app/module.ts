@@ -90,7 +90,7 @@ export const ModuleFile = Schema.Struct({
 export type ModuleFile = typeof ModuleFile.Type
 
 /** A command with its timeout resolved. */
-export interface Command {
+export interface ModuleCommand {
   readonly command: string
   readonly timeoutMs: number
 }
@@ -112,9 +112,9 @@ export interface AppModule {
   readonly file: string
   /** Every var (defaults, overrides, MODULE_DIR); commands get them as environment variables. */
   readonly vars: Readonly<Record<string, string>>
-  readonly start: Command
-  readonly stop: Command & { readonly graceMs: number; readonly force: string | null }
-  readonly reload: Command | null
+  readonly start: ModuleCommand
+  readonly stop: ModuleCommand & { readonly graceMs: number; readonly force: string | null }
+  readonly reload: ModuleCommand | null
   readonly checkers: ReadonlyArray<CheckerSpec>
   readonly policy: PolicyConfig
 }

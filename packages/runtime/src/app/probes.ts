@@ -141,7 +141,7 @@ export const probeCommand = (command: string, options: { readonly timeoutMs: num
   })
 
 /** Run one probe of a checker. */
-export const runProbe = (spec: CheckerSpec, ctx: { readonly cwd: string; readonly env: Readonly<Record<string, string>> }): Promise<ProbeResult> => {
+export const probeChecker = (spec: CheckerSpec, ctx: { readonly cwd: string; readonly env: Readonly<Record<string, string>> }): Promise<ProbeResult> => {
   switch (spec.type) {
     case "tcp":
       return probeTcp(spec.host, spec.port, spec.timeoutMs)

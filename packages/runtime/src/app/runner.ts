@@ -23,7 +23,7 @@ import { type AppModule, loadModule, type ModuleOptions } from "./module.ts"
 import {
   type AppStateView, type FarmReport, initPolicy, nextWakeAt, type PolicyAction, type PolicyInput, type PolicyState, step, viewOf
 } from "./policy.ts"
-import { runProbe } from "./probes.ts"
+import { probeChecker } from "./probes.ts"
 
 /** The application's state for `farm status`. */
 export interface AppStatus extends AppStateView {
@@ -242,7 +242,7 @@ export class Supervisor {
     const guard = new Promise<{ ok: false; error: string }>((resolve) =>
       setTimeout(() => resolve({ ok: false, error: `no answer within ${spec.timeoutMs} ms` }), spec.timeoutMs + 200).unref()
     )
-    void Promise.race([runProbe(spec, { cwd: this.module.dir, env: this.module.vars }), guard]).then((result) => {
+    void Promise.race([probeChecker(spec, { cwd: this.module.dir, env: this.module.vars }), guard]).then((result) => {
       if (this.closed) return
       const at = monotonic()
       const r = probeFinished(this.health, name, started.token, result, at)
