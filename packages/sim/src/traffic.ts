@@ -5,7 +5,7 @@
  * The bucket of a flow is computed once (the same hash spec on every server); each
  * server's verdict then comes from its bucket code (filterAdapter.ts).
  */
-import { bucketOfHash, BUCKETS, farmSeed, jhash2 } from "@vipfarm/domain"
+import { bucketOfHash, BUCKETS, farmSeed, jhash2, MAX_TABLES } from "@vipfarm/domain"
 import { claimsNew, tcpPasses, udpPasses } from "./filterAdapter.ts"
 import type { Prng } from "./prng.ts"
 import type { FlowSpec, SimRule } from "./setup.ts"
@@ -71,6 +71,7 @@ export class Traffic {
     completed: 0, synRetries: 0, connectFailed: 0, lostToFault: 0, udpMovedInProbation: 0, resetsHandoff: 0
   }
   private readonly udpIdleMs: number
+  private readonly counts = new Uint32Array(MAX_TABLES * BUCKETS)
 
   constructor(world: World) {
     this.w = world
@@ -82,7 +83,7 @@ export class Traffic {
     this.udpIdleMs = world.setup.udpIdleMs
     this.grow(1024)
     world.onFlowEvent = (f) => this.onEvent(f)
-    world.movingOutFlows = (s) => this.flowsInMovingOut(s)
+    world.flowsPerBucket = (s) => this.flowsPerBucket(s)
   }
 
   /** Start the flow generators of the scenario's load. */
@@ -399,17 +400,17 @@ export class Traffic {
     } else this.scheduleNext(f)
   }
 
-  /** Flows server s holds in buckets its filter has MOVING_OUT (what a hand-off waits for). */
-  flowsInMovingOut(s: number): number {
-    const t = this.w.tables[s]
+  /** Flows server s holds per bucket (established TCP sockets, UDP flows past probation). */
+  flowsPerBucket(s: number): Uint32Array {
+    const out = this.counts
+    out.fill(0)
     const sock = this.w.sockGen[s]
-    let n = 0
     for (let f = 0; f < this.top; f++) {
       const k = this.kind[f]
       if ((k === TCP && this.state[f] === 1) || (k === UDP && this.uCount[f] >= 2)) {
-        if (this.holder[f] === s && this.sock[f] === sock && t[this.idx[f]] === 2) n++
+        if (this.holder[f] === s && this.sock[f] === sock) out[this.idx[f]]++
       }
     }
-    return n
+    return out
   }
 }

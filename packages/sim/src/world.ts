@@ -68,8 +68,8 @@ export class World {
   private readonly freeSlots: Array<number> = []
   /** Handler of packet events (ref >= 0), set by the traffic model. */
   onFlowEvent: (ref: number) => void = () => {}
-  /** Called when a flow count is needed: flows held by server idx in its MOVING_OUT buckets. */
-  movingOutFlows: (server: number) => number = () => 0
+  /** Flows held by a server per bucket, counted by the traffic model (what hand-offs wait for). */
+  flowsPerBucket: (server: number) => ArrayLike<number> = () => ZERO
 
   // endpoints: servers, then witnesses, then NATS nodes
   readonly procs: Array<Proc> = []
@@ -258,8 +258,7 @@ export class World {
     const tick = (): void => {
       if (!p.running || p.boot !== boot) return
       if (!p.paused) this.input(p, () => {
-        if (p.idx < this.serverCount && this.movingOut[p.idx] > 0) p.ctl!.onFlowCount(this.movingOutFlows(p.idx))
-        else p.ctl!.onFlowCount(0)
+        p.ctl!.onFlowCounts(p.idx < this.serverCount && this.movingOut[p.idx] > 0 ? this.flowsPerBucket(p.idx) : ZERO)
         p.ctl!.tick(this.now)
       })
       this.at(this.now + this.setup.timing.tickMs, `tick ${p.name}`, tick)

@@ -55,6 +55,8 @@ export class NodeController {
   private readonly peers = new Map<string, PeerView>()
   private readonly suspicions = new Map<string, OwnSuspicion>()
   private readonly startedAt: number
+  private lastTickAt: number
+  private resumedAt = -Infinity
   private deadline = 0
   private tables: Uint8Array = ZERO_TABLES
   private tablesDirty = true
@@ -74,6 +76,8 @@ export class NodeController {
   private stopping: { since: number } | null = null
   private exited = false
   private movingOutFlows = 0
+  /** Flows held per open hand-off (own moving-out buckets), from the last onFlowCounts. */
+  private bucketFlows: Map<string, number> | null = null
   /** The last flow count was taken with the current tables installed. */
   private flowCountFresh = false
   private nextHeartbeat = 0
@@ -82,13 +86,14 @@ export class NodeController {
   private rebalanceWanted = false
   private actions: Array<Action> = []
   private votersCache: { seq: number; voters: Array<string> } | null = null
-  private handoffCache: { seq: number; open: Array<string>; owners: Map<string, Set<string>> } | null = null
+  private handoffCache: { seq: number; open: Array<string>; owners: Map<string, Set<string>>; mine: Map<string, Array<number>> } | null = null
 
   constructor(config: ControllerConfig, now: number) {
     this.config = config
     this.folded = initialState(config.farm)
     this.effective = this.folded
     this.startedAt = now
+    this.lastTickAt = now
     this.nextHeartbeat = now
   }
 
@@ -151,7 +156,6 @@ export class NodeController {
       }
     }
     if (this.waits.size > 0) this.checkWaits(now)
-    this.updateDeadline(now)
   }
 
   /** The answer to the append in flight. */
@@ -183,6 +187,23 @@ export class NodeController {
    */
   onFlowCount(movingOutFlows: number): void {
     this.movingOutFlows = movingOutFlows
+    this.bucketFlows = null
+    this.flowCountFresh = !this.tablesDirty
+  }
+
+  /**
+   * Flows this server holds per bucket (index table*BUCKETS+bucket), counted with the tables
+   * of the last SetFilter installed. Preferred over {@link onFlowCount}: each hand-off then
+   * waits only for its own buckets' flows, so overlapping hand-offs do not hold each other open.
+   */
+  onFlowCounts(perBucket: ArrayLike<number>): void {
+    const sums = new Map<string, number>()
+    for (const [h, idxs] of this.handoffView().mine) {
+      let n = 0
+      for (const idx of idxs) n += perBucket[idx]
+      sums.set(h, n)
+    }
+    this.bucketFlows = sums
     this.flowCountFresh = !this.tablesDirty
   }
 
@@ -204,6 +225,9 @@ export class NodeController {
   /** Advance time: suspicions, lease, overlay, heartbeats, decisions. Call every few ms. */
   tick(now: number): void {
     if (this.exited) return
+    // after a pause of this process (SIGSTOP, a stalled host) peers' silence is our own: give them time
+    if (now - this.lastTickAt > 2 * this.config.heartbeatMs) this.resumedAt = now
+    this.lastTickAt = now
     this.updateSuspicions(now)
     this.updateOverlay(now)
     if (this.waits.size > 0) this.checkWaits(now)
@@ -270,11 +294,11 @@ export class NodeController {
 
   private updateSuspicions(now: number): void {
     const me = this.config.node
-    const grace = Math.max(this.startedAt, 0)
+    const grace = Math.max(this.startedAt, this.resumedAt)
     for (const m of this.folded.members) {
       if (m.name === me || m.status === "down") continue
       const p = this.peers.get(m.name)
-      const heardAt = p === undefined || p.acceptedAt === -Infinity ? grace : p.acceptedAt
+      const heardAt = p === undefined || p.acceptedAt === -Infinity ? grace : Math.max(p.acceptedAt, grace)
       const s = this.suspicions.get(m.name)
       if (s === undefined) {
         if (now - heardAt >= this.config.expireAfterMs) {
@@ -295,6 +319,12 @@ export class NodeController {
         s.until = Math.max(s.until, now + this.config.holdMs)
       } else if (now >= s.until && this.removedAt.get(m.name) === undefined) {
         this.suspicions.delete(m.name)
+        const p = this.peers.get(m.name)
+        if (p !== undefined && p.last !== null) {
+          // heard again meanwhile: grant from its latest heartbeat on
+          p.acceptedSentAt = p.last.sentAt
+          p.acceptedAt = now
+        }
         this.log("suspicion-ended", { peer: m.name, incarnation: s.incarnation })
       }
     }
@@ -447,13 +477,21 @@ export class NodeController {
   }
 
   /** Open hand-offs of the folded state and their old owners, computed once per folded seq. */
-  private handoffView(): { open: Array<string>; owners: Map<string, Set<string>> } {
+  private handoffView(): { open: Array<string>; owners: Map<string, Set<string>>; mine: Map<string, Array<number>> } {
     if (this.handoffCache !== null && this.handoffCache.seq === this.folded.seq) return this.handoffCache
     const open: Array<string> = []
     const owners = new Map<string, Set<string>>()
-    for (const t of this.folded.tables) {
-      for (const b of t) {
+    const mine = new Map<string, Array<number>>()
+    for (let ti = 0; ti < this.folded.tables.length; ti++) {
+      const t = this.folded.tables[ti]
+      for (let bi = 0; bi < t.length; bi++) {
+        const b = t[bi]
         if (b.state !== "moving") continue
+        if (b.owner === this.config.node) {
+          const m = mine.get(b.handoff)
+          if (m === undefined) mine.set(b.handoff, [ti * BUCKETS + bi])
+          else m.push(ti * BUCKETS + bi)
+        }
         let o = owners.get(b.handoff)
         if (o === undefined) {
           o = new Set()
@@ -463,7 +501,7 @@ export class NodeController {
         o.add(b.owner)
       }
     }
-    this.handoffCache = { seq: this.folded.seq, open, owners }
+    this.handoffCache = { seq: this.folded.seq, open, owners, mine }
     return this.handoffCache
   }
 
@@ -474,7 +512,9 @@ export class NodeController {
     for (const h of view.open) {
       if (!view.owners.get(h)!.has(me)) continue
       const started = this.handoffStart.get(h) ?? now
-      if ((this.flowCountFresh && this.movingOutFlows === 0) || now - started >= this.config.handoffMaxMs) out.push(h)
+      let flows = this.movingOutFlows
+      if (this.bucketFlows !== null) flows = this.bucketFlows.get(h) ?? 1
+      if ((this.flowCountFresh && flows === 0) || now - started >= this.config.handoffMaxMs) out.push(h)
     }
     return out
   }
