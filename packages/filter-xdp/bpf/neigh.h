@@ -3,78 +3,36 @@
 #ifndef VIPFARM_NEIGH_H
 #define VIPFARM_NEIGH_H
 
-/* Fenced iff bpf_ktime_get_ns() >= deadline.
+/* Fenced iff bpf_ktime_get_ns() >= deadline. The precise clock costs ~20 ns in a VM
+ * (kvm-clock), so far from the deadline the coarse clock (last tick, never ahead of the
+ * precise one, at most VF_COARSE_SLACK_NS behind it) decides; within the slack of the
+ * deadline the precise clock does. `*now` gets the time used for UDP flow ages.
  *
- * The precise clock costs ~20 ns in a VM (kvm-clock), the coarse one (last tick, never
- * ahead of the precise one, at most VF_COARSE_SLACK_NS behind it) ~2 ns; most packets
- * read neither. `vf_state.guard` holds a deadline for which the `fence_timer` is pending
- * to fire VF_COARSE_SLACK_NS before it; while it equals the current deadline the packet
- * is not fenced, with no clock read. Only the timer's callback writes `guard` (callbacks
- * of one timer never overlap): it reads the deadline d and the precise clock t and either
- * sets guard = d and re-arms itself for d - slack, or (too close) sets guard = 0. Any
- * packet that finds guard != deadline (the loader moved the deadline, or it is near)
- * decides with the clocks as before: the coarse clock far from the deadline (and then asks
- * the timer to run now, so that it takes up the new deadline), the precise one within the
- * slack. Other starts of the timer only ever make it fire earlier. The guard relies on the
- * timer firing less than VF_COARSE_SLACK_NS late, as the coarse clock on lagging less. */
-#ifndef BPF_F_TIMER_ABS
-#define BPF_F_TIMER_ABS 1 /* Linux 6.7; Debian's uapi headers predate it */
-#endif
-
-static int fence_timer_cb(void *map, __u32 *key, struct vf_fence_timer *v)
-{
-	__u64 d = *(const volatile __u64 *)&vf_state.cfg.deadline_ns;
-	__u64 t = bpf_ktime_get_ns();
-
-	if (t + VF_COARSE_SLACK_NS < d) {
-		*(volatile __u64 *)&vf_state.guard = d;
-		bpf_timer_start(&v->timer, d - VF_COARSE_SLACK_NS, BPF_F_TIMER_ABS);
-	} else {
-		*(volatile __u64 *)&vf_state.guard = 0;
-	}
-	return 0;
-}
-
-/* Not fenced, known without a clock read (see above). */
-static __always_inline int guarded(const struct vf_config *cfg)
-{
-	__u64 deadline = *(const volatile __u64 *)&cfg->deadline_ns;
-	__u64 guard = *(const volatile __u64 *)&vf_state.guard;
-
-	return guard == deadline && guard != 0;
-}
-
-static __noinline int fenced_by_clock(const struct vf_config *cfg, __u64 *now)
+ * Only clocks are trusted here: whatever else could say "not fenced" (a flag cleared by a
+ * BPF timer, for example) would have to keep working after the daemon that loaded the
+ * program died, and a BPF timer does not (its map loses its last user reference and the
+ * kernel cancels it), so fencing would fail open exactly when it matters. */
+static __always_inline int coarse_clear(const struct vf_config *cfg, __u64 *now)
 {
 	__u64 deadline = *(const volatile __u64 *)&cfg->deadline_ns; /* read once */
 	__u64 t = bpf_ktime_get_coarse_ns();
 
-	if (t + VF_COARSE_SLACK_NS < deadline) {
-		__u32 zero = 0;
-		struct vf_fence_timer *v = bpf_map_lookup_elem(&fence_timer, &zero);
+	*now = t;
+	return t + VF_COARSE_SLACK_NS < deadline;
+}
 
-		if (v) { /* run the callback now: it takes up this deadline */
-			bpf_timer_init(&v->timer, &fence_timer, 1 /* CLOCK_MONOTONIC */); 
-			bpf_timer_set_callback(&v->timer, fence_timer_cb);
-			bpf_timer_start(&v->timer, 0, 0);
-		}
+static __always_inline int fenced(const struct vf_config *cfg, __u64 *now)
+{
+	__u64 deadline = *(const volatile __u64 *)&cfg->deadline_ns; /* read once */
+	__u64 t = bpf_ktime_get_coarse_ns();
+
+	if (likely(t + VF_COARSE_SLACK_NS < deadline)) {
 		*now = t;
 		return 0;
 	}
 	t = bpf_ktime_get_ns();
 	*now = t;
 	return t >= deadline;
-}
-
-/* `*now` gets the time used for UDP flow ages (the coarse clock, or the precise one near
- * the deadline). */
-static __always_inline int fenced(const struct vf_config *cfg, __u64 *now)
-{
-	if (likely(guarded(cfg))) {
-		*now = bpf_ktime_get_coarse_ns();
-		return 0;
-	}
-	return fenced_by_clock(cfg, now);
 }
 
 /* ---------------------------------------------------------------- ARP / ND */

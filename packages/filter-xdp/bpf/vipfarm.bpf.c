@@ -35,13 +35,6 @@ struct vf_state vf_state;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct vf_fence_timer);
-} fence_timer SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, VF_MAX_TABLES * VF_BUCKETS);
 	__type(key, __u32);
 	__type(value, __u8);
@@ -597,7 +590,7 @@ static __always_inline int find_rule(struct vf_vip *vip, __u32 proto, __u32 dpor
  * `src`/`dst`: the addresses in the packet (1 word for family 4, 4 for family 6). */
 static __always_inline int fast_bucket(struct eth_h *eth, struct vf_config *cfg, __u32 idx, __u32 proto,
 				       __u8 family, const __u32 *src, const __u32 *dst, __u16 sport,
-				       __u16 dport, __u64 len)
+				       __u16 dport, __u64 now, __u64 len)
 {
 	__u8 *state = bpf_map_lookup_elem(&buckets, &idx);
 	__u64 *bc;
@@ -609,7 +602,6 @@ static __always_inline int fast_bucket(struct eth_h *eth, struct vf_config *cfg,
 		if (bc)
 			*bc += 1;
 		if (proto == IPPROTO_UDP) {
-			__u64 now = bpf_ktime_get_coarse_ns(); /* as fenced() */
 			struct vf_flow_key k = {
 				.family = family, .proto = IPPROTO_UDP, .sport = sport, .dport = dport,
 			};
@@ -638,6 +630,7 @@ static __always_inline int ipv4(struct xdp_md *ctx, struct eth_h *eth, __u32 l3o
 	struct vf_vip *vip;
 	__u8 *l4 = (void *)(ip + 1);
 	__u32 table = 0, affinity = 0, idx, proto, dport, sport;
+	__u64 now;
 	int v;
 
 	if ((void *)(ip + 1) > data_end)
@@ -649,15 +642,15 @@ static __always_inline int ipv4(struct xdp_md *ctx, struct eth_h *eth, __u32 l3o
 	proto = ip->proto;
 	if (unlikely(ip->vihl != 0x45 || (ip->frag & bpf_htons(0x3fff)) || !l4_plain(proto, l4, data_end)))
 		goto general;
-	if (unlikely(!guarded(cfg)))
-		goto general; /* fenced() reads a clock */
+	if (unlikely(!coarse_clear(cfg, &now)))
+		goto general; /* near the deadline: fenced() reads the precise clock */
 	sport = bpf_ntohs(*(__be16 *)l4);
 	dport = bpf_ntohs(*(__be16 *)(l4 + 2));
 	if (!find_rule(vip, proto, dport, &table, &affinity))
 		return count(VF_DROP_NO_RULE, len, XDP_DROP);
 	idx = table * VF_BUCKETS +
 	      bucket4(affinity, bpf_ntohl(ip->saddr), bpf_ntohl(ip->daddr), sport, bpf_ntohs(ip->id), cfg->seed);
-	v = fast_bucket(eth, cfg, idx, proto, 4, &ip->saddr, &ip->daddr, sport, dport, len);
+	v = fast_bucket(eth, cfg, idx, proto, 4, &ip->saddr, &ip->daddr, sport, dport, now, len);
 	if (likely(v >= 0))
 		return v;
 general:
@@ -765,6 +758,7 @@ static __always_inline int ipv6(struct xdp_md *ctx, __u32 l3off, __u64 len)
 	__u8 *l4 = (void *)(ip6 + 1);
 	__u32 table = 0, affinity = 0, idx, proto, addr[4];
 	struct pkt p = {};
+	__u64 now;
 	int v;
 
 	if ((void *)(ip6 + 1) > data_end)
@@ -779,7 +773,7 @@ static __always_inline int ipv6(struct xdp_md *ctx, __u32 l3off, __u64 len)
 	}
 	if (unlikely((*(__u8 *)ip6 >> 4) != 6 || !l4_plain(proto, l4, data_end)))
 		goto general;
-	if (unlikely(!guarded(cfg)))
+	if (unlikely(!coarse_clear(cfg, &now)))
 		goto general;
 	p.family = 6;
 	p.proto = proto;
@@ -791,7 +785,7 @@ static __always_inline int ipv6(struct xdp_md *ctx, __u32 l3off, __u64 len)
 	if (!find_rule(vip, proto, p.dport, &table, &affinity))
 		return count(VF_DROP_NO_RULE, len, XDP_DROP);
 	idx = table * VF_BUCKETS + bucket_of(&p, affinity, cfg->seed);
-	v = fast_bucket(eth, cfg, idx, proto, 6, p.src, p.dst, p.sport, p.dport, len);
+	v = fast_bucket(eth, cfg, idx, proto, 6, p.src, p.dst, p.sport, p.dport, now, len);
 	if (likely(v >= 0))
 		return v;
 general:

@@ -122,14 +122,7 @@ struct vf_state {
 	struct vf_config cfg;
 	__u32 active; /* 0 | 1 */
 	__u32 pad;
-	__u64 guard; /* written by the program only: see fenced() in neigh.h */
 	struct vf_vip_set sets[2];
-};
-
-/* fence_timer: ARRAY[1]. The timer that clears vf_state.guard VF_COARSE_SLACK_NS before
- * the deadline it guards. */
-struct vf_fence_timer {
-	struct bpf_timer timer;
 };
 
 /* udp_flows / udp_probation / udp_foreign key: a packet's own 5-tuple (client → VIP).

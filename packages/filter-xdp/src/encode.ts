@@ -104,11 +104,10 @@ const SET_V6 = SET_V4 + VIP_SLOTS * V4_SLOT
 const SET_RULES = SET_V6 + VIP_SLOTS * V6_SLOT
 /** sizeof(struct vf_vip_set). */
 export const VIP_SET_SIZE = SET_RULES + 2 * MAX_VIPS * VIP_VALUE_SIZE
-/** Offsets in struct vf_state: cfg, active, guard, sets[0]; and sizeof(struct vf_state). */
+/** Offsets in struct vf_state: cfg, active, sets[0]; and sizeof(struct vf_state). */
 export const STATE_CFG = 0
 export const STATE_ACTIVE = 32
-export const STATE_GUARD = 40
-export const STATE_SETS = 48
+export const STATE_SETS = 40
 export const STATE_SIZE = STATE_SETS + 2 * VIP_SET_SIZE
 
 const bswap32 = (w: number): number =>

@@ -240,26 +240,14 @@ describe.skipIf(!isRoot())("XDP filter in the kernel", () => {
       expect(reason(tcp4())).toBe("DROP_FENCED")
     })
 
-    const until = async (cond: () => boolean): Promise<boolean> => {
-      for (let i = 0; i < 100 && !cond(); i++) await new Promise((r) => setTimeout(r, 2))
-      return cond()
-    }
-
-    it("guards a far deadline with the fence timer, and a moved deadline takes effect at once", async () => {
-      const far = monoNow() + 10_000_000_000n
-      h.setConfig({ ...config, deadlineNs: far })
-      expect(reason(tcp4())).toBe("PASS_OWNED") // decided by the clock; starts the timer
-      expect(await until(() => h.fenceGuardNs() === far)).toBe(true)
-      expect(reason(tcp4())).toBe("PASS_OWNED") // decided by the guard
-      h.setConfig({ ...config, deadlineNs: monoNow() - 1n }) // moved into the past: fenced now
+    it("takes a moved deadline into account at once", async () => {
+      h.setConfig({ ...config, deadlineNs: monoNow() + 10_000_000_000n })
+      expect(reason(tcp4())).toBe("PASS_OWNED")
+      h.setConfig({ ...config, deadlineNs: monoNow() - 1n }) // moved into the past
       expect(reason(tcp4())).toBe("DROP_FENCED")
       expect(reason(udp4())).toBe("DROP_FENCED")
-      const soon = monoNow() + 80_000_000n // beyond the 50 ms slack: guarded, timer fires at +30 ms
+      const soon = monoNow() + 30_000_000n // within the coarse clock's slack: the precise clock decides
       h.setConfig({ ...config, deadlineNs: soon })
-      expect(reason(tcp4())).toBe("PASS_OWNED")
-      expect(await until(() => h.fenceGuardNs() === soon)).toBe(true)
-      expect(await until(() => h.fenceGuardNs() === 0n)).toBe(true) // the timer gave the guard up
-      expect(monoNow() + 50_000_000n).toBeGreaterThanOrEqual(soon - 5_000_000n) // ... within the slack
       expect(reason(tcp4())).toBe(monoNow() >= soon ? "DROP_FENCED" : "PASS_OWNED")
       await new Promise((r) => setTimeout(r, Number(soon - monoNow()) / 1e6 + 5))
       expect(reason(tcp4())).toBe("DROP_FENCED")

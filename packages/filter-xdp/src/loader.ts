@@ -11,7 +11,7 @@ import koffi from "koffi"
 import { MAX_TABLES, BUCKETS } from "./internal/constants.ts"
 import { lastErrno, libbpf, type LibBpf } from "./internal/libbpf.ts"
 import {
-  decodeFlowKey, encodeConfig, encodeFlowKey, encodeVipSet, FLOW_KEY_SIZE, STATE_ACTIVE, STATE_CFG, STATE_GUARD, STATE_SETS,
+  decodeFlowKey, encodeConfig, encodeFlowKey, encodeVipSet, FLOW_KEY_SIZE, STATE_ACTIVE, STATE_CFG, STATE_SETS,
   STATE_SIZE, VIP_SET_SIZE, vipSetAddresses
 } from "./encode.ts"
 import type { FilterConfig, FlowTuple, VipEntry } from "./types.ts"
@@ -164,14 +164,6 @@ export class FilterHandle {
     st.bytes.set(b.subarray(0, 16), STATE_CFG)
     st.bytes.set(b.subarray(24, 32), STATE_CFG + 24)
     Atomics.store(st.deadline, 0, c.deadlineNs)
-  }
-
-  /**
-   * The deadline the program's fence timer currently guards (0: none): while it equals the
-   * configured deadline, VIP packets are known not fenced without a clock read. Diagnostics.
-   */
-  fenceGuardNs(): bigint {
-    return Atomics.load(new BigUint64Array(this.state().bytes.buffer, STATE_GUARD, 1), 0)
   }
 
   /** Move only the liveness deadline (CLOCK_MONOTONIC ns); the rest of the config stays. */

@@ -26,7 +26,7 @@ export interface VipEntry {
   readonly rules: ReadonlyArray<VipRule>
 }
 
-/** The filter's scalar configuration (map `config`). */
+/** The filter's scalar configuration (`vf_state.cfg` in the program's .bss). */
 export interface FilterConfig {
   /** The farm's hash seed (farmSeed in @vipfarm/domain). */
   readonly seed: number
