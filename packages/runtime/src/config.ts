@@ -3,6 +3,8 @@
  * the file, the line and the key, and the daemon refuses to start on any.
  */
 import { readFileSync } from "node:fs"
+import { dirname, resolve } from "node:path"
+import { fileURLToPath } from "node:url"
 import { hostname } from "node:os"
 import { Effect, Result, Schema, SchemaIssue } from "effect"
 import { isMap, isSeq, LineCounter, parseDocument } from "yaml"
@@ -34,6 +36,11 @@ export const ConfigFile = Schema.Struct({
   })),
   handoff: Schema.optionalKey(Schema.Struct({ maxMs: Schema.optionalKey(Millis(0, 3600000)) })),
   /** XDP attach mode: native (driver), generic (skb; needed on veth, where native XDP cannot make a rewritten frame the host's), or auto (native, else generic). */
+  /** The application this server runs: a module directory (or a shipped one: generic, nginx, apache) and its vars. */
+  app: Schema.optionalKey(Schema.Struct({
+    module: Schema.String,
+    vars: Schema.optionalKey(Schema.Record(Schema.String, Schema.String))
+  })),
   xdp: Schema.optionalKey(Schema.Struct({ mode: Schema.optionalKey(Schema.Literals(["auto", "native", "generic"])) })),
   vips: Schema.Array(Vip)
 })
@@ -54,6 +61,8 @@ export interface Config {
   readonly lease: { readonly heartbeatMs: number; readonly fenceAfterMs: number; readonly expireAfterMs: number }
   readonly handoffMaxMs: number
   readonly xdpMode: "auto" | "native" | "generic"
+  /** The application module (directory resolved), or null: the server is healthy as soon as it runs. */
+  readonly app: { readonly module: string; readonly vars: Readonly<Record<string, string>> } | null
   readonly vips: ConfigFile["vips"]
 }
 
@@ -73,6 +82,12 @@ const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
 
 const keyText = (path: ReadonlyArray<PropertyKey>): string =>
   path.map((p, i) => (typeof p === "number" ? `[${p}]` : `${i === 0 ? "" : "."}${String(p)}`)).join("")
+
+/** Shipped modules by name; other values are directories, relative to the config file. */
+const moduleDir = (module: string, file: string): string => {
+  if (/^[a-z]+$/.test(module)) return fileURLToPath(new URL(`../modules/${module}`, import.meta.url))
+  return resolve(dirname(file), module)
+}
 
 /** Parse and validate configuration text; `file` is used in error messages only. */
 export const parseConfig = (text: string, file: string): Result.Result<Config, ConfigError> => {
@@ -126,6 +141,7 @@ export const parseConfig = (text: string, file: string): Result.Result<Config, C
     lease,
     handoffMaxMs: c.handoff?.maxMs ?? 30000,
     xdpMode: c.xdp?.mode ?? "auto",
+    app: c.app === undefined ? null : { module: moduleDir(c.app.module, file), vars: c.app.vars ?? {} },
     vips: c.vips
   })
 }

@@ -18,6 +18,8 @@ import { statusOf } from "./status.ts"
 import { announcementFrames, sendFrames } from "./announce.ts"
 import { countFlowsIn, hostTcpSockets, classifier } from "./flows.ts"
 import { log } from "./log.ts"
+import { loadModule } from "./app/module.ts"
+import { makeSupervisor } from "./app/runner.ts"
 
 /** CLOCK_MONOTONIC in ms: the clock of the controller and of the filter's deadline. */
 export const monotonicMs = (): number => Number(process.hrtime.bigint() / 1_000_000n)
@@ -111,7 +113,10 @@ export const runDaemon = (config: Config) =>
       const macMode = yield* scopedHostSetup(config.interface, vmac, config.vips.map((v) => v.address))
       log("info", "host.ready", { node, vips: config.vips.map((v) => v.address).join(","), vmac: macMode })
 
-      // 4. the controller
+      // 4. the application: the server asks for buckets only once its checkers pass
+      const app = config.app === null ? null : yield* loadModule(config.app.module, { vars: config.app.vars }).pipe(Effect.flatMap((m) => makeSupervisor(m, { node })))
+
+      // 5. the controller
       const t0 = monotonicMs()
       const ctl = new NodeController(
         {
@@ -124,7 +129,12 @@ export const runDaemon = (config: Config) =>
         t0
       )
       ctl.onLogHead(head)
-      ctl.onAppHealth(true)
+      ctl.onAppHealth(app === null)
+      app?.onReport((r) => {
+        log(r._tag === "Ready" || r._tag === "ReportRecovered" ? "info" : "warn", `app.${r._tag}`, { node, ...("checker" in r ? { checker: r.checker } : {}), ...("reason" in r ? { reason: r.reason } : {}) })
+        ctl.onAppHealth(r._tag === "Ready" || r._tag === "ReportRecovered")
+        run(ctl.drainActions())
+      })
       const udp = new UdpHandover(filter, 2000)
       const hbSubject = `vipfarm.${config.farm}.hb`
       const flowSubject = `vipfarm.${config.farm}.udpflows`
@@ -290,7 +300,10 @@ export const runDaemon = (config: Config) =>
 
       // the control socket
       yield* serveControl(config.control, {
-        status: () => statusOf(ctl.effectiveState, node, { fenced: ctl.leaseDeadline <= monotonicMs(), deadlineMs: ctl.leaseDeadline, mode: null, leaving: false }),
+        status: () => ({
+          ...statusOf(ctl.effectiveState, node, { fenced: ctl.leaseDeadline <= monotonicMs(), deadlineMs: ctl.leaseDeadline, mode: null, leaving: false }),
+          app: app?.status() ?? null
+        }),
         buckets: () => {
           const st = ctl.effectiveState
           return {

@@ -25,6 +25,8 @@ export interface Status {
   readonly handoffs: ReadonlyArray<string>
   readonly filter: { readonly fenced: boolean; readonly deadlineMs: number | null; readonly mode: string | null }
   readonly vips: ReadonlyArray<string>
+  /** This server's application (null when the daemon supervises none). */
+  readonly app?: { readonly module: string; readonly state: string; readonly checker?: string | null; readonly error?: string | null } | null
 }
 
 /** Build the status document from the folded state and the local filter's situation. */
@@ -63,6 +65,7 @@ export const formatStatus = (s: Status): string => {
   const lines: Array<string> = []
   lines.push(`farm ${s.farm}, seen from ${s.node}: log at ${s.log.sequence}${s.log.rejected ? `, ${s.log.rejected} rejected (${s.log.lastRejection})` : ""}`)
   lines.push(`filter: ${s.filter.fenced ? "FENCED (accepting no VIP traffic)" : "serving"}${s.filter.mode ? `, ${s.filter.mode} XDP` : ""}; VIPs ${s.vips.join(", ") || "none"}`)
+  if (s.app) lines.push(`application ${s.app.module}: ${s.app.state}${s.app.checker ? ` (${s.app.checker}: ${s.app.error ?? "failing"})` : ""}`)
   lines.push("")
   const rows = [["SERVER", "STATE", "WEIGHT", "BUCKETS", "SHARE", "NOTE"]]
   const total = s.members.reduce((n, m) => n + m.buckets, 0) || 1

@@ -4,19 +4,23 @@
  * - TCP on :7000: a long-lived line protocol; every line gets "<name> <line>\n" back,
  *   so a client can tell whether its connection lived and which server holds it.
  * - UDP on :5300: every datagram gets "<name> <payload>" back.
- * Run: node packages/runtime/src/lab/app.mjs NAME
+ * Run: node packages/runtime/src/lab/app.mjs NAME [--no-http]
  */
 import { createServer } from "node:http"
 import { createServer as createTcpServer } from "node:net"
 import { createSocket } from "node:dgram"
 
 const name = process.argv[2] ?? "app"
-const bind = process.argv[3] ?? "0.0.0.0"
+const bind = "0.0.0.0"
+// --no-http: another application (nginx) serves port 80
+const http = !process.argv.includes("--no-http")
 
-createServer((req, res) => {
-  res.writeHead(200, { "content-type": "text/plain", "x-server": name })
-  res.end(`${name}\n`)
-}).listen(80, bind)
+if (http) {
+  createServer((req, res) => {
+    res.writeHead(200, { "content-type": "text/plain", "x-server": name })
+    res.end(`${name}\n`)
+  }).listen(80, bind)
+}
 
 createTcpServer((sock) => {
   let buf = ""

@@ -105,6 +105,22 @@ const natsConfig = (s: LabServer, all: ReadonlyArray<LabServer>, dir: string) =>
   ].join("\n")
 }
 
+/** An nginx configuration for a lab server: answers every request with the server's name. */
+const nginxConfig = (s: LabServer, dir: string) => `# vipfarm lab: nginx of ${s.node}
+pid ${dir}/${s.node}-nginx.pid;
+error_log ${dir}/${s.node}-nginx.error.log;
+worker_processes 1;
+events { worker_connections 512; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/${s.node}-nginx-tmp;
+  server {
+    listen 80;
+    location / { default_type text/plain; add_header X-Server ${s.node}; return 200 "${s.node}\\n"; }
+  }
+}
+`
+
 const farmConfig = (o: LabOptions, s: LabServer, all: ReadonlyArray<LabServer>, vip: string, i: number) =>
   [
     `farm: ${o.name}`,
@@ -119,6 +135,9 @@ const farmConfig = (o: LabOptions, s: LabServer, all: ReadonlyArray<LabServer>, 
     `    rules:`,
     `      - {proto: tcp, ports: [80, 7000], affinity: client-ip}`,
     `      - {proto: udp, ports: [5300], affinity: client-ip-port}`,
+    ...(o.app === "nginx"
+      ? [`app:`, `  module: nginx`, `  vars: {NGINX_CONF: ${s.config.replace(/\.yaml$/, "-nginx.conf")}, NGINX_PID: ${s.config.replace(/\.yaml$/, "-nginx.pid")}, HTTP_URL: "http://127.0.0.1/"}`]
+      : []),
     o.extraConfig?.(s.node, i) ?? "",
     ""
   ].join("\n")
@@ -167,7 +186,8 @@ export const labUp = (o: LabOptions): Effect.Effect<LabState, LabError> =>
         writeFileSync(`${dir}/${s.node}-nats.conf`, natsConfig(s, servers, dir))
         spawnInNs(s.ns, ["nice", "-n", "-10", "nats-server", "-c", `${dir}/${s.node}-nats.conf`], `${dir}/${s.node}-nats.log`)
         writeFileSync(s.config, farmConfig(o, s, servers, vip, Number(s.node.slice(1))))
-        spawnInNs(s.ns, [process.execPath, APP, s.node], `${dir}/${s.node}-app.log`)
+        spawnInNs(s.ns, [process.execPath, APP, s.node, ...(o.app === "nginx" ? ["--no-http"] : [])], `${dir}/${s.node}-app.log`)
+        if (o.app === "nginx") writeFileSync(`${dir}/${s.node}-nginx.conf`, nginxConfig(s, dir))
       }
       for (const s of servers) yield* waitPort(s.address, 4222, s.ns, 10_000)
       if (o.daemons) for (const s of servers) labStartDaemon(state, s.node)
