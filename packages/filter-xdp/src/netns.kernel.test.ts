@@ -1,6 +1,8 @@
 /**
  * The filter in native mode on a veth answers ARP for a VIP with XDP_TX, and the answer
- * reaches the other end only when that peer has an XDP program (the PASS_OBJECT).
+ * reaches the other end only when that peer has an XDP program (the PASS_OBJECT). The
+ * process that loaded the filter exits right away (as a crashed daemon would): the filter
+ * stays attached and still fences itself at its deadline.
  * Two namespaces, a veth between them, 198.18.0.0/15 addresses; the requester is the
  * kernel of the client namespace resolving the VIP (a UDP datagram to it).
  */
@@ -8,7 +10,7 @@ import { execFileSync } from "node:child_process"
 import { existsSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { isRoot, skipReason, VMAC } from "./internal/fixtures.ts"
+import { isRoot, monoNow, skipReason, VMAC } from "./internal/fixtures.ts"
 import { macText } from "./types.ts"
 
 skipReason("netns.kernel.test.ts")
@@ -55,16 +57,22 @@ describe.skipIf(!isRoot())("ARP answered by XDP_TX in native mode on a veth", ()
     }
   })
 
-  it("is dropped without an XDP program on the peer and delivered with the pass program", async () => {
+  it("is dropped without an XDP program on the peer, delivered with the pass program, fenced at the deadline", async () => {
     if (!ready) return
     const serverMac = /link\/ether ([0-9a-f:]{17})/.exec(ip("-n", NS_SERVER, "link", "show", "s0"))![1]
-    expect(inNs(NS_SERVER, process.execPath, "--import", "tsx", SCRIPT, "filter", "s0", serverMac).trim()).toBe("drv")
+    const [mode, deadline] = inNs(NS_SERVER, process.execPath, "--import", "tsx", SCRIPT, "filter", "s0", serverMac, "3000").trim().split(" ")
+    expect(mode).toBe("drv")
     expect(ip("-n", NS_SERVER, "link", "show", "s0")).toMatch(/prog\/xdp/)
 
     expect(await resolveVip()).toBeNull()
 
     expect(inNs(NS_CLIENT, process.execPath, "--import", "tsx", SCRIPT, "pass", "c0").trim()).toBe("drv")
     expect(ip("-n", NS_CLIENT, "link", "show", "c0")).toMatch(/prog\/xdp/)
+    expect(monoNow()).toBeLessThan(BigInt(deadline)) // else the 3 s were too short on this machine
     expect(await resolveVip()).toBe(macText(VMAC))
+
+    // The loader is long gone; the program alone fences: ARP for the VIP is no longer answered.
+    await new Promise((r) => setTimeout(r, Math.max(0, Number(BigInt(deadline) - monoNow()) / 1e6 + 10)))
+    expect(await resolveVip()).toBeNull()
   }, 20_000)
 })
