@@ -1,6 +1,7 @@
 /** Helpers for end-to-end tests on a lab farm (the lab and its driving code are the product's own). */
 import { Effect } from "effect"
-import { labDown, labPrefix, labUp, type LabOptions, type LabState, listNamespaces, waitFarmUp } from "@vipfarm/runtime"
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync } from "node:fs"
+import { LAB_ROOT, labDown, labPrefix, labUp, type LabOptions, type LabState, listNamespaces, waitFarmUp } from "@vipfarm/runtime"
 
 export {
   addressesOf, daemonRunning, expectedServer, type HoldResult, type HttpResult, killDaemon, labOwners as owners, labStatus as status,
@@ -26,8 +27,15 @@ export const startLab = async (o: Partial<LabOptions> & { name: string }): Promi
   return lab
 }
 
-/** Remove a lab; returns its namespaces still present (none, if cleanup works). */
+/** Remove a lab (its logs are kept under artifacts/e2e/NAME); returns its namespaces still present (none, if cleanup works). */
 export const stopLab = (name: string): Array<string> => {
+  const logs = `${LAB_ROOT}/${name}`
+  if (existsSync(logs)) {
+    const keep = `${process.cwd()}/artifacts/e2e/${name}`
+    rmSync(keep, { recursive: true, force: true })
+    mkdirSync(keep, { recursive: true })
+    for (const f of readdirSync(logs)) if (f.endsWith(".log") || f.endsWith(".yaml") || f === "state.json") cpSync(`${logs}/${f}`, `${keep}/${f}`)
+  }
   labDown(name)
   return listNamespaces(labPrefix(name))
 }

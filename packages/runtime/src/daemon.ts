@@ -16,7 +16,7 @@ import { interfaceInfo, scopedHostSetup } from "./hostNet.ts"
 import { serveControl } from "./control.ts"
 import { statusOf } from "./status.ts"
 import { announcementFrames, sendFrames } from "./announce.ts"
-import { countFlowsIn, hostTcpSockets, classifier } from "./flows.ts"
+import { classifier, flowsPerBucket, hostTcpSockets } from "./flows.ts"
 import { log } from "./log.ts"
 import { loadModule } from "./app/module.ts"
 import { makeSupervisor } from "./app/runner.ts"
@@ -184,7 +184,13 @@ export const runDaemon = (config: Config) =>
             }
             case "SetFilter": {
               const now = monotonicMs()
-              if (a.tablesChanged || lastTables === null) applyTables(a.tables, now)
+              if (a.tablesChanged || lastTables === null) {
+                applyTables(a.tables, now)
+                // count the flows of buckets that just started moving away before any hand-off can be called done
+                if (a.tables.includes(LocalBucket.MOVING_OUT)) {
+                  ctl.onFlowCounts(flowsPerBucket(filterVips, seed, hostTcpSockets(), filter.readFlows("udp_flows").map((f) => f.tuple)))
+                }
+              }
               filter.setDeadline(filterConfig(0n), BigInt(Math.max(0, Math.floor(a.deadlineMs))) * 1_000_000n)
               if (!served && a.deadlineMs > now) {
                 served = true
@@ -257,7 +263,7 @@ export const runDaemon = (config: Config) =>
         if (lastTables !== null && lastTables.includes(LocalBucket.MOVING_OUT) && now - lastFlowReport >= 250) {
           lastFlowReport = now
           const udpFlows = filter.readFlows("udp_flows").map((f) => f.tuple)
-          ctl.onFlowCount(countFlowsIn(lastTables, LocalBucket.MOVING_OUT, filterVips, seed, hostTcpSockets(), udpFlows))
+          ctl.onFlowCounts(flowsPerBucket(filterVips, seed, hostTcpSockets(), udpFlows))
           // tell each receiver which UDP flows stay here
           const byHandoff = new Map<string, { to: string; flows: Array<FlowTuple> }>()
           const st = ctl.effectiveState

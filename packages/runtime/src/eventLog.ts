@@ -56,6 +56,8 @@ export const connectNats = (o: NatsOptions): Effect.Effect<NatsConnection, LogEr
     try: () =>
       connect({
         servers: [...o.servers],
+        // the first server listed is this host's own NATS node: a link cut elsewhere must not cut the daemon off
+        noRandomize: true,
         name: o.name,
         pingInterval: 500,
         maxPingOut: 2,

@@ -15,7 +15,8 @@ export interface HostSocket {
   readonly state: number
 }
 
-const TCP_LISTEN = 0x0a
+/** TCP states that are no connection to keep: SYN_SENT (outgoing), TIME_WAIT, CLOSE, LISTEN. */
+const NOT_A_FLOW = new Set([0x02, 0x06, 0x07, 0x0a])
 
 const swapWord = (hex: string): number => {
   const b = hex.match(/../g)!.reverse().join("")
@@ -42,12 +43,12 @@ export const parseProcNetTcp = (text: string): Array<HostSocket> =>
       return { local: l.words, localPort: l.port, remote: r.words, remotePort: r.port, state: parseInt(f[3], 16) }
     })
 
-/** The host's TCP sockets (both families), listeners excluded. */
+/** The host's TCP connections (both families) that a hand-off must keep: listeners and TIME_WAIT excluded. */
 export const hostTcpSockets = (): Array<HostSocket> => {
   const out: Array<HostSocket> = []
   for (const f of ["/proc/net/tcp", "/proc/net/tcp6"]) {
     try {
-      out.push(...parseProcNetTcp(readFileSync(f, "utf8")).filter((s) => s.state !== TCP_LISTEN))
+      out.push(...parseProcNetTcp(readFileSync(f, "utf8")).filter((s) => !NOT_A_FLOW.has(s.state)))
     } catch {
       // no IPv6 on this host
     }
@@ -72,30 +73,51 @@ export const classifier = (vips: ReadonlyArray<Vip>) => {
   }
 }
 
+/** A UDP flow as the filter's flow map holds it. */
+export interface UdpFlow {
+  readonly src: ReadonlyArray<number>
+  readonly dst: ReadonlyArray<number>
+  readonly sport: number
+  readonly dport: number
+}
+
 /**
- * How many of the host's flows fall in buckets marked in `mask` (index table*BUCKETS+bucket),
- * e.g. its moving-out buckets. IPv4-mapped sockets of an IPv6 listener are seen as IPv4.
+ * The host's flows per bucket (index table*BUCKETS+bucket): TCP sockets and UDP flows
+ * whose local end is a VIP, classified by the VIP's rules. IPv4-mapped sockets of an
+ * IPv6 listener count as IPv4.
  */
-export const countFlowsIn = (
-  mask: Uint8Array,
-  code: number,
+export const flowsPerBucket = (
   vips: ReadonlyArray<Vip>,
   seed: number,
   sockets: ReadonlyArray<HostSocket>,
-  udp: ReadonlyArray<{ readonly src: ReadonlyArray<number>; readonly dst: ReadonlyArray<number>; readonly sport: number; readonly dport: number }>
-): number => {
+  udp: ReadonlyArray<UdpFlow>
+): Uint32Array => {
+  const out = new Uint32Array(16 * BUCKETS)
   const classify = classifier(vips)
-  let n = 0
   const count = (proto: number, src: ReadonlyArray<number>, dst: ReadonlyArray<number>, sport: number, dport: number) => {
     const mapped = src.length === 4 && src[0] === 0 && src[1] === 0 && src[2] === 0xffff
     const s = mapped ? [src[3]] : src
     const d = mapped && dst.length === 4 ? [dst[3]] : dst
     const c = classify(d, proto, dport)
     if (c === null) return
-    const b = bucketOf(c.affinity, { src: s, dst: d, sport, dport, packetId: 0, fragment: false }, seed)
-    if (mask[c.table * BUCKETS + b] === code) n++
+    out[c.table * BUCKETS + bucketOf(c.affinity, { src: s, dst: d, sport, dport, packetId: 0, fragment: false }, seed)]++
   }
   for (const s of sockets) count(6, s.remote, s.local, s.remotePort, s.localPort)
   for (const f of udp) count(17, f.src, f.dst, f.sport, f.dport)
+  return out
+}
+
+/** How many of the host's flows fall in buckets whose code in `mask` is `code` (e.g. its moving-out buckets). */
+export const countFlowsIn = (
+  mask: Uint8Array,
+  code: number,
+  vips: ReadonlyArray<Vip>,
+  seed: number,
+  sockets: ReadonlyArray<HostSocket>,
+  udp: ReadonlyArray<UdpFlow>
+): number => {
+  const per = flowsPerBucket(vips, seed, sockets, udp)
+  let n = 0
+  for (let i = 0; i < per.length && i < mask.length; i++) if (mask[i] === code) n += per[i]
   return n
 }

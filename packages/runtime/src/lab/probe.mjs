@@ -1,7 +1,7 @@
 /**
  * The lab's client probe, run inside a client namespace:
  *   node probe.mjs http VIP ADDR...         one GET per source address → JSON [{src, server}]
- *   node probe.mjs poll VIP SECONDS ADDR...  per source address, a GET every 50 ms (300 ms timeout)
+ *   node probe.mjs poll VIP SECONDS ADDR...  per source address, a GET every 50 ms (100 ms timeout)
  *     → JSON [{src, samples: [[epochMs, server|null], ...]}] (only changes are kept)
  *   node probe.mjs hold VIP SECONDS ADDR... one long-lived TCP connection per source
  *     address to VIP:7000, a line every 50 ms; → JSON per connection: the servers that answered,
@@ -33,7 +33,10 @@ const hold = (src, seconds, t0) =>
     let buf = ""
     let n = 0
     const timer = setInterval(() => sock.write(`${n++}\n`), 50)
-    const end = setTimeout(() => sock.end(), seconds * 1000)
+    const end = setTimeout(() => {
+      clearInterval(timer)
+      sock.end()
+    }, seconds * 1000)
     sock.setEncoding("utf8")
     sock.on("data", (chunk) => {
       buf += chunk
@@ -72,7 +75,7 @@ const main = async () => {
       const samples = []
       while (Date.now() < until) {
         const started = Date.now()
-        const r = await httpOnce(src, 300)
+        const r = await httpOnce(src, 100)
         const last = samples[samples.length - 1]
         if (last === undefined || last[1] !== r.server) samples.push([started, r.server])
         await new Promise((res) => setTimeout(res, Math.max(0, 50 - (Date.now() - started))))
