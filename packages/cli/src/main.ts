@@ -6,10 +6,11 @@ import { drain, resume, status } from "./commands/control.ts"
 import { lab } from "./commands/lab.ts"
 import { daemon } from "./commands/daemon.ts"
 import { demo } from "./commands/demo.ts"
+import { sim } from "./commands/sim.ts"
 
 const farm = Command.make("farm").pipe(
   Command.withDescription("vipfarm: a Linux farm cluster, every server holds the VIP and an XDP filter takes its share"),
-  Command.withSubcommands([daemon, status, drain, resume, lab, demo])
+  Command.withSubcommands([sim, daemon, status, drain, resume, lab, demo])
 )
 
 /** Print a failure as one line a person reads (the error names the file, key or socket). */

@@ -9,6 +9,7 @@ import { hostname } from "node:os"
 import { Effect, Result, Schema, SchemaIssue } from "effect"
 import { isMap, isSeq, LineCounter, parseDocument } from "yaml"
 import { Vip } from "@vipfarm/domain"
+import { defaultTiming } from "./controller/types.ts"
 
 /** A NATS server URL. */
 const NatsUrl = Schema.String.check(Schema.isPattern(/^(nats|tls|ws|wss):\/\/[^\s/]+$/))
@@ -118,9 +119,9 @@ export const parseConfig = (text: string, file: string): Result.Result<Config, C
   }
   const c = decoded.success
   const lease = {
-    heartbeatMs: c.lease?.heartbeatMs ?? 50,
-    fenceAfterMs: c.lease?.fenceAfterMs ?? 250,
-    expireAfterMs: c.lease?.expireAfterMs ?? 350
+    heartbeatMs: c.lease?.heartbeatMs ?? defaultTiming.heartbeatMs,
+    fenceAfterMs: c.lease?.fenceAfterMs ?? defaultTiming.fenceAfterMs,
+    expireAfterMs: c.lease?.expireAfterMs ?? defaultTiming.expireAfterMs
   }
   if (lease.expireAfterMs < lease.fenceAfterMs + lease.heartbeatMs) {
     return Result.fail(new ConfigError({

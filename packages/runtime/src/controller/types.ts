@@ -19,11 +19,11 @@ export interface ControllerConfig {
   readonly rulesDigest: string
   /** Names of the configured witnesses (voters that never own buckets). */
   readonly witnesses: ReadonlyArray<string>
-  /** Heartbeat period over core NATS (100 ms). */
+  /** Heartbeat period over core NATS (default 100 ms). */
   readonly heartbeatMs: number
-  /** A node without a majority's fresh echo for this long fences itself (300 ms). */
+  /** A node without a majority's fresh echo for this long fences itself (default 300 ms). */
   readonly fenceAfterMs: number
-  /** A peer unheard for this long is suspected (450 ms; > fenceAfterMs + heartbeatMs). */
+  /** A peer unheard for this long is suspected (default 450 ms; > fenceAfterMs + heartbeatMs). */
   readonly expireAfterMs: number
   /** A suspicion is a promise not to grant the peer a lease before `until` = now + holdMs, renewed while unheard. */
   readonly holdMs: number
