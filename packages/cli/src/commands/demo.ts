@@ -83,9 +83,15 @@ export const runDemo = async (name: string): Promise<void> => {
   ok(`${others.length} of ${others.length} long-lived connections on s1 and s3 lived through it`)
 
   step(5, "s2 comes back and takes its share again (no connection reset)")
+  const across = runProbe<HoldResult>(lab, "c2", ["hold", lab.vip, "8", ...addressesOf(lab, "c2").slice(0, 90)])
+  await new Promise((r) => setTimeout(r, 500))
   labStartDaemon(lab, "s2")
   await until("s2 back with a share", async () => ((await labStatus(lab, "s1")).members.find((m) => m.name === "s2")?.buckets ?? 0) > 300, 30_000)
   await waitFarmUp(lab)
+  const kept = await across
+  const resets = kept.filter((x) => x.reset || x.error !== null || x.servers.length !== 1)
+  if (resets.length > 0) fail(`${resets.length} of ${kept.length} long-lived connections broke while s2 took its share back`)
+  ok(`${kept.length} of ${kept.length} long-lived connections kept while s2 took its share back`)
   const back = [
     ...(await runProbe<HttpResult>(lab, "c1", ["http", lab.vip, ...addressesOf(lab, "c1")])),
     ...(await runProbe<HttpResult>(lab, "c2", ["http", lab.vip, ...addressesOf(lab, "c2")]))
