@@ -330,7 +330,7 @@ export class World {
         if (p.idx < this.serverCount) this.setFilter(p.idx, a.tables, a.deadlineMs)
         return
       case "Log":
-        if (a.op === "takeover" || a.op === "fenced" || a.op === "unfenced" || a.op === "suspect" || a.op === "exit") {
+        if (a.op === "takeover" || a.op === "takeover-ended" || a.op === "suspicion-ended" || a.op === "fenced" || a.op === "unfenced" || a.op === "suspect" || a.op === "exit") {
           this.note(a.op, p.name, String(a.fields.peer ?? ""))
         }
         return

@@ -155,6 +155,7 @@ export class NodeController {
         break
       }
     }
+    for (const x of hb.suspects) if (x.taken === true) this.markTaken(x.node, x.incarnation, now)
     if (this.waits.size > 0) this.checkWaits(now)
   }
 
@@ -307,7 +308,8 @@ export class NodeController {
             incarnation: m.incarnation,
             heard: p === undefined ? -1 : p.acceptedSentAt,
             until: now + this.config.holdMs,
-            heardAgain: false
+            heardAgain: false,
+            taken: false
           })
           this.heartbeatSoon = true
           this.log("suspect", { peer: m.name, incarnation: m.incarnation })
@@ -315,7 +317,9 @@ export class NodeController {
       } else if (s.incarnation !== m.incarnation && m.incarnation > s.incarnation) {
         // the log says the peer rejoined: its old incarnation owns nothing any more
         this.suspicions.delete(m.name)
-      } else if (!s.heardAgain) {
+      } else if (!s.heardAgain || s.taken) {
+        // a taken-over peer stays suspected until the log removes it (it must rejoin: its
+        // buckets went to others, who may hold flows in them)
         s.until = Math.max(s.until, now + this.config.holdMs)
       } else if (now >= s.until && this.removedAt.get(m.name) === undefined) {
         this.suspicions.delete(m.name)
@@ -328,6 +332,30 @@ export class NodeController {
         this.log("suspicion-ended", { peer: m.name, incarnation: s.incarnation })
       }
     }
+  }
+
+  /**
+   * `node`@`incarnation`'s failure plan was applied (here, or by a peer that says so): suspect
+   * it for good, so that it gets no lease again before the log removes it. Without this the
+   * suspicions would end `holdMs` after the node is heard again (a paused process resumes, a
+   * crashed one restarts while the log stalls), the overlay would end with them and the
+   * takers would drop the flows they accepted in its buckets.
+   */
+  private markTaken(node: string, incarnation: number, now: number): void {
+    if (node === this.config.node) return
+    const m = findMember(this.folded, node)
+    if (m === undefined || m.status === "down" || m.incarnation !== incarnation) return
+    const s = this.suspicions.get(node)
+    if (s !== undefined) {
+      if (s.incarnation !== incarnation || s.taken) return
+      s.taken = true
+      s.until = Math.max(s.until, now + this.config.holdMs)
+    } else {
+      const p = this.peers.get(node)
+      this.suspicions.set(node, { node, incarnation, heard: p === undefined ? -1 : p.acceptedSentAt, until: now + this.config.holdMs, heardAgain: true, taken: true })
+      this.log("suspect", { peer: node, incarnation, taken: true })
+    }
+    this.heartbeatSoon = true
   }
 
   private suspicionOf(voter: string, node: string): Suspicion | undefined {
@@ -360,7 +388,11 @@ export class NodeController {
       }
     }
     if (next.length === this.overlay.length && next.every((n, i) => n === this.overlay[i])) return
-    for (const n of next) if (!this.overlay.includes(n)) this.log("takeover", { peer: n })
+    for (const n of next) {
+      if (!this.overlay.includes(n)) this.log("takeover", { peer: n })
+      const m = findMember(this.folded, n)!
+      this.markTaken(n, m.incarnation, now)
+    }
     for (const n of this.overlay) if (!next.includes(n)) this.log("takeover-ended", { peer: n })
     this.overlay = next
     this.refreshEffective(now, -1)
@@ -529,7 +561,9 @@ export class NodeController {
       echo.push([name, p.acceptedSentAt])
     }
     const suspects: Array<Suspicion> = []
-    for (const s of this.suspicions.values()) suspects.push({ node: s.node, incarnation: s.incarnation, heard: s.heard, until: s.until })
+    for (const s of this.suspicions.values()) {
+      suspects.push(s.taken ? { node: s.node, incarnation: s.incarnation, heard: s.heard, until: s.until, taken: true } : { node: s.node, incarnation: s.incarnation, heard: s.heard, until: s.until })
+    }
     const hb: Heartbeat = {
       node: this.config.node,
       incarnation: this.incarnation,

@@ -29,8 +29,10 @@ export interface PeerView {
 export interface OwnSuspicion extends Suspicion {
   /** Renewed while the peer stays silent. */
   until: number
-  /** The peer was heard again after the suspicion began (then `until` is no longer renewed). */
+  /** The peer was heard again after the suspicion began (then `until` is no longer renewed unless taken). */
   heardAgain: boolean
+  /** Its failure plan was applied (here or by a peer): renewed until the log removes it. */
+  taken: boolean
 }
 
 let scratch = new Float64Array(64)

@@ -54,6 +54,12 @@ export interface Suspicion {
   readonly heard: number
   /** No lease is granted to the node before this time. */
   readonly until: number
+  /**
+   * The author (or a peer it heard from) applied this node's failure plan: the suspicion is
+   * then kept and renewed even if the node is heard again, until the log removes the node and
+   * its heartbeat shows it folded that, or it rejoins with a new incarnation. Absent: false.
+   */
+  readonly taken?: boolean
 }
 
 /** A heartbeat, published over core NATS every heartbeatMs and on important changes. */
