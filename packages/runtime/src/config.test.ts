@@ -28,7 +28,7 @@ describe("config", () => {
     if (Result.isSuccess(r)) {
       expect(r.success.node).toBe("s1")
       expect(r.success.control).toBe("/run/vipfarm/web.sock")
-      expect(r.success.lease).toEqual({ heartbeatMs: 100, fenceAfterMs: 300, expireAfterMs: 450 })
+      expect(r.success.lease).toEqual({ heartbeatMs: 50, fenceAfterMs: 250, expireAfterMs: 350 })
       expect(r.success.vips[0].rules[1].ports).toEqual(["5000-5100"])
     }
   })
