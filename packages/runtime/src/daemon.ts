@@ -20,6 +20,7 @@ import { classifier, flowsPerBucket, hostTcpSockets } from "./flows.ts"
 import { log } from "./log.ts"
 import { loadModule } from "./app/module.ts"
 import { makeSupervisor } from "./app/runner.ts"
+import { recordHash } from "@vipfarm/domain" // audit chain
 
 /** CLOCK_MONOTONIC in ms: the clock of the controller and of the filter's deadline. */
 export const monotonicMs = (): number => Number(process.hrtime.bigint() / 1_000_000n)
@@ -160,6 +161,12 @@ export const runDaemon = (config: Config) =>
         lastTables = tables
       }
 
+      // audit chain: each record appended commits to the hash of the record it follows (the last
+      // one folded: appends are conditional on it). The last records folded are kept to hash on demand.
+      const chainTail = new Map<number, unknown>()
+      const prevFor = (seq: number): string => (chainTail.has(seq) ? recordHash(chainTail.get(seq)) : "")
+      // end audit chain
+
       const run = (actions: ReadonlyArray<Action>) => {
         for (const a of actions) {
           switch (a._tag) {
@@ -167,7 +174,7 @@ export const runDaemon = (config: Config) =>
               nc.publish(hbSubject, JSON.stringify(a.heartbeat))
               break
             case "Append": {
-              const record = { v: 1 as const, events: a.events }
+              const record = { v: 1 as const, events: a.events, prev: prevFor(a.expectLastSeq) } // audit chain
               Effect.runPromise(Effect.result(eventLog.append(record, { expectLastSeq: a.expectLastSeq, msgId: a.msgId }))).then((r) => {
                 const now = monotonicMs()
                 if (Result.isFailure(r)) {
@@ -215,6 +222,8 @@ export const runDaemon = (config: Config) =>
       const consumer = yield* eventLog.records(1).pipe(
         Stream.runForEach((r) =>
           Effect.sync(() => {
+            chainTail.set(r.seq, r.entry) // audit chain
+            if (chainTail.size > 64) chainTail.delete(chainTail.keys().next().value as number) // audit chain
             ctl.onLogEntry(r.seq, r.entry, monotonicMs())
             const st = ctl.foldedState
             if (!sameVips(st.vips, filterVips) && st.vips.length > 0) {
@@ -291,7 +300,7 @@ export const runDaemon = (config: Config) =>
           if (st.vips.length === 0 && config.vips.length > 0) {
             const d = decide({ _tag: "Configure", vips: config.vips, cause: { kind: "config", by: node, detail: config.file } }, st)
             if (Result.isSuccess(d)) {
-              Effect.runPromise(Effect.result(eventLog.append({ v: 1, events: d.success }, { expectLastSeq: st.seq, msgId: `config-${st.seq}` }))).then((r) =>
+              Effect.runPromise(Effect.result(eventLog.append({ v: 1, events: d.success, prev: prevFor(st.seq) }, { expectLastSeq: st.seq, msgId: `config-${st.seq}` }))).then((r) => // audit chain: prev
                 log("info", "config.proposed", { node, seq: st.seq, result: Result.isSuccess(r) ? r.success._tag : r.failure.message })
               )
             }

@@ -1,0 +1,47 @@
+/**
+ * `farm audit`: the event-log audit viewer (a web page on 127.0.0.1 by default), and
+ * `--export FILE` / `--verify FILE` for scripts.
+ */
+import { Console, Effect, Option } from "effect"
+import { Command, Flag } from "effect/cli"
+import { AuditError, type AuditSource, exportSource, serveAudit, verifyFile } from "@vipfarm/runtime"
+
+const opt = (name: string, description: string) => Flag.String(name).pipe(Flag.withDescription(description), Flag.optional)
+
+/** `farm audit`. */
+export const audit = Command.make(
+  "audit",
+  {
+    nats: opt("nats", "NATS server URL(s), comma-separated (read the farm's JetStream log)"),
+    creds: opt("creds", "NATS credentials file"),
+    farm: opt("farm", "the farm's name (with --nats; with --file it comes from the export)"),
+    file: opt("file", "read an exported log (JSON lines) instead of NATS"),
+    listen: Flag.String("listen").pipe(Flag.withDescription("ADDR:PORT to serve the viewer on; not loopback needs a token"), Flag.withDefault("127.0.0.1:8700")),
+    token: opt("token", "the token every request must carry (generated and printed when not on loopback)"),
+    export: opt("export", "write the log as JSON lines to FILE (- for stdout) and exit"),
+    verify: opt("verify", "verify the hash chain of an exported FILE; exit 1 naming the first bad seq")
+  },
+  (o) =>
+    Effect.gen(function* () {
+      if (Option.isSome(o.verify)) {
+        const r = yield* verifyFile(o.verify.value)
+        if (!r.ok) return yield* new AuditError({ message: `${o.verify.value}: chain broken at seq ${r.firstBad}: ${r.reason}` })
+        yield* Console.log(`${o.verify.value}: chain verifies: ${r.reason}; head ${r.head || "-"}`)
+        return
+      }
+      const source: AuditSource = Option.isSome(o.file)
+        ? { _tag: "File", file: o.file.value, farm: Option.getOrNull(o.farm) }
+        : Option.isSome(o.nats) && Option.isSome(o.farm)
+          ? { _tag: "Nats", servers: o.nats.value.split(",").map((s) => s.trim()).filter((s) => s !== ""), credentials: Option.getOrNull(o.creds), farm: o.farm.value }
+          : yield* new AuditError({ message: "give --file FILE, or --nats URL and --farm NAME" })
+      if (Option.isSome(o.export)) {
+        const n = yield* exportSource(source, o.export.value)
+        if (o.export.value !== "-") yield* Console.log(`${n} records written to ${o.export.value}`)
+        return
+      }
+      yield* serveAudit(source, { listen: o.listen, token: Option.getOrNull(o.token) }, (url, generated) => {
+        process.stdout.write(`audit viewer: ${url}\n`)
+        if (generated) process.stdout.write("(a token was generated for this run: it is in the URL above; pass --token to choose one)\n")
+      })
+    })
+).pipe(Command.withDescription("the farm's event log as a web page (timeline, time travel, bucket and client history, chain check)"))
