@@ -1,7 +1,7 @@
 /** Helpers for end-to-end tests on a lab farm (the lab and its driving code are the product's own). */
 import { Effect } from "effect"
 import { cpSync, existsSync, mkdirSync, readdirSync, rmSync } from "node:fs"
-import { LAB_ROOT, labDown, labPrefix, labUp, type LabOptions, type LabState, listNamespaces, waitFarmUp } from "@vipfarm/runtime"
+import { LAB_ROOT, labDown, labPrefix, labStatus, labUp, until, type LabOptions, type LabState, listNamespaces, waitFarmUp } from "@vipfarm/runtime"
 
 export {
   addressesOf, daemonRunning, expectedServer, type HoldResult, type HttpResult, killDaemon, labOwners as owners, labStatus as status,
@@ -38,4 +38,49 @@ export const stopLab = (name: string): Array<string> => {
   }
   labDown(name)
   return listNamespaces(labPrefix(name))
+}
+
+/** Who answered how many of an http probe's requests (null: no answer). */
+export const answersPerServer = (results: ReadonlyArray<{ server: string | null }>): Record<string, number> => {
+  const per: Record<string, number> = {}
+  for (const r of results) per[r.server ?? "none"] = (per[r.server ?? "none"] ?? 0) + 1
+  return per
+}
+
+/** Buckets per member as one server's status shows them. */
+export const bucketsPerMember = async (lab: LabState, node: string): Promise<Record<string, number>> => {
+  return Object.fromEntries((await labStatus(lab, node)).members.map((m) => [m.name, m.buckets]))
+}
+
+/** Median and worst of a list of times, for the reports the tests print. */
+export const medianWorst = (xs: ReadonlyArray<number>): { median: number; worst: number; text: string } => {
+  const s = [...xs].sort((a, b) => a - b)
+  const median = s.length === 0 ? NaN : s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+  const worst = s.length === 0 ? NaN : s[s.length - 1]
+  return { median, worst, text: `median ${Math.round(median)} ms, worst ${Math.round(worst)} ms (n=${s.length})` }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+/** One line per server: its view of the farm (for failure messages). */
+export const farmViews = async (lab: LabState): Promise<string> => {
+  const lines: Array<string> = []
+  for (const s of lab.servers) {
+    try {
+      const st = await labStatus(lab, s.node)
+      lines.push(`${s.node}: log ${st.log.sequence}${st.filter.fenced ? " FENCED" : ""} ${st.members.map((m) => `${m.name}:${m.state}:${m.buckets}:i${m.incarnation}`).join(" ")}${st.handoffs.length ? ` handoffs ${st.handoffs.join(",")}` : ""}${st.app ? ` app ${st.app.state}` : ""}`)
+    } catch (e) {
+      lines.push(`${s.node}: no status (${(e as Error).message})`)
+    }
+  }
+  return lines.join("\n")
+}
+
+/** `until`, but a time-out names every server's view of the farm. */
+export const untilFarm = async (lab: LabState, what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> => {
+  try {
+    await until(what, check, timeoutMs)
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n${await farmViews(lab)}`)
+  }
 }

@@ -25,7 +25,11 @@ export const ConfigFile = Schema.Struct({
   priority: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1000000 }))),
   nats: Schema.Struct({
     servers: Schema.NonEmptyArray(NatsUrl),
-    credentials: Schema.optionalKey(Schema.String)
+    credentials: Schema.optionalKey(Schema.String),
+    /** User/password authentication (nats-server `authorization { users = [...] }`): the user ... */
+    user: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1))),
+    /** ... and a file holding its password (first line; keep it mode 0600), so the config file holds no secret. */
+    passwordFile: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1)))
   }),
   control: Schema.optionalKey(Schema.String),
   /** Names of heartbeat-only witnesses that count towards the quorum (a 2-server farm needs one). */
@@ -43,6 +47,10 @@ export const ConfigFile = Schema.Struct({
     vars: Schema.optionalKey(Schema.Record(Schema.String, Schema.String))
   })),
   xdp: Schema.optionalKey(Schema.Struct({ mode: Schema.optionalKey(Schema.Literals(["auto", "native", "generic"])) })),
+  /** Prometheus metrics at http://LISTEN/metrics (off when absent). */
+  metrics: Schema.optionalKey(Schema.Struct({ listen: Schema.String.check(Schema.isPattern(/^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$/)) })),
+  /** `farm restart` / SIGUSR2: the peers hold this server's share for holdMs while the daemon restarts (the filter keeps serving). */
+  restart: Schema.optionalKey(Schema.Struct({ holdMs: Schema.optionalKey(Millis(1000, 120000)) })),
   vips: Schema.Array(Vip)
 })
 /** The configuration file, as written. */
@@ -56,7 +64,13 @@ export interface Config {
   readonly interface: string
   readonly weight: number
   readonly priority: number
-  readonly nats: { readonly servers: ReadonlyArray<string>; readonly credentials: string | null }
+  readonly nats: {
+    readonly servers: ReadonlyArray<string>
+    readonly credentials: string | null
+    /** User/password authentication: both set, or neither. */
+    readonly user: string | null
+    readonly passwordFile: string | null
+  }
   readonly control: string
   readonly witnesses: ReadonlyArray<string>
   readonly lease: { readonly heartbeatMs: number; readonly fenceAfterMs: number; readonly expireAfterMs: number }
@@ -65,6 +79,10 @@ export interface Config {
   /** The application module (directory resolved), or null: the server is healthy as soon as it runs. */
   readonly app: { readonly module: string; readonly vars: Readonly<Record<string, string>> } | null
   readonly vips: ConfigFile["vips"]
+  /** Prometheus endpoint (`host:port`), or null: no metrics. */
+  readonly metrics: { readonly listen: string } | null
+  /** Keep-serving restarts: how long the peers hold this server's share while it restarts. */
+  readonly restart: { readonly holdMs: number }
 }
 
 /** A configuration problem: file, line and key, and what is wrong. */
@@ -90,13 +108,51 @@ const moduleDir = (module: string, file: string): string => {
   return resolve(dirname(file), module)
 }
 
+/**
+ * Every YAML and schema error of configuration text (empty when it decodes), in file order;
+ * `farm config check` shows them all, {@link parseConfig} the first.
+ */
+export const configErrors = (text: string, file: string): Array<ConfigError> => {
+  const lines = new LineCounter()
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true })
+  if (doc.errors.length > 0) {
+    return doc.errors.map((e) => new ConfigError({ file, line: e.linePos?.[0].line ?? 1, key: "", problem: e.message.split("\n")[0] }))
+  }
+  const lineOf = (path: ReadonlyArray<PropertyKey>): number => {
+    for (let n = path.length; n >= 0; n--) {
+      const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n) as Array<unknown>, true)
+      const range = (node as { range?: [number, number, number] } | null | undefined)?.range
+      if (range) return lines.linePos(range[0]).line
+    }
+    return 1
+  }
+  const decoded = Schema.decodeUnknownResult(ConfigFile, { onExcessProperty: "error", errors: "all" })(doc.toJS() ?? {})
+  if (Result.isSuccess(decoded)) return []
+  const out = formatter(decoded.failure.issue).issues.map((issue) => {
+    const path = (issue.path ?? []).map((p) => (typeof p === "object" && p !== null && "key" in p ? (p as { key: PropertyKey }).key : p)) as Array<PropertyKey>
+    return new ConfigError({ file, line: lineOf(path), key: keyText(path), problem: issue.message })
+  })
+  return out.sort((a, b) => a.line - b.line)
+}
+
+/**
+ * Every problem of configuration text: all YAML and schema errors, or, when the text decodes,
+ * the checks across keys (the first failing one). Empty when the config is valid.
+ */
+export const checkConfig = (text: string, file: string): Array<ConfigError> => {
+  const errors = configErrors(text, file)
+  if (errors.length > 0) return errors
+  const r = parseConfig(text, file)
+  return Result.isFailure(r) ? [r.failure] : []
+}
+
 /** Parse and validate configuration text; `file` is used in error messages only. */
 export const parseConfig = (text: string, file: string): Result.Result<Config, ConfigError> => {
   const lines = new LineCounter()
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true })
   if (doc.errors.length > 0) {
-    const e = doc.errors[0]
-    return Result.fail(new ConfigError({ file, line: e.linePos?.[0].line ?? 1, key: "", problem: e.message.split("\n")[0] }))
+    const e = configErrors(text, file)[0]
+    return Result.fail(e)
   }
   const lineOf = (path: ReadonlyArray<PropertyKey>): number => {
     for (let n = path.length; n >= 0; n--) {
@@ -129,6 +185,13 @@ export const parseConfig = (text: string, file: string): Result.Result<Config, C
       problem: `must be at least fenceAfterMs + heartbeatMs (${lease.fenceAfterMs + lease.heartbeatMs}) so a cut-off server fences before its buckets are taken`
     }))
   }
+  if ((c.nats.user === undefined) !== (c.nats.passwordFile === undefined)) {
+    const key = c.nats.user === undefined ? "passwordFile" : "user"
+    return Result.fail(new ConfigError({ file, line: lineOf(["nats", key]), key: `nats.${key}`, problem: `needs nats.${key === "user" ? "passwordFile" : "user"} as well` }))
+  }
+  if (c.nats.user !== undefined && c.nats.credentials !== undefined) {
+    return Result.fail(new ConfigError({ file, line: lineOf(["nats", "user"]), key: "nats.user", problem: "use either nats.credentials or nats.user/passwordFile, not both" }))
+  }
   return Result.succeed({
     file,
     farm: c.farm,
@@ -136,14 +199,19 @@ export const parseConfig = (text: string, file: string): Result.Result<Config, C
     interface: c.interface,
     weight: c.weight ?? 100,
     priority: c.priority ?? 100,
-    nats: { servers: c.nats.servers, credentials: c.nats.credentials ?? null },
+    nats: {
+      servers: c.nats.servers, credentials: c.nats.credentials ?? null,
+      user: c.nats.user ?? null, passwordFile: c.nats.passwordFile === undefined ? null : resolve(dirname(file), c.nats.passwordFile)
+    },
     control: c.control ?? `/run/vipfarm/${c.farm}.sock`,
     witnesses: c.witnesses ?? [],
     lease,
     handoffMaxMs: c.handoff?.maxMs ?? 30000,
     xdpMode: c.xdp?.mode ?? "auto",
     app: c.app === undefined ? null : { module: moduleDir(c.app.module, file), vars: c.app.vars ?? {} },
-    vips: c.vips
+    vips: c.vips,
+    metrics: c.metrics === undefined ? null : { listen: c.metrics.listen },
+    restart: { holdMs: c.restart?.holdMs ?? 10000 }
   })
 }
 

@@ -20,6 +20,13 @@ import { classifier, flowsPerBucket, hostTcpSockets } from "./flows.ts"
 import { log } from "./log.ts"
 import { loadModule } from "./app/module.ts"
 import { makeSupervisor } from "./app/runner.ts"
+// ops: metrics, events, keep-serving restart
+import { findMember } from "@vipfarm/domain"
+import { FarmMetrics, serveMetrics } from "./metrics.ts"
+import { EventStore, type EventsPage } from "./events.ts"
+import { scopedHostSetupKept } from "./hostNet.ts"
+import { acquireFilterKept, attachFilter, encodeTables, RESTART_EXIT_CODE, restartStatePath, type RestartState, tablesOf, takeRestartState, writeRestartState } from "./restart.ts"
+// end ops
 import { recordHash } from "@vipfarm/domain" // audit chain
 
 /** CLOCK_MONOTONIC in ms: the clock of the controller and of the filter's deadline. */
@@ -95,23 +102,34 @@ export const runDaemon = (config: Config) =>
       log("info", "daemon.start", { node, farm: config.farm, interface: config.interface, vmac })
 
       // 1. NATS and the log
-      const nc: NatsConnection = yield* natsConnection({ servers: config.nats.servers, credentials: config.nats.credentials, name: `vipfarm-${node}` })
+      const nc: NatsConnection = yield* natsConnection({ ...config.nats, name: `vipfarm-${node}` })
       yield* ensureStream(nc, config.farm, Math.min(3, config.nats.servers.length))
       const eventLog: EventLog["Service"] = makeNatsEventLog(nc, config.farm)
       const head = yield* eventLog.lastSeq
 
       // 2. the filter: attached fenced (deadline 0) with no buckets, so it fails closed from the first packet
-      const filter = yield* acquireFilter({ ifname: config.interface, ...(config.xdpMode === "auto" ? {} : { mode: config.xdpMode === "native" ? "drv" as const : "skb" as const }) })
+      // ops: a process that restarted keeping its filter (farm restart) left its lease, tables and
+      // flows: a fresh object gets them and is attached over the running program (atomic replace)
+      const restartPath = restartStatePath(config.control)
+      const taken = takeRestartState(restartPath, { farm: config.farm, node, interface: config.interface }, monotonicMs())
+      const inherited: RestartState | null = taken.state
+      if (taken.why !== "none") log(inherited ? "info" : "warn", "restart.inherit", { node, result: taken.why, ...(inherited ? { deadline: inherited.deadlineMs, seq: inherited.seq } : {}) })
+      let keeping = false // exiting for a keep-serving restart: the filter and the host set-up stay
+      const filter = yield* acquireFilterKept(() => keeping)
+      // end ops
       const filterConfig = (deadlineNs: bigint): FilterConfig => ({
         seed, vmac: macBytes(vmac), ifmac: macBytes(iface.mac), deadlineNs, answerNeighbours: true, udpIdleMs: 30_000
       })
-      filter.setConfig(filterConfig(0n))
-      filter.setBuckets(new Uint8Array(MAX_TABLES * BUCKETS))
-      filter.setVips(vipEntries(config.vips))
-      log("info", "filter.attached", { node, interface: config.interface })
+      filter.setConfig(filterConfig(inherited ? BigInt(Math.floor(inherited.deadlineMs)) * 1_000_000n : 0n)) // ops: or the inherited lease
+      filter.setBuckets(inherited ? tablesOf(inherited) : new Uint8Array(MAX_TABLES * BUCKETS)) // ops: or the inherited tables
+      filter.setVips(vipEntries(inherited?.vips ?? config.vips)) // ops
+      for (const f of inherited?.udpFlows ?? []) filter.putFlow("udp_flows", f.tuple, BigInt(f.lastSeenNs)) // ops
+      const xdpMode = yield* attachFilter(filter, config.interface, inherited?.mode ?? (config.xdpMode === "auto" ? undefined : config.xdpMode === "native" ? "drv" : "skb")) // ops
+      log("info", "filter.attached", { node, interface: config.interface, mode: xdpMode, inherited: inherited !== null })
 
       // 3. the host: sysctls, VIPs on lo, virtual MAC reception (all undone when the scope closes)
-      const macMode = yield* scopedHostSetup(config.interface, vmac, config.vips.map((v) => v.address))
+      const hostRecord = yield* scopedHostSetupKept(config.interface, vmac, config.vips.map((v) => v.address), inherited?.host ?? null, () => keeping) // ops: inheritable
+      const macMode = hostRecord.mac // ops
       log("info", "host.ready", { node, vips: config.vips.map((v) => v.address).join(","), vmac: macMode })
 
       // 4. the application: the server asks for buckets only once its checkers pass
@@ -130,6 +148,26 @@ export const runDaemon = (config: Config) =>
         t0
       )
       ctl.onLogHead(head)
+      // ops: metrics, the events kept for `farm events`, adoption of an inherited filter
+      const events = new EventStore()
+      let logHead = head // the highest sequence seen (records, peers' heartbeats)
+      let installed: Uint8Array | null = null // bucket codes last written to the filter
+      let adopting: RestartState | null = inherited
+      if (inherited !== null) ctl.holdUntil(inherited.deadlineMs)
+      const metrics = config.metrics === null ? null : new FarmMetrics({
+        node, farm: config.farm,
+        counters: () => filter.readCounters(),
+        bucketPackets: () => filter.readBucketCounters(),
+        state: () => ctl.effectiveState,
+        log: () => ({ folded: ctl.foldedState.seq, head: Math.max(logHead, ctl.foldedState.seq) }),
+        flowsTracked: () => filter.readFlows("udp_flows").length,
+        leaseRemainingMs: () => ctl.leaseDeadline - monotonicMs(),
+        app: () => {
+          const s = app?.status()
+          return s === undefined ? null : { module: s.module, state: s.state, checkers: s.checkers }
+        }
+      })
+      // end ops
       ctl.onAppHealth(app === null)
       app?.onReport((r) => {
         log(r._tag === "Ready" || r._tag === "ReportRecovered" ? "info" : "warn", `app.${r._tag}`, { node, ...("checker" in r ? { checker: r.checker } : {}), ...("reason" in r ? { reason: r.reason } : {}) })
@@ -158,6 +196,7 @@ export const runDaemon = (config: Config) =>
         }))
         udp.retain(open)
         filter.setBuckets(out)
+        installed = out // ops
         lastTables = tables
       }
 
@@ -191,6 +230,18 @@ export const runDaemon = (config: Config) =>
             }
             case "SetFilter": {
               const now = monotonicMs()
+              // ops: exiting for a restart: the filter keeps the lease the peers granted. A restarted process keeps
+              // the inherited filter until its controller serves (leased, caught up, holding buckets or out of the farm)
+              if (keeping) break
+              if (adopting !== null) {
+                const me = findMember(ctl.foldedState, node)
+                const ready = a.deadlineMs > now && ctl.foldedState.seq >= head && (me === undefined || me.status === "down" || a.tables.some((c) => c !== 0))
+                if (now < adopting.deadlineMs && !ready) break
+                log("info", "restart.adopted", { node, seq: ctl.foldedState.seq, incarnation: ctl.incarnation, leftMs: Math.round(adopting.deadlineMs - now) })
+                adopting = null
+                ctl.holdUntil(0)
+              }
+              // end ops
               if (a.tablesChanged || lastTables === null) {
                 applyTables(a.tables, now)
                 // count the flows of buckets that just started moving away before any hand-off can be called done
@@ -210,6 +261,7 @@ export const runDaemon = (config: Config) =>
             }
             case "Log":
               log(a.op.includes("fail") || a.op.includes("reject") ? "warn" : "info", `ctl.${a.op}`, a.fields)
+              metrics?.onControllerLog(a.op, a.fields, monotonicMs()) // ops
               break
             case "Exit":
               Effect.runFork(Deferred.succeed(exit, undefined))
@@ -225,6 +277,9 @@ export const runDaemon = (config: Config) =>
             chainTail.set(r.seq, r.entry) // audit chain
             if (chainTail.size > 64) chainTail.delete(chainTail.keys().next().value as number) // audit chain
             ctl.onLogEntry(r.seq, r.entry, monotonicMs())
+            events.add(r.seq, r.entry) // ops
+            metrics?.onRecord(r.entry) // ops
+            if (r.seq > logHead) logHead = r.seq // ops
             const st = ctl.foldedState
             if (!sameVips(st.vips, filterVips) && st.vips.length > 0) {
               filterVips = st.vips
@@ -243,7 +298,11 @@ export const runDaemon = (config: Config) =>
         callback: (err, msg) => {
           if (err) return
           try {
-            ctl.onHeartbeat(msg.json<Heartbeat>(), monotonicMs())
+            const hb = msg.json<Heartbeat>() // ops: metrics see heartbeats too
+            const at = monotonicMs()
+            ctl.onHeartbeat(hb, at)
+            metrics?.onHeartbeat(hb.node, at)
+            if (hb.seq > logHead) logHead = hb.seq // end ops
             run(ctl.drainActions())
           } catch (e) {
             log("warn", "heartbeat.malformed", { node, error: (e as Error).message })
@@ -323,7 +382,8 @@ export const runDaemon = (config: Config) =>
           const st = ctl.effectiveState
           return {
             farm: st.farm, node, seq: st.seq, seed,
-            tables: st.tables.map((t) => t.map((b) => (b.state === "moving" ? { owner: b.owner, to: b.to, state: b.state } : { owner: b.owner, state: b.state })))
+            tables: st.tables.map((t) => t.map((b) => (b.state === "moving" ? { owner: b.owner, to: b.to, state: b.state } : { owner: b.owner, state: b.state }))),
+            packets: ((c) => st.tables.map((_, ti) => Array.from(c.subarray(ti * BUCKETS, (ti + 1) * BUCKETS))))(filter.readBucketCounters()) // ops: traffic per bucket
           }
         },
         drain: async () => {
@@ -333,8 +393,55 @@ export const runDaemon = (config: Config) =>
         resume: async () => {
           ctl.resume()
           return { ok: true, node, op: "resume" }
-        }
+        },
+        events: (from: number): EventsPage => ({ farm: config.farm, node, ...events.from(from) }), // ops
+        restart: () => keepRestart() // ops
       })
+
+      // ops: Prometheus metrics; keep-serving restart (farm restart = POST /restart, or SIGUSR2)
+      if (metrics !== null && config.metrics !== null) {
+        yield* serveMetrics(config.metrics.listen, metrics)
+        log("info", "metrics.listening", { node, listen: config.metrics.listen })
+      }
+      let restarting: Promise<unknown> | null = null
+      function keepRestart(): Promise<unknown> {
+        if (restarting !== null) return restarting
+        restarting = (async () => {
+          const t = monotonicMs()
+          log("info", "daemon.restarting", { node, seq: ctl.foldedState.seq, holdMs: config.restart.holdMs })
+          ctl.pauseFor(config.restart.holdMs, t)
+          let d = 0
+          // the peers' echo of a heartbeat asking them to hold (normally within two heartbeats)
+          while (monotonicMs() - t < 3000) {
+            d = ctl.pauseDeadline
+            if (d > monotonicMs() + 1000) break
+            await new Promise((r) => setTimeout(r, 10))
+          }
+          keeping = true
+          const now = monotonicMs()
+          const granted = d > now + 1000
+          if (granted) {
+            filter.setDeadline(filterConfig(0n), BigInt(Math.floor(d)) * 1_000_000n)
+            writeRestartState(restartPath, {
+              v: 1, farm: config.farm, node, interface: config.interface, mode: xdpMode, deadlineMs: d,
+              tables: encodeTables(installed ?? (adopting !== null ? tablesOf(adopting) : new Uint8Array(MAX_TABLES * BUCKETS))),
+              vips: filterVips, udpFlows: filter.readFlows("udp_flows").map((f) => ({ tuple: f.tuple, lastSeenNs: String(f.lastSeenNs) })),
+              host: hostRecord, incarnation: ctl.incarnation, seq: ctl.foldedState.seq
+            })
+          }
+          log(granted ? "info" : "warn", "daemon.restart", {
+            node, seq: ctl.foldedState.seq, granted, serveMs: Math.round(d - now), exit: RESTART_EXIT_CODE,
+            ...(granted ? {} : { detail: "no majority granted the hold: the filter fences at its lease; the share fails over" })
+          })
+          setTimeout(() => process.exit(RESTART_EXIT_CODE), 50) // after the control reply
+          return { ok: true, node, op: "restart", granted, serveMs: Math.round(d - now), exit: RESTART_EXIT_CODE }
+        })()
+        return restarting
+      }
+      const onUsr2 = () => void keepRestart()
+      process.on("SIGUSR2", onUsr2)
+      yield* Effect.addFinalizer(() => Effect.sync(() => process.off("SIGUSR2", onUsr2)))
+      // end ops
 
       // SIGTERM / SIGINT interrupt the main fiber (the runtime's signal handling); this finalizer runs
       // first, while the log consumer and the clock still run: drain, wait for the hand-offs, leave.

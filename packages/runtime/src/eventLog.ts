@@ -43,6 +43,9 @@ export const streamNames = (farm: string) => ({ stream: `VIPFARM_${farm.replace(
 export interface NatsOptions {
   readonly servers: ReadonlyArray<string>
   readonly credentials?: string | null
+  /** User/password authentication: the user and a file whose first line is the password. */
+  readonly user?: string | null
+  readonly passwordFile?: string | null
   readonly name?: string
   /** Replicas for the stream when it is created (capped by the cluster size). */
   readonly replicas?: number
@@ -53,7 +56,7 @@ const failWith = (op: string) => (e: unknown) => new LogError({ op, message: e i
 /** Connect to NATS with tight pings so a dead server is noticed in about a second. */
 export const connectNats = (o: NatsOptions): Effect.Effect<NatsConnection, LogError> =>
   Effect.tryPromise({
-    try: () =>
+    try: async () =>
       connect({
         servers: [...o.servers],
         // the first server listed is this host's own NATS node: a link cut elsewhere must not cut the daemon off
@@ -64,7 +67,8 @@ export const connectNats = (o: NatsOptions): Effect.Effect<NatsConnection, LogEr
         reconnectTimeWait: 200,
         maxReconnectAttempts: -1,
         timeout: 2000,
-        ...(o.credentials ? { authenticator: credsAuthenticator(new Uint8Array(readFileSync(o.credentials))) } : {})
+        ...(o.credentials ? { authenticator: credsAuthenticator(new Uint8Array(readFileSync(o.credentials))) } : {}),
+        ...(o.user && o.passwordFile ? { user: o.user, pass: readFileSync(o.passwordFile, "utf8").split("\n")[0].trim() } : {})
       }),
     catch: failWith("connect")
   })

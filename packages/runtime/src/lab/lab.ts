@@ -5,7 +5,8 @@
  * addresses. Addresses come from 198.18.0.0/15; nothing leaves the namespaces.
  */
 import { spawn, spawnSync } from "node:child_process"
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { randomBytes } from "node:crypto"
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { Effect, Schema } from "effect"
 import { createHost, createSwitch, listNamespaces, nsRun, removeNamespaces, setLink } from "./netns.ts"
@@ -63,6 +64,17 @@ export interface LabOptions {
   readonly daemons: boolean
   /** Extra YAML appended to every server's config (weights, lease timings, ...). */
   readonly extraConfig?: (node: string, index: number) => string
+  /**
+   * Run the lab's NATS with user/password authorization: every server gets its own user (its
+   * node name) and a random password, written to `DIR/NODE.pass` (mode 0600) and named by
+   * its config (`nats.user`, `nats.passwordFile`). Servers in `wrongPassword` get a file with
+   * a password NATS does not know (a server without valid credentials).
+   */
+  readonly natsAuth?: { readonly wrongPassword?: ReadonlyArray<string> }
+  /** How many servers (the first ones) run a node of the NATS cluster (default: all). */
+  readonly natsNodes?: number
+  /** With `app: "nginx"`: the module (a shipped name or a directory) instead of the shipped `nginx`. */
+  readonly appModule?: string
 }
 
 const ROOT = fileURLToPath(new URL("../../../../", import.meta.url))
@@ -94,13 +106,14 @@ const waitPort = (host: string, port: number, ns: string, timeoutMs: number) =>
     catch: (e) => new LabError({ op: "wait-port", message: (e as Error).message })
   })
 
-const natsConfig = (s: LabServer, all: ReadonlyArray<LabServer>, dir: string) => {
+const natsConfig = (s: LabServer, all: ReadonlyArray<LabServer>, dir: string, users: ReadonlyArray<{ user: string; password: string }> | null) => {
   const routes = all.filter((o) => o.node !== s.node).map((o) => `nats-route://${o.address}:6222`)
   return [
     `server_name: ${s.node}`,
     `listen: ${s.address}:4222`,
     `jetstream { store_dir: "${dir}/${s.node}-js" }`,
     all.length > 1 ? `cluster { name: lab, listen: ${s.address}:6222, routes: [${routes.join(", ")}] }` : "",
+    users === null ? "" : `authorization { users = [\n${users.map((u) => `  {user: "${u.user}", password: "${u.password}"}`).join("\n")}\n] }`,
     ""
   ].join("\n")
 }
@@ -121,13 +134,15 @@ http {
 }
 `
 
-const farmConfig = (o: LabOptions, s: LabServer, all: ReadonlyArray<LabServer>, vip: string, i: number) =>
+/** `nats` holds the servers that run a NATS node: this server's own first, when it runs one. */
+const farmConfig = (o: LabOptions, s: LabServer, nats: ReadonlyArray<LabServer>, vip: string, i: number, dir: string) =>
   [
     `farm: ${o.name}`,
     `node: ${s.node}`,
     `interface: eth0`,
     `nats:`,
-    `  servers: [${[s, ...all.filter((x) => x !== s)].map((x) => `nats://${x.address}:4222`).join(", ")}]`,
+    `  servers: [${[...nats.filter((x) => x === s), ...nats.filter((x) => x !== s)].map((x) => `nats://${x.address}:4222`).join(", ")}]`,
+    ...(o.natsAuth ? [`  user: ${s.node}`, `  passwordFile: ${dir}/${s.node}.pass`] : []),
     `control: ${s.control}`,
     `xdp: {mode: generic}   # veth: native XDP cannot turn a rewritten frame into the host's`,
     `vips:`,
@@ -136,7 +151,7 @@ const farmConfig = (o: LabOptions, s: LabServer, all: ReadonlyArray<LabServer>, 
     `      - {proto: tcp, ports: [80, 7000], affinity: client-ip}`,
     `      - {proto: udp, ports: [5300], affinity: client-ip-port}`,
     ...(o.app === "nginx"
-      ? [`app:`, `  module: nginx`, `  vars: {NGINX_CONF: ${s.config.replace(/\.yaml$/, "-nginx.conf")}, NGINX_PID: ${s.config.replace(/\.yaml$/, "-nginx.pid")}, HTTP_URL: "http://127.0.0.1/"}`]
+      ? [`app:`, `  module: ${o.appModule ?? "nginx"}`, `  vars: {NGINX_CONF: ${s.config.replace(/\.yaml$/, "-nginx.conf")}, NGINX_PID: ${s.config.replace(/\.yaml$/, "-nginx.pid")}, HTTP_URL: "http://127.0.0.1/"}`]
       : []),
     o.extraConfig?.(s.node, i) ?? "",
     ""
@@ -182,14 +197,26 @@ export const labUp = (o: LabOptions): Effect.Effect<LabState, LabError> =>
       for (const s of servers) yield* createHost(switchNs, s.ns, s.port, s.mac, [s.address])
       for (const c of clients) yield* createHost(switchNs, c.ns, c.port, mac(1, Number(c.node.slice(1))), c.addresses)
       log("info", "lab.net", { lab: o.name, servers: servers.length, clients: clients.length })
+      const natsServers = servers.slice(0, Math.max(1, Math.min(servers.length, o.natsNodes ?? servers.length)))
+      const password = () => randomBytes(18).toString("base64url")
+      const users = o.natsAuth ? servers.map((s) => ({ user: s.node, password: password() })) : null
+      if (users !== null) {
+        for (const u of users) {
+          const file = `${dir}/${u.user}.pass`
+          writeFileSync(file, `${o.natsAuth?.wrongPassword?.includes(u.user) ? password() : u.password}\n`, { mode: 0o600 })
+          chmodSync(file, 0o600)
+        }
+      }
       for (const s of servers) {
-        writeFileSync(`${dir}/${s.node}-nats.conf`, natsConfig(s, servers, dir))
-        spawnInNs(s.ns, ["nice", "-n", "-10", "nats-server", "-c", `${dir}/${s.node}-nats.conf`], `${dir}/${s.node}-nats.log`)
-        writeFileSync(s.config, farmConfig(o, s, servers, vip, Number(s.node.slice(1))))
+        if (natsServers.includes(s)) {
+          writeFileSync(`${dir}/${s.node}-nats.conf`, natsConfig(s, natsServers, dir, users))
+          spawnInNs(s.ns, ["nice", "-n", "-10", "nats-server", "-c", `${dir}/${s.node}-nats.conf`], `${dir}/${s.node}-nats.log`)
+        }
+        writeFileSync(s.config, farmConfig(o, s, natsServers, vip, Number(s.node.slice(1)), dir))
         spawnInNs(s.ns, [process.execPath, APP, s.node, ...(o.app === "nginx" ? ["--no-http"] : [])], `${dir}/${s.node}-app.log`)
         if (o.app === "nginx") writeFileSync(`${dir}/${s.node}-nginx.conf`, nginxConfig(s, dir))
       }
-      for (const s of servers) yield* waitPort(s.address, 4222, s.ns, 10_000)
+      for (const s of natsServers) yield* waitPort(s.address, 4222, s.ns, 10_000)
       if (o.daemons) for (const s of servers) labStartDaemon(state, s.node)
       return state
     })
