@@ -28,7 +28,7 @@ const el = (tag, props = {}, ...children) => {
   for (const [k, v] of Object.entries(props)) {
     if (k === "class") e.className = v
     else if (k === "data") for (const [dk, dv] of Object.entries(v)) e.dataset[dk] = String(dv)
-    else if (k === "style") e.setAttribute("style", v)
+    else if (k === "color") e.style.backgroundColor = v // CSSOM: allowed by the page's CSP (inline style attributes are not)
     else if (k.startsWith("on")) e.addEventListener(k.slice(2), v)
     else e.setAttribute(k, v)
   }
@@ -98,7 +98,7 @@ const renderMembers = (st) => {
     const note = m.status === "unhealthy" && m.unhealthy ? `${m.unhealthy.checker}: ${m.unhealthy.reason}`
       : m.suspectedBy ? `suspected by ${m.suspectedBy}` : m.drained ? "drained" : ""
     return el("tr", { data: { member: m.name, status: m.status, buckets: m.buckets } },
-      el("td", {}, el("span", { class: "swatch", style: `background:${colorOf(m.name)}` })),
+      el("td", {}, el("span", { class: "swatch", color: colorOf(m.name) })),
       el("td", {}, m.name),
       el("td", { class: `st-${m.status}` }, m.status),
       el("td", { class: "count" }, m.buckets),
