@@ -1,11 +1,13 @@
 /**
  * The daemon's local control socket: a small HTTP/JSON API on a Unix socket
- * (`GET /status`, `GET /buckets`, `POST /drain`, `POST /resume`), and the client `farm status` uses.
+ * (`GET /status`, `GET /buckets`, `GET /events?from=N`, `POST /drain`, `POST /resume`,
+ * `POST /restart`), and the client `farm status` uses.
  */
 import { mkdirSync, rmSync, chmodSync } from "node:fs"
 import { dirname } from "node:path"
 import { createServer, request } from "node:http"
 import { Effect, Schema } from "effect"
+import { eventsFromQuery } from "./events.ts"
 
 /** What the control socket serves. */
 export interface ControlHandlers {
@@ -14,6 +16,10 @@ export interface ControlHandlers {
   readonly buckets: () => unknown
   readonly drain: () => Promise<unknown>
   readonly resume: () => Promise<unknown>
+  /** The log's records the daemon folded, from sequence `from` (`GET /events?from=N`). */
+  readonly events?: (from: number) => unknown
+  /** Exit for a restart that keeps serving (`POST /restart`). */
+  readonly restart?: () => Promise<unknown>
 }
 
 /** The control socket could not be opened or answered badly. */
@@ -40,6 +46,8 @@ export const serveControl = (path: string, handlers: ControlHandlers) =>
             if (route === "GET /buckets") return reply(200, handlers.buckets())
             if (route === "POST /drain") return void handlers.drain().then((b) => reply(200, b), (e) => reply(500, { error: String(e) }))
             if (route === "POST /resume") return void handlers.resume().then((b) => reply(200, b), (e) => reply(500, { error: String(e) }))
+            if (handlers.events && req.method === "GET" && (req.url === "/events" || req.url?.startsWith("/events?"))) return reply(200, handlers.events(eventsFromQuery(req.url)))
+            if (handlers.restart && route === "POST /restart") return void handlers.restart().then((b) => reply(200, b), (e) => reply(500, { error: String(e) }))
             reply(404, { error: `no such endpoint: ${route}` })
           })
           server.once("error", reject)

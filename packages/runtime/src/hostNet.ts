@@ -103,3 +103,65 @@ export const scopedHostSetup = (iface: string, vmac: string, vips: ReadonlyArray
     for (const vip of vips) yield* scopedVipOnLoopback(vip)
     return yield* scopedVirtualMac(iface, vmac)
   })
+
+/**
+ * What {@link scopedHostSetupKept} set on the host, so that a daemon restarted with
+ * `farm restart` (which leaves everything in place) undoes exactly what the first one changed.
+ */
+export interface HostRecord {
+  /** sysctl key -> value before the daemon set it. */
+  readonly sysctls: Readonly<Record<string, string>>
+  /** VIPs the daemon added to lo (others were there before and stay). */
+  readonly vipsAdded: ReadonlyArray<string>
+  readonly mac: "unicast-filter" | "promiscuous"
+}
+
+/**
+ * {@link scopedHostSetup} that records what it set, and takes over a record from a previous
+ * process instead of setting again (its undo restores the values from before that process).
+ * Undo runs when the scope closes unless `keep()` says the daemon is exiting for a restart.
+ */
+export const scopedHostSetupKept = (
+  iface: string,
+  vmac: string,
+  vips: ReadonlyArray<string>,
+  inherited: HostRecord | null,
+  keep: () => boolean
+): Effect.Effect<HostRecord, HostNetError, import("effect").Scope.Scope> =>
+  Effect.gen(function* () {
+    yield* interfaceInfo(iface)
+    const sysctls: Record<string, string> = {}
+    for (const scope of ["all", iface]) {
+      for (const [k, v] of [[`net.ipv4.conf.${scope}.arp_ignore`, "1"], [`net.ipv4.conf.${scope}.arp_announce`, "2"]] as const) {
+        const before = inherited?.sysctls[k] ?? (yield* Effect.try({
+          try: () => readFileSync(sysctlPath(k), "utf8").trim(),
+          catch: (e) => new HostNetError({ op: `sysctl ${k}`, message: (e as Error).message })
+        }))
+        yield* Effect.try({ try: () => writeFileSync(sysctlPath(k), v), catch: (e) => new HostNetError({ op: `sysctl ${k}=${v}`, message: (e as Error).message }) })
+        sysctls[k] = before
+        yield* Effect.addFinalizer(() => (keep() ? Effect.void : Effect.sync(() => writeFileSync(sysctlPath(k), before)).pipe(Effect.ignore)))
+      }
+    }
+    const vipsAdded: Array<string> = []
+    for (const vip of vips) {
+      const prefix = `${vip}/${isV6(vip) ? 128 : 32}`
+      const text = yield* run("ip", ["-o", "addr", "show", "dev", "lo"])
+      const present = text.includes(` ${prefix} `) || text.includes(` ${vip}/`)
+      if (!present) yield* run("ip", ["addr", "add", prefix, "dev", "lo", ...(isV6(vip) ? ["nodad"] : [])])
+      if (!present || inherited?.vipsAdded.includes(vip)) {
+        vipsAdded.push(vip)
+        yield* Effect.addFinalizer(() => (keep() ? Effect.void : run("ip", ["addr", "del", prefix, "dev", "lo"]).pipe(Effect.ignore)))
+      }
+    }
+    const mac = inherited?.mac ?? (yield* run("bridge", ["fdb", "add", vmac, "dev", iface, "self", "permanent"]).pipe(
+      Effect.as("unicast-filter" as const),
+      Effect.orElseSucceed(() => "promiscuous" as const),
+      Effect.flatMap((how) => (how === "promiscuous" ? run("ip", ["link", "set", iface, "promisc", "on"]).pipe(Effect.as(how)) : Effect.succeed(how)))
+    ))
+    yield* Effect.addFinalizer(() =>
+      keep()
+        ? Effect.void
+        : (mac === "unicast-filter" ? run("bridge", ["fdb", "del", vmac, "dev", iface, "self"]) : run("ip", ["link", "set", iface, "promisc", "off"])).pipe(Effect.ignore)
+    )
+    return { sysctls, vipsAdded, mac }
+  })

@@ -33,6 +33,8 @@ export interface AppStatus extends AppStateView {
     readonly type: string
     readonly status: CheckerStatus
     readonly lastError: string | null
+    /** Duration of the last probe (ms), null before the first one finished. */
+    readonly latencyMs: number | null
   }>
 }
 
@@ -61,6 +63,7 @@ export class Supervisor {
   private running = false
   private readonly waiters: Array<{ until: (s: PolicyState) => boolean; resolve: () => void }> = []
   private lastSummary = ""
+  private readonly latency = new Map<string, number>()
 
   constructor(readonly module: AppModule, private readonly options: SupervisorOptions = {}) {
     const now = monotonic()
@@ -88,7 +91,7 @@ export class Supervisor {
       module: this.module.name,
       checkers: this.health.checkers.map((c) => {
         const spec = this.module.checkers.find((s) => s.name === c.timing.name)!
-        return { name: c.timing.name, type: spec.type, status: c.status, lastError: c.lastError }
+        return { name: c.timing.name, type: spec.type, status: c.status, lastError: c.lastError, latencyMs: this.latency.get(c.timing.name) ?? null }
       })
     }
   }
@@ -245,6 +248,7 @@ export class Supervisor {
     void Promise.race([probeChecker(spec, { cwd: this.module.dir, env: this.module.vars }), guard]).then((result) => {
       if (this.closed) return
       const at = monotonic()
+      this.latency.set(name, at - now)
       const r = probeFinished(this.health, name, started.token, result, at)
       this.health = r.state
       if (r.change !== null) {

@@ -87,6 +87,10 @@ export class NodeController {
   private actions: Array<Action> = []
   private votersCache: { seq: number; voters: Array<string> } | null = null
   private handoffCache: { seq: number; open: Array<string>; owners: Map<string, Set<string>>; mine: Map<string, Array<number>> } | null = null
+  /** Keep-serving restart: heartbeats ask the peers to hold this node's share for `ms` (see {@link pauseFor}). */
+  private pausing: { ms: number; since: number } | null = null
+  /** A restarted process whose filter still serves an inherited lease until then: heartbeats ask the peers to hold as long. */
+  private holdingUntil = 0
 
   constructor(config: ControllerConfig, now: number) {
     this.config = config
@@ -147,7 +151,8 @@ export class NodeController {
     }
     if (!this.suspicions.has(hb.node)) {
       if (hb.sentAt > p.acceptedSentAt) p.acceptedSentAt = hb.sentAt
-      p.acceptedAt = now
+      // a restarting peer (pause) is heard, for suspicion, as if this heartbeat arrived pause ms later
+      p.acceptedAt = hb.pause !== undefined && hb.pause > 0 ? now + hb.pause : now
     }
     for (const [name, t] of hb.echo) {
       if (name === this.config.node) {
@@ -221,6 +226,37 @@ export class NodeController {
   /** SIGTERM: drain, wait for the hand-offs, leave, then Exit. */
   stop(now: number): void {
     if (this.stopping === null) this.stopping = { since: now }
+  }
+
+  /**
+   * Keep-serving restart: from now on heartbeats carry `pause: ms` and nothing is decided. A
+   * peer that accepts such a heartbeat suspects this node no earlier than ms + expireAfterMs
+   * after it arrived, so once a majority echoed one, {@link pauseDeadline} is a lease the
+   * process may leave in the filter when it exits without leaving the farm.
+   */
+  pauseFor(ms: number, now: number): void {
+    if (this.pausing === null) this.pausing = { ms, since: now }
+    this.heartbeatSoon = true
+  }
+
+  /**
+   * A restarted process found its filter serving an inherited lease until `deadline` (set by
+   * the previous process with {@link pauseFor}): until then its heartbeats carry the rest of it
+   * as `pause`, so no peer suspects it before that lease is over. 0 ends it.
+   */
+  holdUntil(deadline: number): void {
+    this.holdingUntil = deadline
+  }
+
+  /** The filter deadline that a majority's echo of a pause heartbeat guarantees (0: not granted yet). */
+  get pauseDeadline(): number {
+    const p = this.pausing
+    if (p === null) return 0
+    const d = leaseDeadline(this.voters(), this.config.node, this.lastTickAt, (v) => {
+      const g = this.peers.get(v)?.grant ?? -Infinity
+      return g >= p.since ? g : -Infinity
+    }, this.config.fenceAfterMs)
+    return d === 0 ? 0 : d + p.ms
   }
 
   /** Advance time: suspicions, lease, overlay, heartbeats, decisions. Call every few ms. */
@@ -571,7 +607,8 @@ export class NodeController {
       sentAt: now,
       echo,
       suspects,
-      done: this.config.role === "server" ? this.doneHandoffs(now) : []
+      done: this.config.role === "server" ? this.doneHandoffs(now) : [],
+      ...(this.pausing !== null ? { pause: this.pausing.ms } : this.holdingUntil > now ? { pause: Math.ceil(this.holdingUntil - now) } : {})
     }
     this.actions.push({ _tag: "PublishHeartbeat", heartbeat: hb })
   }
@@ -608,7 +645,7 @@ export class NodeController {
   }
 
   private reconcile(now: number): void {
-    if (this.exited) return
+    if (this.exited || this.pausing !== null) return
     if (this.inflight !== null) {
       if (now - this.inflight.at < 5000) return
       this.inflight = null

@@ -80,6 +80,11 @@ export interface Heartbeat {
   readonly suspects: ReadonlyArray<Suspicion>
   /** Open hand-offs for which the sender, an old owner, holds no more flows (or gave up waiting). */
   readonly done: ReadonlyArray<string>
+  /**
+   * The sender restarts and keeps serving (ms): a receiver counts this heartbeat as heard that
+   * much later, i.e. suspects the sender no earlier than pause + expireAfterMs after it arrived.
+   */
+  readonly pause?: number
 }
 
 /** Result of an append, as the log answers it. */

@@ -1,0 +1,113 @@
+/** `farm events`, `farm buckets`, `farm config check`, `farm restart`: operating a farm server. */
+import { readFileSync } from "node:fs"
+import { Console, Effect, Option, Schema } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import {
+  type BucketsDoc, callControl, checkConfig, eventsHeader, type EventsPage, formatBuckets, formatRecord, loadConfig, recordJsonLines,
+  summarizeBuckets
+} from "@vipfarm/runtime"
+
+const DEFAULT_CONFIG = "/etc/vipfarm/farm.yaml"
+
+const configFlag = Flag.String("config").pipe(
+  Flag.withAlias("c"),
+  Flag.withDescription(`the daemon's configuration file (default ${DEFAULT_CONFIG})`),
+  Flag.optional
+)
+const socketFlag = Flag.String("socket").pipe(Flag.withDescription("the control socket (default: from the config)"), Flag.optional)
+const jsonFlag = Flag.Boolean("json").pipe(Flag.withDescription("print JSON for scripts"), Flag.withDefault(false))
+
+const socketOf = (config: Option.Option<string>, socket: Option.Option<string>) =>
+  Option.isSome(socket)
+    ? Effect.succeed(socket.value)
+    : loadConfig(Option.getOrElse(config, () => DEFAULT_CONFIG)).pipe(Effect.map((c) => c.control))
+
+/** `farm events [--follow] [--json] [--from N]`. */
+export const events = Command.make(
+  "events",
+  {
+    config: configFlag, socket: socketFlag, json: jsonFlag,
+    follow: Flag.Boolean("follow").pipe(Flag.withAlias("f"), Flag.withDescription("keep printing events as they arrive"), Flag.withDefault(false)),
+    from: Flag.Int("from").pipe(Flag.withDescription("first log sequence (default: the oldest the daemon keeps)"), Flag.withDefault(1))
+  },
+  ({ config, socket, json, follow, from }) =>
+    Effect.gen(function* () {
+      const path = yield* socketOf(config, socket)
+      let next = Math.max(1, from)
+      let first = true
+      for (;;) {
+        const page = (yield* callControl(path, "GET", `/events?from=${next}`)) as EventsPage
+        if (first && !json) {
+          if (page.first > next && page.records.length > 0) yield* Console.log(`(the daemon keeps records from ${page.first}; older ones are in the JetStream log)`)
+          yield* Console.log(eventsHeader())
+        }
+        first = false
+        for (const r of page.records) {
+          const lines = json ? recordJsonLines(r) : formatRecord(r)
+          for (const l of lines) yield* Console.log(l)
+          next = r.seq + 1
+        }
+        if (!follow) return
+        if (page.records.length === 0) yield* Effect.sleep("500 millis")
+      }
+    })
+).pipe(Command.withDescription("the farm's event log with causes, as this server folded it"))
+
+/** `farm buckets [--json] [--all]`. */
+export const buckets = Command.make(
+  "buckets",
+  {
+    config: configFlag, socket: socketFlag, json: jsonFlag,
+    all: Flag.Boolean("all").pipe(Flag.withDescription("list every bucket, not only the moving ones"), Flag.withDefault(false))
+  },
+  ({ config, socket, json, all }) =>
+    Effect.gen(function* () {
+      const path = yield* socketOf(config, socket)
+      const doc = (yield* callControl(path, "GET", "/buckets")) as BucketsDoc
+      yield* Console.log(json ? JSON.stringify({ ...doc, summary: summarizeBuckets(doc) }, null, 2) : formatBuckets(doc, all))
+    })
+).pipe(Command.withDescription("owner and traffic per bucket"))
+
+/** The config check found problems (the CLI exits non-zero). */
+export class ConfigCheckFailed extends Schema.TaggedError<ConfigCheckFailed>()("ConfigCheckFailed", { file: Schema.String, errors: Schema.Number }) {
+  override get message(): string {
+    return `${this.file}: ${this.errors} error${this.errors === 1 ? "" : "s"}`
+  }
+}
+
+/** `farm config check FILE [--json]`. */
+const check = Command.make(
+  "check",
+  { file: Argument.String("file").pipe(Argument.withDescription("the configuration file")), json: jsonFlag },
+  ({ file, json }) =>
+    Effect.gen(function* () {
+      let text: string
+      try {
+        text = readFileSync(file, "utf8")
+      } catch (e) {
+        return yield* Effect.fail(new ConfigCheckFailed({ file, errors: 1 })).pipe(
+          Effect.tap(() => Console.error(`${file}:0: cannot read: ${(e as Error).message}`))
+        )
+      }
+      const errors = checkConfig(text, file)
+      if (json) yield* Console.log(JSON.stringify({ file, ok: errors.length === 0, errors: errors.map((e) => ({ line: e.line, key: e.key, problem: e.problem, message: e.message })) }, null, 2))
+      else if (errors.length === 0) yield* Console.log(`${file}: ok`)
+      else for (const e of errors) yield* Console.error(e.message)
+      if (errors.length > 0) return yield* Effect.fail(new ConfigCheckFailed({ file, errors: errors.length }))
+    })
+).pipe(Command.withDescription("validate a configuration file without touching the system (every error with file:line)"))
+
+/** `farm config ...`. */
+export const configCommand = Command.make("config").pipe(
+  Command.withDescription("configuration files"),
+  Command.withSubcommands([check])
+)
+
+/** `farm restart`: restart the daemon keeping the server's connections. */
+export const restart = Command.make("restart", { config: configFlag, socket: socketFlag }, ({ config, socket }) =>
+  Effect.gen(function* () {
+    const path = yield* socketOf(config, socket)
+    const r = yield* callControl(path, "POST", "/restart")
+    yield* Console.log(JSON.stringify(r))
+  })
+).pipe(Command.withDescription("restart the daemon keeping the filter serving (exit 75; systemd starts the new one), e.g. after an upgrade"))
