@@ -4,7 +4,7 @@
  */
 import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
-import { AuditError, type AuditSource, exportSource, serveAudit, verifyFile } from "@vipfarm/runtime"
+import { AuditError, type AuditSource, exportSource, loadConfig, serveAudit, verifyFile } from "@vipfarm/runtime"
 
 const opt = (name: string, description: string) => Flag.String(name).pipe(Flag.withDescription(description), Flag.optional)
 
@@ -12,8 +12,11 @@ const opt = (name: string, description: string) => Flag.String(name).pipe(Flag.w
 export const audit = Command.make(
   "audit",
   {
+    config: opt("config", "read the farm's name and NATS settings from a daemon's config file (e.g. /etc/vipfarm/farm.yaml)").pipe(Flag.withAlias("c")),
     nats: opt("nats", "NATS server URL(s), comma-separated (read the farm's JetStream log)"),
     creds: opt("creds", "NATS credentials file"),
+    user: opt("user", "NATS user (with --password-file)"),
+    passwordFile: opt("password-file", "file whose first line is the NATS user's password"),
     farm: opt("farm", "the farm's name (with --nats; with --file it comes from the export)"),
     file: opt("file", "read an exported log (JSON lines) instead of NATS"),
     listen: Flag.String("listen").pipe(Flag.withDescription("ADDR:PORT to serve the viewer on; not loopback needs a token"), Flag.withDefault("127.0.0.1:8700")),
@@ -25,15 +28,23 @@ export const audit = Command.make(
     Effect.gen(function* () {
       if (Option.isSome(o.verify)) {
         const r = yield* verifyFile(o.verify.value)
-        if (!r.ok) return yield* new AuditError({ message: `${o.verify.value}: chain broken at seq ${r.firstBad}: ${r.reason}` })
+        if (!r.ok) return yield* new AuditError({ message: `${o.verify.value}: chain broken at ${r.reason}` })
         yield* Console.log(`${o.verify.value}: chain verifies: ${r.reason}; head ${r.head || "-"}`)
         return
       }
+      const config = Option.isSome(o.config) ? yield* loadConfig(o.config.value) : null
+      const servers = Option.isSome(o.nats) ? o.nats.value.split(",").map((s) => s.trim()).filter((s) => s !== "") : config?.nats.servers
+      const farm = Option.getOrNull(o.farm) ?? config?.farm ?? null
       const source: AuditSource = Option.isSome(o.file)
         ? { _tag: "File", file: o.file.value, farm: Option.getOrNull(o.farm) }
-        : Option.isSome(o.nats) && Option.isSome(o.farm)
-          ? { _tag: "Nats", servers: o.nats.value.split(",").map((s) => s.trim()).filter((s) => s !== ""), credentials: Option.getOrNull(o.creds), farm: o.farm.value }
-          : yield* new AuditError({ message: "give --file FILE, or --nats URL and --farm NAME" })
+        : servers !== undefined && servers.length > 0 && farm !== null
+          ? {
+              _tag: "Nats", servers, farm,
+              credentials: Option.getOrNull(o.creds) ?? config?.nats.credentials ?? null,
+              user: Option.getOrNull(o.user) ?? config?.nats.user ?? null,
+              passwordFile: Option.getOrNull(o.passwordFile) ?? config?.nats.passwordFile ?? null
+            }
+          : yield* new AuditError({ message: "give --file FILE, or --nats URL and --farm NAME, or --config FILE" })
       if (Option.isSome(o.export)) {
         const n = yield* exportSource(source, o.export.value)
         if (o.export.value !== "-") yield* Console.log(`${n} records written to ${o.export.value}`)

@@ -15,8 +15,14 @@ export class AuditError extends Schema.TaggedError<AuditError>()("AuditError", {
 
 /** Where the log comes from. */
 export type AuditSource =
-  | { readonly _tag: "Nats"; readonly servers: ReadonlyArray<string>; readonly credentials: string | null; readonly farm: string }
+  | {
+      readonly _tag: "Nats"; readonly servers: ReadonlyArray<string>; readonly farm: string
+      readonly credentials: string | null; readonly user?: string | null; readonly passwordFile?: string | null
+    }
   | { readonly _tag: "File"; readonly file: string; readonly farm: string | null }
+
+const natsOptions = (s: Extract<AuditSource, { _tag: "Nats" }>) =>
+  ({ servers: s.servers, credentials: s.credentials, user: s.user ?? null, passwordFile: s.passwordFile ?? null, name: "vipfarm-audit" })
 
 const fail = (e: unknown) => new AuditError({ message: e instanceof Error ? e.message : String(e) })
 
@@ -33,7 +39,7 @@ export const readSource = (s: AuditSource): Effect.Effect<{ readonly farm: strin
         catch: fail
       })
     : Effect.scoped(
-        natsConnection({ servers: s.servers, credentials: s.credentials, name: "vipfarm-audit" }).pipe(
+        natsConnection(natsOptions(s)).pipe(
           Effect.mapError(fail),
           Effect.flatMap((nc) => Effect.tryPromise({ try: async () => ({ farm: s.farm, records: await readStream(nc, s.farm) }), catch: fail }))
         )
@@ -79,7 +85,7 @@ export const serveAudit = (s: AuditSource, o: ServeOptions, onReady: (url: strin
         for (const r of records) model.add(r)
       } else {
         model = new AuditModel(s.farm)
-        const nc = yield* natsConnection({ servers: s.servers, credentials: s.credentials, name: "vipfarm-audit" }).pipe(Effect.mapError(fail))
+        const nc = yield* natsConnection(natsOptions(s)).pipe(Effect.mapError(fail))
         const stop = yield* Effect.tryPromise({
           try: () => followStream(nc, s.farm, (r) => model.add(r), (e) => log("error", "audit.consume", { farm: s.farm, error: e.message })),
           catch: fail
