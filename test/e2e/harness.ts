@@ -1,6 +1,7 @@
 /** Helpers for end-to-end tests on a lab farm (the lab and its driving code are the product's own). */
 import { Effect } from "effect"
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync } from "node:fs"
+import { spawnSync } from "node:child_process"
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { LAB_ROOT, labDown, labPrefix, labStatus, labUp, until, type LabOptions, type LabState, listNamespaces, waitFarmUp } from "@vipfarm/runtime"
 
 export {
@@ -83,4 +84,50 @@ export const untilFarm = async (lab: LabState, what: string, check: () => Promis
   } catch (e) {
     throw new Error(`${(e as Error).message}\n${await farmViews(lab)}`)
   }
+}
+
+/** A process's parent pid (null when it is gone). */
+const parentOf = (pid: number): number | null => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
+  } catch {
+    return null
+  }
+}
+
+/**
+ * The nginx of a lab server: its master (from the lab's per-server pid file) and the master's
+ * children (workers), checked to live in that server's network namespace. Empty when not running.
+ */
+export const nginxPids = (lab: LabState, node: string): { master: number | null; workers: Array<number> } => {
+  const s = lab.servers.find((x) => x.node === node)!
+  let master: number | null = null
+  try {
+    master = Number(readFileSync(`${lab.dir}/${node}-nginx.pid`, "utf8").trim()) || null
+  } catch {
+    return { master: null, workers: [] }
+  }
+  if (master === null || !existsSync(`/proc/${master}`)) return { master: null, workers: [] }
+  const ns = spawnSync("ip", ["netns", "identify", String(master)], { encoding: "utf8" }).stdout.trim()
+  if (ns !== s.ns) throw new Error(`pid ${master} from ${node}'s nginx pid file is not in ${s.ns} (in "${ns}")`)
+  const workers = readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number).filter((p) => parentOf(p) === master)
+  return { master, workers }
+}
+
+/** Crash a lab server's nginx: SIGSTOP the master (no respawn), SIGKILL its workers, SIGKILL it. Returns the epoch ms. */
+export const crashNginx = (lab: LabState, node: string): number => {
+  const { master, workers } = nginxPids(lab, node)
+  if (master === null) throw new Error(`no nginx running on ${node}`)
+  const t = Date.now()
+  process.kill(master, "SIGSTOP")
+  for (const w of workers) {
+    try {
+      process.kill(w, "SIGKILL")
+    } catch {
+      // gone
+    }
+  }
+  process.kill(master, "SIGKILL")
+  return t
 }
