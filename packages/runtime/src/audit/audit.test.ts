@@ -119,7 +119,36 @@ describe("the audit model", () => {
       if (b !== undefined) last = b
     }
     expect(rule.history.map((h) => h.seq)).toEqual(changed)
+    // each change names only the events that made it
+    for (const h of rule.history) {
+      expect(h.events.length).toBeGreaterThan(0)
+      for (const e of h.events) if (e.tag === "HandoffStarted") expect(e.summary).toMatch(/hand-off/)
+      expect(h.events.every((e) => e.tag !== "WeightChanged")).toBe(true)
+    }
     expect(() => model.client("not-an-address")).toThrow(/not an IP address/)
+  })
+})
+
+describe("bucket history in a batch", () => {
+  it("names only the events of a record that changed the bucket", () => {
+    const m = new AuditModel(FARM)
+    const c = cause("s1")
+    const join = (n: string) => ({ _tag: "MemberJoined", v: 1, cause: c, node: n, address: "10.0.0.1", weight: 100, priority: 100, rulesDigest: "x", incarnation: 1 })
+    const ready = (n: string) => ({ _tag: "MemberReady", v: 1, cause: c, node: n })
+    const entries = [
+      { v: 1, events: [join("s1"), join("s2"), ready("s1"), ready("s2")] },
+      { v: 1, events: [{ _tag: "HandoffStarted", v: 1, cause: c, handoff: "h1", mode: "takeover", moves: [{ table: 0, bucket: 5, from: null, to: "s1" }, { table: 0, bucket: 6, from: null, to: "s2" }] }] },
+      { v: 1, events: [
+        { _tag: "HandoffStarted", v: 1, cause: c, handoff: "h2", mode: "graceful", moves: [{ table: 0, bucket: 6, from: "s2", to: "s1" }] },
+        { _tag: "WeightChanged", v: 1, cause: { kind: "operator", by: "ops" }, node: "s2", weight: 50 }
+      ] }
+    ]
+    entries.forEach((entry, i) => m.add({ seq: i + 1, time: null, entry }))
+    expect(m.head.rejected).toBe(0)
+    const h6 = m.bucketHistory(0, 6)
+    expect(h6.map((h) => [h.seq, h.events.map((e) => e.tag)])).toEqual([[2, ["HandoffStarted"]], [3, ["HandoffStarted"]]])
+    expect(h6[1].after).toEqual({ owner: "s2", state: "moving", to: "s1", handoff: "h2" })
+    expect(m.bucketHistory(0, 5).map((h) => h.seq)).toEqual([2])
   })
 })
 

@@ -146,6 +146,29 @@ const diffTables = (before: FarmState, after: FarmState): Array<BucketChange> =>
   return out
 }
 
+/** Whether an event can have made this change of a bucket. */
+const touchesBucket = (e: Record<string, unknown>, c: BucketChange): boolean => {
+  switch (e._tag) {
+    case "HandoffStarted":
+      return Array.isArray(e.moves) && (e.moves as Array<{ table: number; bucket: number }>).some((m) => m.table === c.table && m.bucket === c.bucket)
+    case "HandoffCompleted":
+      return c.before.state === "moving" && c.before.handoff === e.handoff
+    case "MemberFailed": case "MemberUnhealthy": case "MemberLeft":
+      return c.before.owner === e.node || (c.before.state === "moving" && c.before.to === e.node)
+    case "ConfigChanged":
+      return true
+    default:
+      return false
+  }
+}
+
+/** The events of a record that made a bucket's change (a batch may hold others too); all of them if none is singled out. */
+const relevantEvents = (events: Array<Record<string, unknown>>, c: BucketChange) => {
+  const all = events.map((e, index) => ({ e, index }))
+  const some = all.filter(({ e }) => touchesBucket(e, c))
+  return some.length > 0 ? some : all
+}
+
 /** The log of a farm as the auditor sees it; feed records in order with `add`. */
 export class AuditModel {
   private readonly records: Array<AuditRecord> = []
@@ -281,7 +304,7 @@ export class AuditModel {
       const r = this.records[i]
       out.push({
         seq: r.seq, time: r.time, before: cellView(c.before), after: cellView(c.after),
-        events: eventsOf(r.entry).map((e, index) => ({
+        events: relevantEvents(eventsOf(r.entry), c).map(({ e, index }) => ({
           seq: r.seq, index, time: r.time, tag: str(e._tag), cause: (e.cause as Cause | undefined) ?? null, nodes: nodesOf(e),
           summary: describeEvent(e), bucketsChanged: this.changes[i].length, rejected: this.rejections[i]
         }))
