@@ -5,10 +5,12 @@ import { runScenario, type Scenario } from "./index.ts"
 const NODES = ["s1", "s2", "s3", "s4"]
 type Entry = NonNullable<Scenario["timeline"]>[number]
 
+const KINDS = ["crash", "kill", "isolate", "cut", "pause", "unhealthy", "drain", "stop", "leader-kill", "slow"] as const
+
 /** One fault (with its repair) of a generated timeline. */
-const arbFault: fc.Arbitrary<Array<Entry>> = fc
+const faultOf = (kinds: ReadonlyArray<(typeof KINDS)[number]>): fc.Arbitrary<Array<Entry>> => fc
   .record({
-    kind: fc.constantFrom("crash", "isolate", "cut", "pause", "unhealthy", "drain", "stop", "leader-kill", "slow"),
+    kind: fc.constantFrom(...kinds),
     node: fc.constantFrom(...NODES),
     other: fc.constantFrom(...NODES),
     at: fc.integer({ min: 300, max: 6000 }),
@@ -18,6 +20,8 @@ const arbFault: fc.Arbitrary<Array<Entry>> = fc
     switch (kind) {
       case "crash":
         return [{ at, do: "crash", node }, { at: at + len, do: "restart", node }]
+      case "kill":
+        return [{ at, do: "kill", node }, { at: at + len, do: "restart", node }]
       case "isolate":
         return [{ at, do: "partition", groups: [NODES.filter((n) => n !== node).concat(["w1", "n1", "n2", "n3"]), [node]], for: len }]
       case "cut":
@@ -36,6 +40,7 @@ const arbFault: fc.Arbitrary<Array<Entry>> = fc
         return [{ at, do: "slow", node, delay: Math.round(len / 10), for: len }]
     }
   })
+const arbFault = faultOf(KINDS)
 
 const scenario = (faults: ReadonlyArray<Array<Entry>>): Scenario => ({
   name: "generated",
@@ -59,7 +64,9 @@ describe("generated fault timelines (swarm testing)", () => {
   })
 
   it("shrinks a failing timeline to a minimal one (broken filter: s3 ignores fencing)", () => {
-    const prop = fc.property(fc.array(arbFault, { minLength: 1, maxLength: 5 }), (faults) => {
+    // the fault kinds this test was calibrated with (a crash racing its own takeover can fail
+    // without the broken filter, see BENCHMARKS.md "open")
+    const prop = fc.property(fc.array(faultOf(KINDS.filter((k) => k !== "kill")), { minLength: 1, maxLength: 5 }), (faults) => {
       const r = runScenario(scenario(faults), { seed: 5, ignoreFencing: "s3", stopOnViolation: true, safetyOnly: true })
       return r.ok
     })

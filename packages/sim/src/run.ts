@@ -146,7 +146,7 @@ export const runScenario = (scenario: Scenario, options: RunOptions = {}): Repor
     if (!within) w.violation("balance", `bucket shares outside the domain's bound: ${rows.map((r) => `${r.name} ${r.buckets} [${r.lo}..${r.hi}]`).join(", ")}`, "end of run")
   }
 
-  const done = w.failovers.filter((f) => f.doneAt !== null && f.fault === "crash").map((f) => f.doneAt! - f.atMs).sort((a, b) => a - b)
+  const done = w.failovers.filter((f) => f.doneAt !== null && (f.fault === "crash" || f.fault === "kill")).map((f) => f.doneAt! - f.atMs).sort((a, b) => a - b)
   const median = done.length === 0 ? null : done.length % 2 === 1 ? done[(done.length - 1) / 2] : (done[done.length / 2 - 1] + done[done.length / 2]) / 2
   if (median !== null && done.length >= 5 && median > setup.checks.failoverMedianMs) {
     w.violation("failover-median", `median failover ${Math.round(median)} ms over ${done.length} crashes (budget ${setup.checks.failoverMedianMs} ms)`, "end of run")
@@ -238,6 +238,11 @@ const schedule = (w: World, traffic: Traffic, timeline: ReadonlyArray<TimedEntry
           if (p) w.crash(p)
           return
         }
+        case "kill": {
+          const p = proc(w, e.node)
+          if (p) w.kill(p)
+          return
+        }
         case "restart":
         case "start": {
           const p = proc(w, e.node)
@@ -275,6 +280,7 @@ const schedule = (w: World, traffic: Traffic, timeline: ReadonlyArray<TimedEntry
           return
         }
         case "pause": {
+          w.faultBegins()
           const p = proc(w, e.node)
           if (!p?.running || p.paused) return
           p.paused = true
@@ -286,6 +292,7 @@ const schedule = (w: World, traffic: Traffic, timeline: ReadonlyArray<TimedEntry
           return
         }
         case "slow": {
+          w.faultBegins()
           const p = proc(w, e.node)
           if (!p?.running) return
           p.slowMs = durationOf(e.delay)
@@ -302,6 +309,7 @@ const schedule = (w: World, traffic: Traffic, timeline: ReadonlyArray<TimedEntry
           return
         }
         case "partition": {
+          w.faultBegins()
           const groups = e.groups.map((g) => g.map((n) => w.endpointIndex(n)).filter((i) => i >= 0))
           const groupOf = new Int32Array(w.endpoints).fill(-1)
           groups.forEach((g, gi) => g.forEach((i) => (groupOf[i] = gi)))
@@ -313,6 +321,7 @@ const schedule = (w: World, traffic: Traffic, timeline: ReadonlyArray<TimedEntry
           return
         }
         case "cut": {
+          w.faultBegins()
           const a = w.endpointIndex(e.a)
           const b = w.endpointIndex(e.b)
           setCut(a, b, 1)
@@ -335,6 +344,7 @@ const schedule = (w: World, traffic: Traffic, timeline: ReadonlyArray<TimedEntry
           return
         case "nats-node-down":
         case "nats-node-up": {
+          if (e.do === "nats-node-down") w.faultBegins()
           const i = w.setup.natsNodes.indexOf(e.node)
           if (i >= 0) w.natsUp[i] = e.do === "nats-node-up"
           w.note(e.do, e.node)

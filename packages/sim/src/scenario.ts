@@ -64,6 +64,8 @@ const Action = <const T extends string>(tag: T) => Schema.Literal(tag)
 /** One fault or operation of the timeline. */
 export const TimelineEntry = Schema.Union([
   Schema.Struct({ ...node, do: Action("crash") }),
+  /** SIGKILL of the daemon only: the machine and its application keep running; the filter fences at its deadline. */
+  Schema.Struct({ ...node, do: Action("kill") }),
   Schema.Struct({ ...node, do: Action("restart") }),
   Schema.Struct({ ...node, do: Action("stop") }),
   Schema.Struct({ ...node, do: Action("start"), weight: Schema.optionalKey(Weight) }),
@@ -89,7 +91,7 @@ export type TimelineEntry = typeof TimelineEntry.Type
 
 /** Every timeline action name. */
 export const timelineActions = [
-  "crash", "restart", "stop", "start", "drain", "resume", "unhealthy", "healthy", "pause", "slow", "weight",
+  "crash", "kill", "restart", "stop", "start", "drain", "resume", "unhealthy", "healthy", "pause", "slow", "weight",
   "partition", "cut", "heal", "nats-leader-kill", "nats-node-down", "nats-node-up", "syn-flood", "rolling-restart", "scale"
 ] as const
 

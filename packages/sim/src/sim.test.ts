@@ -37,7 +37,7 @@ describe("simulator core", () => {
 describe("scenarios", () => {
   it("ships the library, with a default", () => {
     const names = shippedScenarios()
-    for (const n of [defaultScenarioName, "steady-state", "crash", "partition", "flapping", "rolling-upgrade", "scale-2-32-2", "syn-flood"]) {
+    for (const n of [defaultScenarioName, "steady-state", "crash", "partition", "flapping", "rolling-upgrade", "scale-2-32-2", "syn-flood", "daemon-kill"]) {
       expect(names).toContain(n)
     }
     expect(scenariosDir).toMatch(/scenarios$/)
@@ -94,6 +94,42 @@ describe("runs", () => {
       expect(r.liveness.converged).toBe(true)
     })
   }
+
+  it("measures the failover of a daemon SIGKILL (the filter fences at its deadline, the new owner resets its flows)", () => {
+    const r = runScenario(loadScenario("daemon-kill"), { seed: 1 })
+    expect(r.violations).toEqual([])
+    const kills = r.failovers.filter((f) => f.fault === "kill")
+    expect(kills.length).toBe(2)
+    for (const f of kills) {
+      expect(f.budgetApplies).toBe(true)
+      expect(f.durationMs!).toBeGreaterThan(200) // the filter serves until its lease deadline, then the takeover
+      expect(f.durationMs!).toBeLessThan(600)
+    }
+    expect(r.failover.count).toBe(2)
+    expect(r.resets.fault).toBeGreaterThan(0)
+    expect(r.resets.handoff).toBe(0)
+  })
+
+  it("regression: a taken-over peer heard again (paused, or restarted while the log stalls) keeps its buckets with the takers", () => {
+    // fast-check found this with lease 50/250/350 ms (seed 26588): s3 paused and was taken over
+    // during a 4.8 s append stall; when it resumed, the suspicions of it ended after holdMs, the
+    // overlay with them, and s2 dropped the flows it had accepted in s3's buckets.
+    const timeline = [
+      { at: 1304, do: "pause", node: "s3", for: 2995 }, { at: 5341, do: "crash", node: "s3" }, { at: 7484, do: "restart", node: "s3" },
+      { at: 311, do: "crash", node: "s1" }, { at: 2450, do: "restart", node: "s1" }, { at: 2020, do: "crash", node: "s2" },
+      { at: 2453, do: "restart", node: "s2" }, { at: 664, do: "nats-leader-kill" }
+    ] as const
+    const r = runScenario({
+      name: "generated", duration: 8000, servers: { count: 4, weight: 100 }, witnesses: 1,
+      load: { tcp: { flowsPerSec: 400, maxDuration: "2s" }, udp: { flowsPerSec: 60, maxDuration: "2s" } },
+      timeline, liveness: { timeout: "25s" }, controller: { heartbeat: 50, fenceAfter: 250, expireAfter: 350, hold: 1000 }
+    }, { seed: 26588, stopOnViolation: true })
+    expect(r.violations).toEqual([])
+    expect(r.liveness.converged).toBe(true)
+    // resumed at 4299, s3 got no lease again: it stays out until the log says it failed
+    expect(r.timeline.some((l) => l.kind === "unfenced" && l.node === "s3" && l.atMs > 1304 && l.atMs < 5341)).toBe(false)
+    expect(r.timeline.some((l) => l.kind === "takeover-ended" && l.detail === "s3" && l.atMs > 4299 && l.atMs < 5341)).toBe(false)
+  })
 
   it("catches a deliberately broken filter (a server that ignores fencing)", () => {
     const r = runScenario(loadScenario("partition"), { seed: 1, ignoreFencing: "s3", stopOnViolation: true })

@@ -46,6 +46,8 @@ interface PendingFailover {
   total: number
   budgetApplies: boolean
   doneAt: number | null
+  /** A server that does not count as the buckets' new owner (a killed daemon's filter still claims them until its deadline). */
+  exclude: number
 }
 
 /** Options of a run that change what is simulated (for tests of the checks themselves). */
@@ -251,6 +253,8 @@ export class World {
     p.slowMs = 0
     p.intent = true
     p.logDelivered = 0
+    // a restarted daemon (after a kill) counts again as an owner of the buckets it left
+    for (const f of this.failovers) if (f.exclude === p.idx && f.doneAt === null) f.exclude = -1
     p.ctl = new NodeController(this.controllerConfig(p), this.now)
     p.ctl.onAppHealth(p.healthy)
     p.ctl.onLogHead(this.log.length)
@@ -284,6 +288,25 @@ export class World {
       this.setFilter(p.idx, ZERO, 0)
     }
     this.note("crash", p.name)
+  }
+
+  /**
+   * SIGKILL of a server's daemon only: the machine, the application and its sockets live on;
+   * the filter keeps its last tables and deadline and fences at that deadline (then the new
+   * owners reset the server's established flows). Measured like a crash: from the kill until
+   * every bucket it took new flows in is taken by another live server.
+   */
+  kill(p: Proc): void {
+    if (!p.running) return
+    p.running = false
+    p.crashed = true
+    p.intent = false
+    p.ctl = null
+    if (p.idx < this.serverCount) {
+      const budget = this.networkWhole() && !this.anyPausedOrSlow() && this.survivorsHaveMajority(p)
+      this.beginFailover(p, "kill", budget)
+    }
+    this.note("kill", p.name, "daemon SIGKILL; filter fences at its deadline")
   }
 
   /** Deliver an input to a process (honouring pause and slowness), then act on its actions. */
@@ -331,7 +354,7 @@ export class World {
         return
       case "Log":
         if (a.op === "takeover" || a.op === "takeover-ended" || a.op === "suspicion-ended" || a.op === "fenced" || a.op === "unfenced" || a.op === "suspect" || a.op === "exit") {
-          this.note(a.op, p.name, String(a.fields.peer ?? ""))
+          this.note(a.op, p.name, String(a.fields.peer ?? "") + (a.fields.taken === true ? " (taken over elsewhere)" : ""))
         }
         return
       case "Exit":
@@ -589,7 +612,13 @@ export class World {
     for (let i = 0; i < slots; i++) if (claimsNew(t[i])) idxs.push(i)
     if (idxs.length === 0) return
     if (this.failovers.some((f) => f.node === p.name && f.doneAt === null)) return
-    this.failovers.push({ node: p.name, fault, atMs: this.now, idxs, total: idxs.length, budgetApplies, doneAt: null })
+    this.failovers.push({ node: p.name, fault, atMs: this.now, idxs, total: idxs.length, budgetApplies, doneAt: null, exclude: fault === "kill" ? s : -1 })
+    if (fault === "kill") this.checkFailovers()
+  }
+
+  /** Another fault began: open failovers no longer measure one failure on a whole farm. */
+  faultBegins(): void {
+    for (const f of this.failovers) if (f.doneAt === null) f.budgetApplies = false
   }
 
   private checkFailovers(): void {
@@ -599,7 +628,7 @@ export class World {
         const n = this.candN[i]
         for (let k = 0; k < n; k++) {
           const c = this.cand[i * MAXC + k]
-          if (this.on[c] === 1 && claimsNew(this.tables[c][i])) return false
+          if (c !== f.exclude && this.on[c] === 1 && claimsNew(this.tables[c][i])) return false
         }
         return true
       })
