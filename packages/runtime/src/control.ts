@@ -74,7 +74,9 @@ export const callControl = (path: string, method: "GET" | "POST", route: string)
   Effect.tryPromise({
     try: () =>
       new Promise<unknown>((resolve, reject) => {
-        const req = request({ socketPath: path, method, path: route, timeout: 5000 }, (res) => {
+        // agent: false: a fresh connection per call. A pooled keep-alive socket the daemon closed
+        // while this process's event loop was busy (spawnSync in tests) would fail with EPIPE.
+        const req = request({ socketPath: path, method, path: route, timeout: 5000, agent: false }, (res) => {
           let body = ""
           res.setEncoding("utf8")
           res.on("data", (c) => (body += c))
