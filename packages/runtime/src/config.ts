@@ -6,8 +6,8 @@ import { readFileSync } from "node:fs"
 import { dirname, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { hostname } from "node:os"
-import { Effect, Result, Schema, SchemaIssue } from "effect"
-import { isMap, isSeq, LineCounter, parseDocument } from "yaml"
+import { Effect, Result, Schema } from "effect"
+import { decodeYaml, parseYaml, parseYamlAll, YamlError, yamlIssues } from "./yamlSchema.ts"
 import { Vip } from "@vipfarm/domain"
 import { defaultTiming } from "./controller/types.ts"
 
@@ -85,22 +85,10 @@ export interface Config {
   readonly restart: { readonly holdMs: number }
 }
 
+/** A configuration problem: file, line and key, and what is wrong (the shared YAML error). */
+export const ConfigError = YamlError
 /** A configuration problem: file, line and key, and what is wrong. */
-export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError", {
-  file: Schema.String,
-  line: Schema.Number,
-  key: Schema.String,
-  problem: Schema.String
-}) {
-  override get message(): string {
-    return `${this.file}:${this.line}: ${this.key === "" ? "" : `${this.key}: `}${this.problem}`
-  }
-}
-
-const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
-
-const keyText = (path: ReadonlyArray<PropertyKey>): string =>
-  path.map((p, i) => (typeof p === "number" ? `[${p}]` : `${i === 0 ? "" : "."}${String(p)}`)).join("")
+export type ConfigError = YamlError
 
 /** Shipped modules by name; other values are directories, relative to the config file. */
 const moduleDir = (module: string, file: string): string => {
@@ -113,26 +101,8 @@ const moduleDir = (module: string, file: string): string => {
  * `farm config check` shows them all, {@link parseConfig} the first.
  */
 export const configErrors = (text: string, file: string): Array<ConfigError> => {
-  const lines = new LineCounter()
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true })
-  if (doc.errors.length > 0) {
-    return doc.errors.map((e) => new ConfigError({ file, line: e.linePos?.[0].line ?? 1, key: "", problem: e.message.split("\n")[0] }))
-  }
-  const lineOf = (path: ReadonlyArray<PropertyKey>): number => {
-    for (let n = path.length; n >= 0; n--) {
-      const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n) as Array<unknown>, true)
-      const range = (node as { range?: [number, number, number] } | null | undefined)?.range
-      if (range) return lines.linePos(range[0]).line
-    }
-    return 1
-  }
-  const decoded = Schema.decodeUnknownResult(ConfigFile, { onExcessProperty: "error", errors: "all" })(doc.toJS() ?? {})
-  if (Result.isSuccess(decoded)) return []
-  const out = formatter(decoded.failure.issue).issues.map((issue) => {
-    const path = (issue.path ?? []).map((p) => (typeof p === "object" && p !== null && "key" in p ? (p as { key: PropertyKey }).key : p)) as Array<PropertyKey>
-    return new ConfigError({ file, line: lineOf(path), key: keyText(path), problem: issue.message })
-  })
-  return out.sort((a, b) => a.line - b.line)
+  const doc = parseYamlAll(text, file)
+  return Result.isFailure(doc) ? doc.failure : yamlIssues(ConfigFile, doc.success)
 }
 
 /**
@@ -148,31 +118,12 @@ export const checkConfig = (text: string, file: string): Array<ConfigError> => {
 
 /** Parse and validate configuration text; `file` is used in error messages only. */
 export const parseConfig = (text: string, file: string): Result.Result<Config, ConfigError> => {
-  const lines = new LineCounter()
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true })
-  if (doc.errors.length > 0) {
-    const e = configErrors(text, file)[0]
-    return Result.fail(e)
-  }
-  const lineOf = (path: ReadonlyArray<PropertyKey>): number => {
-    for (let n = path.length; n >= 0; n--) {
-      const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n) as Array<unknown>, true)
-      const range = (node as { range?: [number, number, number] } | null | undefined)?.range
-      if (range) {
-        if (n < path.length && (isMap(node) || isSeq(node))) return lines.linePos(range[0]).line
-        return lines.linePos(range[0]).line
-      }
-    }
-    return 1
-  }
-  const value = doc.toJS()
-  const decoded = Schema.decodeUnknownResult(ConfigFile, { onExcessProperty: "error", errors: "all" })(value ?? {})
-  if (Result.isFailure(decoded)) {
-    const issues = formatter(decoded.failure.issue).issues
-    const first = issues[0]
-    const path = (first?.path ?? []).map((p) => (typeof p === "object" && p !== null && "key" in p ? (p as { key: PropertyKey }).key : p)) as Array<PropertyKey>
-    return Result.fail(new ConfigError({ file, line: lineOf(path), key: keyText(path), problem: first?.message ?? "invalid" }))
-  }
+  const parsed = parseYaml(text, file)
+  if (Result.isFailure(parsed)) return Result.fail(parsed.failure)
+  const doc = parsed.success
+  const lineOf = doc.lineOf
+  const decoded = decodeYaml(ConfigFile, doc)
+  if (Result.isFailure(decoded)) return Result.fail(decoded.failure)
   const c = decoded.success
   const lease = {
     heartbeatMs: c.lease?.heartbeatMs ?? defaultTiming.heartbeatMs,
@@ -222,7 +173,7 @@ export const loadConfig = (file: string): Effect.Effect<Config, ConfigError> =>
     try {
       text = readFileSync(file, "utf8")
     } catch (e) {
-      return Effect.fail(new ConfigError({ file, line: 0, key: "", problem: `cannot read: ${(e as Error).message}` }))
+      return Effect.fail(new YamlError({ file, line: 0, key: "", problem: `cannot read: ${(e as Error).message}` }))
     }
     const r = parseConfig(text, file)
     return Result.isSuccess(r) ? Effect.succeed(r.success) : Effect.fail(r.failure)

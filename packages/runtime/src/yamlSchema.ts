@@ -32,13 +32,12 @@ export interface YamlDoc {
   readonly error: (path: ReadonlyArray<PropertyKey>, problem: string) => YamlError
 }
 
-/** Parse YAML text (duplicate keys are errors); `file` is used in messages only. */
-export const parseYaml = (text: string, file: string): Result.Result<YamlDoc, YamlError> => {
+/** Every YAML syntax error of a text (duplicate keys included), or the parsed document. */
+export const parseYamlAll = (text: string, file: string): Result.Result<YamlDoc, Array<YamlError>> => {
   const lines = new LineCounter()
   const doc: Document = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true })
   if (doc.errors.length > 0) {
-    const e = doc.errors[0]
-    return Result.fail(new YamlError({ file, line: e.linePos?.[0].line ?? 1, key: "", problem: e.message.split("\n")[0] }))
+    return Result.fail(doc.errors.map((e) => new YamlError({ file, line: e.linePos?.[0].line ?? 1, key: "", problem: e.message.split("\n")[0] })))
   }
   const lineOf = (path: ReadonlyArray<PropertyKey>): number => {
     for (let n = path.length; n >= 0; n--) {
@@ -56,7 +55,22 @@ export const parseYaml = (text: string, file: string): Result.Result<YamlDoc, Ya
   })
 }
 
+/** Parse YAML text (duplicate keys are errors); `file` is used in messages only. */
+export const parseYaml = (text: string, file: string): Result.Result<YamlDoc, YamlError> => {
+  const r = parseYamlAll(text, file)
+  return Result.isFailure(r) ? Result.fail(r.failure[0]) : Result.succeed(r.success)
+}
+
 const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
+
+/** Every schema issue of a parsed value, as YamlErrors in file order (empty when it decodes). */
+export const yamlIssues = <S extends Schema.Top>(schema: S, doc: YamlDoc, value: unknown = doc.value): Array<YamlError> => {
+  const decoded = Schema.decodeUnknownResult(schema as any, { onExcessProperty: "error", errors: "all" })(value) as Result.Result<unknown, { issue: SchemaIssue.Issue }>
+  if (Result.isSuccess(decoded)) return []
+  return formatter(decoded.failure.issue).issues
+    .map((issue) => doc.error((issue.path ?? []).map((p) => (typeof p === "object" && p !== null && "key" in p ? (p as { key: PropertyKey }).key : p)) as Array<PropertyKey>, issue.message))
+    .sort((a, b) => a.line - b.line)
+}
 
 /** Decode a parsed value with a schema (excess keys are errors); the first issue becomes a YamlError. */
 export const decodeYaml = <S extends Schema.Top>(
@@ -66,8 +80,7 @@ export const decodeYaml = <S extends Schema.Top>(
 ): Result.Result<S["Type"], YamlError> => {
   const decoded = Schema.decodeUnknownResult(schema as any, { onExcessProperty: "error", errors: "all" })(value) as Result.Result<S["Type"], { issue: SchemaIssue.Issue }>
   if (Result.isSuccess(decoded)) return Result.succeed(decoded.success)
-  const issues = formatter(decoded.failure.issue).issues
-  const first = issues[0]
+  const first = formatter(decoded.failure.issue).issues[0]
   const path = (first?.path ?? []).map((p) => (typeof p === "object" && p !== null && "key" in p ? (p as { key: PropertyKey }).key : p)) as Array<PropertyKey>
   return Result.fail(doc.error(path, first?.message ?? "invalid"))
 }
