@@ -1,27 +1,13 @@
 /** `farm status`, `farm drain`, `farm resume`: talk to the local daemon's control socket. */
-import { Console, Effect, Option } from "effect"
-import { Command, Flag } from "effect/cli"
-import { callControl, formatStatus, loadConfig, type Status } from "@vipfarm/runtime"
-
-const DEFAULT_CONFIG = "/etc/vipfarm/farm.yaml"
-
-const configFlag = Flag.String("config").pipe(
-  Flag.withAlias("c"),
-  Flag.withDescription(`the daemon's configuration file (default ${DEFAULT_CONFIG})`),
-  Flag.optional
-)
-const socketFlag = Flag.String("socket").pipe(Flag.withDescription("the control socket (default: from the config)"), Flag.optional)
-
-/** The control socket path from --socket, or the config's `control`. */
-const socketOf = (config: Option.Option<string>, socket: Option.Option<string>) =>
-  Option.isSome(socket)
-    ? Effect.succeed(socket.value)
-    : loadConfig(Option.getOrElse(config, () => DEFAULT_CONFIG)).pipe(Effect.map((c) => c.control))
+import { Console, Effect } from "effect"
+import { Command } from "effect/cli"
+import { callControl, formatStatus, type Status } from "@vipfarm/runtime"
+import { configFlag, jsonFlag, socketFlag, socketOf } from "./socket.ts"
 
 /** `farm status [--json]`. */
 export const status = Command.make(
   "status",
-  { config: configFlag, socket: socketFlag, json: Flag.Boolean("json").pipe(Flag.withDescription("print JSON for scripts"), Flag.withDefault(false)) },
+  { config: configFlag, socket: socketFlag, json: jsonFlag },
   ({ config, socket, json }) =>
     Effect.gen(function* () {
       const path = yield* socketOf(config, socket)

@@ -6,21 +6,7 @@ import {
   type BucketsDoc, callControl, checkConfig, eventsHeader, type EventsPage, formatBuckets, formatRecord, loadConfig, recordJsonLines,
   summarizeBuckets
 } from "@vipfarm/runtime"
-
-const DEFAULT_CONFIG = "/etc/vipfarm/farm.yaml"
-
-const configFlag = Flag.String("config").pipe(
-  Flag.withAlias("c"),
-  Flag.withDescription(`the daemon's configuration file (default ${DEFAULT_CONFIG})`),
-  Flag.optional
-)
-const socketFlag = Flag.String("socket").pipe(Flag.withDescription("the control socket (default: from the config)"), Flag.optional)
-const jsonFlag = Flag.Boolean("json").pipe(Flag.withDescription("print JSON for scripts"), Flag.withDefault(false))
-
-const socketOf = (config: Option.Option<string>, socket: Option.Option<string>) =>
-  Option.isSome(socket)
-    ? Effect.succeed(socket.value)
-    : loadConfig(Option.getOrElse(config, () => DEFAULT_CONFIG)).pipe(Effect.map((c) => c.control))
+import { configFlag, socketFlag, socketOf, jsonFlag } from "./socket.ts"
 
 /** `farm events [--follow] [--json] [--from N]`. */
 export const events = Command.make(
