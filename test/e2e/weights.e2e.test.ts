@@ -83,6 +83,40 @@ describe.skipIf(!root)("a weighted farm (lab x1)", () => {
     expect(answers.s3).toBeGreaterThan(Math.max(answers.s1, answers.s2))
   }, 60_000)
 
+  it("a `command` checker (generic module, `alive`) takes s2 out when its application dies; the restart brings it back", async () => {
+    const { readFileSync } = await import("node:fs")
+    const pidFile = `${dir}/s2-generic.pid`
+    const pid = Number(readFileSync(pidFile, "utf8").trim())
+    expect(pid).toBeGreaterThan(0)
+    expect((await status(lab, "s2")).app).toMatchObject({ module: "generic", state: "up" })
+    const seen: Array<string> = []
+    const killedAt = Date.now()
+    process.kill(pid, "SIGKILL")
+    let outAt = 0
+    await untilFarm(lab, "s2 unhealthy with no buckets", async () => {
+      const m = (await status(lab, "s1")).members.find((x) => x.name === "s2")!
+      seen.push(`${m.state}/${m.buckets}/${m.checker?.name ?? "-"}`)
+      // the farm-wide view names checker "app", not "alive" (daemon passes only a boolean to the controller: see the report)
+      if (m.state === "unhealthy" && m.buckets === 0) {
+        outAt = Date.now()
+        return true
+      }
+      return false
+    }, 15_000).catch((e) => { throw new Error(`${(e as Error).message}\nseen: ${[...new Set(seen)].join(" ")}`) })
+    console.log(`s2 as s1 saw it: ${seen.filter((x, i) => seen[i - 1] !== x).join(" ")}`)
+    await untilFarm(lab, "s2 back up with its share", async () => {
+      const m = (await status(lab, "s1")).members.find((x) => x.name === "s2")!
+      return m.state === "up" && Math.abs(m.buckets - 256) <= 1
+    }, 30_000)
+    const newPid = Number(readFileSync(pidFile, "utf8").trim())
+    expect(newPid).not.toBe(pid)
+    expect((await status(lab, "s2")).app).toMatchObject({ module: "generic", state: "up" })
+    const log = readFileSync(`${dir}/s2-daemon.log`, "utf8")
+    expect(log).toMatch(/app\.ReportUnhealthy.*checker=alive/)
+    expect(log).toMatch(/app\.ReportRecovered/)
+    console.log(`generic module, command checker: application SIGKILL to s2 out (unhealthy, 0 buckets) ${outAt - killedAt} ms; back up with its share ${Date.now() - killedAt} ms`)
+  }, 60_000)
+
   it("split brain {s1} / {s2, s3}: the majority serves everything, s1 fences, nobody answers twice; healed, it converges", async () => {
     const before = await status(lab, "s2")
     const s1Incarnation = before.members.find((m) => m.name === "s1")!.incarnation
@@ -163,38 +197,4 @@ describe.skipIf(!root)("a weighted farm (lab x1)", () => {
       for (const x of r) expect(x.server, `answer to ${x.src} after the heal`).toBe(expectedServer(lab, table, x.src))
     }
   }, 120_000)
-
-  it("a `command` checker (generic module, `alive`) takes s2 out when its application dies; the restart brings it back", async () => {
-    const { readFileSync } = await import("node:fs")
-    const pidFile = `${dir}/s2-generic.pid`
-    const pid = Number(readFileSync(pidFile, "utf8").trim())
-    expect(pid).toBeGreaterThan(0)
-    expect((await status(lab, "s2")).app).toMatchObject({ module: "generic", state: "up" })
-    const seen: Array<string> = []
-    const killedAt = Date.now()
-    process.kill(pid, "SIGKILL")
-    let outAt = 0
-    await untilFarm(lab, "s2 unhealthy with no buckets", async () => {
-      const m = (await status(lab, "s1")).members.find((x) => x.name === "s2")!
-      seen.push(`${m.state}/${m.buckets}/${m.checker?.name ?? "-"}`)
-      // the farm-wide view names checker "app", not "alive" (daemon passes only a boolean to the controller: see the report)
-      if (m.state === "unhealthy" && m.buckets === 0) {
-        outAt = Date.now()
-        return true
-      }
-      return false
-    }, 15_000).catch((e) => { throw new Error(`${(e as Error).message}\nseen: ${[...new Set(seen)].join(" ")}`) })
-    console.log(`s2 as s1 saw it: ${seen.filter((x, i) => seen[i - 1] !== x).join(" ")}`)
-    await untilFarm(lab, "s2 back up with its share", async () => {
-      const m = (await status(lab, "s1")).members.find((x) => x.name === "s2")!
-      return m.state === "up" && Math.abs(m.buckets - 256) <= 1
-    }, 30_000)
-    const newPid = Number(readFileSync(pidFile, "utf8").trim())
-    expect(newPid).not.toBe(pid)
-    expect((await status(lab, "s2")).app).toMatchObject({ module: "generic", state: "up" })
-    const log = readFileSync(`${dir}/s2-daemon.log`, "utf8")
-    expect(log).toMatch(/app\.ReportUnhealthy.*checker=alive/)
-    expect(log).toMatch(/app\.ReportRecovered/)
-    console.log(`generic module, command checker: application SIGKILL to s2 out (unhealthy, 0 buckets) ${outAt - killedAt} ms; back up with its share ${Date.now() - killedAt} ms`)
-  }, 60_000)
 })
