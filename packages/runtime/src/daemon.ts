@@ -171,7 +171,10 @@ export const runDaemon = (config: Config) =>
       ctl.onAppHealth(app === null)
       app?.onReport((r) => {
         log(r._tag === "Ready" || r._tag === "ReportRecovered" ? "info" : "warn", `app.${r._tag}`, { node, ...("checker" in r ? { checker: r.checker } : {}), ...("reason" in r ? { reason: r.reason } : {}) })
-        ctl.onAppHealth(r._tag === "Ready" || r._tag === "ReportRecovered")
+        ctl.onAppHealth(
+          r._tag === "Ready" || r._tag === "ReportRecovered",
+          r._tag === "ReportUnhealthy" ? { checker: r.checker, reason: r.reason } : r._tag === "Leave" ? { checker: "policy", reason: r.reason } : undefined
+        )
         run(ctl.drainActions())
       })
       const udp = new UdpHandover(filter, 2000)
@@ -222,6 +225,7 @@ export const runDaemon = (config: Config) =>
                 } else if (r.success._tag === "Conflict") {
                   ctl.onAppendResult(a.msgId, { ok: false, error: "wrong-last-seq", lastSeq: r.success.lastSeq }, now)
                 } else {
+                  if (r.success.seq > logHead) logHead = r.success.seq
                   ctl.onAppendResult(a.msgId, { ok: true, seq: r.success.seq, duplicate: r.success._tag === "Duplicate" }, now)
                 }
                 run(ctl.drainActions())
@@ -271,9 +275,16 @@ export const runDaemon = (config: Config) =>
       }
 
       // the log: every record in order, folded by the controller
-      const consumer = yield* eventLog.records(1).pipe(
+      // the log reader: an ordered consumer from the first record not folded yet. A watchdog
+      // recreates it when the log is known to be ahead (an append acknowledged, a peer's
+      // heartbeat) but no record came for a while: a consumer whose NATS node was cut off can
+      // stall without an error.
+      let lastRecordAt = monotonicMs()
+      const consumeFrom = (from: number) =>
+        eventLog.records(from).pipe(
         Stream.runForEach((r) =>
           Effect.sync(() => {
+            lastRecordAt = monotonicMs()
             chainTail.set(r.seq, r.entry) // audit chain
             if (chainTail.size > 64) chainTail.delete(chainTail.keys().next().value as number) // audit chain
             ctl.onLogEntry(r.seq, r.entry, monotonicMs())
@@ -289,8 +300,24 @@ export const runDaemon = (config: Config) =>
             run(ctl.drainActions())
           })
         ),
-        Effect.tapError((e) => Effect.sync(() => log("error", "log.consume", { node, error: e.message }))),
-        Effect.forkScoped
+          Effect.tapError((e) => Effect.sync(() => log("error", "log.consume", { node, error: e.message }))),
+          Effect.ignore
+        )
+      let reader = yield* Effect.forkScoped(consumeFrom(1))
+      yield* Effect.forkScoped(
+        Effect.forever(
+          Effect.gen(function* () {
+            yield* Effect.sleep("500 millis")
+            const folded = ctl.foldedState.seq
+            const stalled = monotonicMs() - lastRecordAt > 1500
+            if (stalled && (logHead > folded || reader.pollUnsafe() !== undefined)) {
+              log("warn", "log.reader-restart", { node, seq: folded, head: logHead })
+              yield* Effect.forkDetach(Fiber.interrupt(reader))
+              reader = yield* Effect.forkScoped(consumeFrom(folded + 1))
+              lastRecordAt = monotonicMs()
+            }
+          })
+        )
       )
 
       // heartbeats and UDP flow reports over core NATS

@@ -72,6 +72,8 @@ export class NodeController {
   private retryAt = 0
   private readonly refused = new Set<string>()
   private healthy = false
+  /** The failing checker and its error, reported with ReportUnhealthy. */
+  private failing: { readonly checker: string; readonly reason: string } = { checker: "app", reason: "unhealthy" }
   private wantDrain = false
   private stopping: { since: number } | null = null
   private exited = false
@@ -183,8 +185,9 @@ export class NodeController {
   }
 
   /** The application's health (checkers). */
-  onAppHealth(healthy: boolean): void {
+  onAppHealth(healthy: boolean, failing?: { readonly checker: string; readonly reason: string }): void {
     this.healthy = healthy
+    if (!healthy && failing !== undefined) this.failing = failing
   }
 
   /**
@@ -690,7 +693,7 @@ export class NodeController {
       if (this.healthy && leased && !this.wantDrain && this.append({ _tag: "Ready", node: me, cause: c }, `ready-${me}-${m.incarnation}@${seq}`, now)) return
     } else if (m.status === "up") {
       if (!this.healthy) {
-        if (this.append({ _tag: "ReportUnhealthy", node: me, checker: "app", reason: "unhealthy", cause: { kind: "checker", by: me } }, `unhealthy-${me}-${m.incarnation}@${seq}`, now)) return
+        if (this.append({ _tag: "ReportUnhealthy", node: me, checker: this.failing.checker, reason: this.failing.reason, cause: { kind: "checker", by: me, detail: `${this.failing.checker}: ${this.failing.reason}` } }, `unhealthy-${me}-${m.incarnation}@${seq}`, now)) return
       } else if (this.wantDrain) {
         if (this.append({ _tag: "Drain", node: me, cause: c }, `drain-${me}-${m.incarnation}@${seq}`, now)) return
       }
