@@ -28,6 +28,24 @@ export interface FailoverRecord {
   readonly budgetApplies: boolean
 }
 
+/** An application failure (`app-crash`, `app-broken`), measured from the moment the application died (ms after it; null: never). */
+export interface AppFailureRecord {
+  readonly node: string
+  readonly fault: string
+  readonly atMs: number
+  /** The policy reported the server unhealthy (the checker flipped, or a start failed). */
+  readonly reportedMs: number | null
+  /** Every bucket the server took new flows in was taken by other live servers. */
+  readonly takenOverMs: number | null
+  readonly buckets: number
+  /** The policy's restarts were used up: Leave. */
+  readonly leftMs: number | null
+  /** Ready / ReportRecovered: the server is back in. */
+  readonly backMs: number | null
+  readonly restarts: number
+  readonly startFailures: number
+}
+
 /** A member's share at the end of the run. */
 export interface BalanceRow {
   readonly name: string
@@ -68,6 +86,8 @@ export interface Report {
   readonly resets: { readonly handoff: number; readonly fault: number }
   readonly failovers: ReadonlyArray<FailoverRecord>
   readonly failover: { readonly count: number; readonly medianMs: number | null; readonly worstMs: number | null }
+  /** Application failures (empty unless the scenario simulates applications). */
+  readonly app: ReadonlyArray<AppFailureRecord>
   readonly unclaimed: { readonly windows: number; readonly worstMs: number }
   readonly balance: { readonly rows: ReadonlyArray<BalanceRow>; readonly withinBound: boolean }
   readonly shares: { readonly timesMs: ReadonlyArray<number>; readonly buckets: ReadonlyArray<ReadonlyArray<number>>; readonly flows: ReadonlyArray<ReadonlyArray<number>> }
@@ -93,7 +113,14 @@ export const formatReport = (r: Report): string => {
   const f = r.failover
   out.push(`failover  ${f.count} measured: median ${fmtMs(f.medianMs)}, worst ${fmtMs(f.worstMs)} (budget: median < 500 ms, worst < 1 s)`)
   for (const x of r.failovers) {
-    out.push(`  ${pad(fmtMs(x.atMs), 9)} ${pad(x.fault, 10)} ${pad(x.node, 6)} ${x.buckets} buckets owned again after ${fmtMs(x.durationMs)}${x.budgetApplies ? "" : " (no budget: farm not whole)"}`)
+    out.push(`  ${pad(fmtMs(x.atMs), 9)} ${pad(x.fault, 10)} ${pad(x.node, 6)} ${x.buckets} buckets owned again after ${fmtMs(x.durationMs)}${x.budgetApplies ? "" : x.fault.startsWith("app-") ? " (from the application's death; see app)" : " (no budget: farm not whole)"}`)
+  }
+  if (r.app.length > 0) {
+    out.push(`app       ${r.app.length} application failure${r.app.length === 1 ? "" : "s"} (time after the application died)`)
+    for (const a of r.app) {
+      out.push(`  ${pad(fmtMs(a.atMs), 9)} ${pad(a.fault, 10)} ${pad(a.node, 6)} reported ${fmtMs(a.reportedMs)}, ${a.buckets} buckets owned by others after ${fmtMs(a.takenOverMs)}` +
+        `, ${a.restarts} restart${a.restarts === 1 ? "" : "s"} (${a.startFailures} failed)${a.leftMs === null ? "" : `, left after ${fmtMs(a.leftMs)}`}, back in after ${fmtMs(a.backMs)}`)
+    }
   }
   out.push(`unowned   ${r.unclaimed.windows} bucket windows without a live owner, worst ${fmtMs(r.unclaimed.worstMs)}`)
   out.push(`log       ${r.log.entries} entries; appends ${r.log.appends}, conflicts ${r.log.conflicts}, duplicates ${r.log.duplicates}, timeouts ${r.log.timeouts}, leader stalls ${r.log.stalls}`)

@@ -5,6 +5,7 @@
  * the same report.
  */
 import { BUCKETS, findMember, openHandoffs, quotas } from "@vipfarm/domain"
+import { SimApps } from "./app.ts"
 import type { BalanceRow, Report } from "./report.ts"
 import { claimsNew } from "./filterAdapter.ts"
 import { durationMs as resolveDuration, type Scenario } from "./scenario.ts"
@@ -42,12 +43,13 @@ export const runScenario = (scenario: Scenario, options: RunOptions = {}): Repor
   w.replay = `farm sim ${source} --seed ${seed}`
   w.stopOnViolation = options.stopOnViolation ?? false
   const traffic = new Traffic(w)
+  const apps = setup.app === null ? null : new SimApps(w, setup.app)
 
   w.configure()
   for (const p of w.procs) if (p.role === "witness" || !setup.servers[p.idx].standby) w.start(p)
   w.startCatchUp()
   traffic.startGenerators()
-  schedule(w, traffic, setup.timeline)
+  schedule(w, traffic, apps, setup.timeline)
 
   // samples of shares over time
   const nServers = w.serverCount
@@ -93,6 +95,7 @@ export const runScenario = (scenario: Scenario, options: RunOptions = {}): Repor
     w.note("liveness", "", "faults healed; convergence demanded")
     w.cut.fill(0)
     w.natsUp.fill(true)
+    apps?.healAll()
     for (const p of w.procs) {
       p.slowMs = 0
       if (p.paused) resume(w, p)
@@ -168,6 +171,7 @@ export const runScenario = (scenario: Scenario, options: RunOptions = {}): Repor
       node: f.node, fault: f.fault, atMs: Math.round(f.atMs * 1000) / 1000,
       durationMs: f.doneAt === null ? null : Math.round((f.doneAt - f.atMs) * 1000) / 1000, buckets: f.total, budgetApplies: f.budgetApplies
     })),
+    app: apps?.failures() ?? [],
     failover: { count: done.length, medianMs: median === null ? null : Math.round(median * 10) / 10, worstMs: done.length === 0 ? null : Math.round(done[done.length - 1] * 10) / 10 },
     unclaimed: { windows: w.unclaimedWindows, worstMs: Math.round(w.unclaimedWorst * 10) / 10 },
     balance: { rows, withinBound: within },
@@ -217,14 +221,14 @@ const setHealth = (w: World, p: Proc, healthy: boolean): void => {
     if (!healthy) w.beginFailover(p, "unhealthy", false)
     w.faultGen[p.idx]++
   }
-  w.input(p, () => p.ctl!.onAppHealth(healthy))
+  w.pushHealth(p)
   w.note(healthy ? "healthy" : "unhealthy", p.name)
 }
 
 const proc = (w: World, name: string): Proc | undefined => w.procs.find((p) => p.name === name)
 
 /** Put the timeline's entries on the event queue. */
-const schedule = (w: World, traffic: Traffic, timeline: ReadonlyArray<TimedEntry>): void => {
+const schedule = (w: World, traffic: Traffic, apps: SimApps | null, timeline: ReadonlyArray<TimedEntry>): void => {
   const setCut = (a: number, b: number, v: number): void => {
     if (a < 0 || b < 0) return
     w.cut[a * w.endpoints + b] = v
@@ -277,6 +281,14 @@ const schedule = (w: World, traffic: Traffic, timeline: ReadonlyArray<TimedEntry
           if (e.do === "unhealthy" && e.for !== undefined) {
             w.at(w.now + durationOf(e.for), `timeline healthy ${p.name}`, () => setHealth(w, p, true))
           }
+          return
+        }
+        case "app-crash":
+        case "app-broken": {
+          const p = proc(w, e.node)
+          if (!p || apps === null) return
+          if (e.do === "app-crash") apps.crash(p)
+          else apps.broken(p, e.for === undefined ? Infinity : durationOf(e.for))
           return
         }
         case "pause": {

@@ -73,6 +73,10 @@ export const TimelineEntry = Schema.Union([
   Schema.Struct({ ...node, do: Action("resume") }),
   Schema.Struct({ ...node, do: Action("unhealthy"), for: Schema.optionalKey(Duration) }),
   Schema.Struct({ ...node, do: Action("healthy") }),
+  /** The application dies once (its process exits); the policy restarts it. */
+  Schema.Struct({ ...node, do: Action("app-crash") }),
+  /** The application dies and cannot start for `for` (until the end of the safety phase without it). */
+  Schema.Struct({ ...node, do: Action("app-broken"), for: Schema.optionalKey(Duration) }),
   Schema.Struct({ ...node, do: Action("pause"), for: Duration }),
   Schema.Struct({ ...node, do: Action("slow"), delay: Duration, for: Duration }),
   Schema.Struct({ ...node, do: Action("weight"), weight: Weight }),
@@ -91,9 +95,36 @@ export type TimelineEntry = typeof TimelineEntry.Type
 
 /** Every timeline action name. */
 export const timelineActions = [
-  "crash", "kill", "restart", "stop", "start", "drain", "resume", "unhealthy", "healthy", "pause", "slow", "weight",
+  "crash", "kill", "restart", "stop", "start", "drain", "resume", "unhealthy", "healthy", "app-crash", "app-broken", "pause", "slow", "weight",
   "partition", "cut", "heal", "nats-leader-kill", "nats-node-down", "nats-node-up", "syn-flood", "rolling-restart", "scale"
 ] as const
+
+/**
+ * The simulated application of every server (module defaults unless set): one `tcp`-like
+ * checker, the start/stop command times, the failure policy. Simulated when this is given or
+ * the timeline has an `app-*` fault.
+ */
+export const AppSpec = Schema.Struct({
+  /** Time the start command takes (default 500 ms). */
+  startTime: Schema.optionalKey(Duration),
+  /** Time the stop command takes (default 100 ms). */
+  stopTime: Schema.optionalKey(Duration),
+  checker: Schema.optionalKey(Schema.Struct({
+    interval: Schema.optionalKey(Duration),
+    timeout: Schema.optionalKey(Duration),
+    failures: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 100 }))),
+    successes: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 100 })))
+  })),
+  policy: Schema.optionalKey(Schema.Struct({
+    onFailure: Schema.optionalKey(Schema.Literals(["restart", "stop"])),
+    maxRestarts: Schema.optionalKey(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 1000 }))),
+    window: Schema.optionalKey(Duration),
+    whenExhausted: Schema.optionalKey(Schema.Literals(["leave", "stop"])),
+    readyTimeout: Schema.optionalKey(Duration),
+    settle: Schema.optionalKey(Duration),
+    healInterval: Schema.optionalKey(Duration)
+  }))
+})
 
 /** A scenario as written. */
 export const Scenario = Schema.Struct({
@@ -127,6 +158,7 @@ export const Scenario = Schema.Struct({
     tick: Schema.optionalKey(Duration)
   })),
   timeline: Schema.optionalKey(Schema.Array(TimelineEntry)),
+  app: Schema.optionalKey(AppSpec),
   liveness: Schema.optionalKey(Schema.Struct({ timeout: Schema.optionalKey(Duration), restartCrashed: Schema.optionalKey(Schema.Boolean) })),
   checks: Schema.optionalKey(Schema.Struct({
     failoverMedian: Schema.optionalKey(Duration),

@@ -3,6 +3,8 @@
  * named, rules flattened into the (protocol, port, table, affinity) the clients use.
  */
 import { type AffinityName, type Vip, ruleTables, portRanges, tableCount } from "@vipfarm/domain"
+import type { CheckerTiming } from "../../runtime/src/app/health.ts"
+import { DEFAULT_POLICY, type PolicyConfig } from "../../runtime/src/app/policy.ts"
 import { defaultTiming } from "../../runtime/src/controller/index.ts"
 import { durationMs, type Scenario, type TimelineEntry } from "./scenario.ts"
 
@@ -57,6 +59,50 @@ export interface Setup {
   readonly timeline: ReadonlyArray<TimedEntry>
   readonly liveness: { readonly timeoutMs: number; readonly restartCrashed: boolean }
   readonly checks: { readonly failoverMedianMs: number; readonly failoverWorstMs: number }
+  /** The simulated application of every server (null: not simulated, servers healthy unless a fault says otherwise). */
+  readonly app: AppSetup | null
+}
+
+/** The simulated application, resolved. */
+export interface AppSetup {
+  readonly startMs: number
+  readonly stopMs: number
+  readonly checker: CheckerTiming
+  readonly policy: PolicyConfig
+}
+
+/**
+ * The module checker defaults (`CHECKER_DEFAULTS` in runtime/src/app/module.ts, which reads
+ * files and is not imported here; app.test.ts checks they agree).
+ */
+export const SIM_CHECKER_DEFAULTS = { intervalMs: 500, timeoutMs: 1000, failures: 2, successes: 2 } as const
+
+const appSetup = (s: Scenario, timeline: ReadonlyArray<TimedEntry>): AppSetup | null => {
+  if (s.app === undefined && !timeline.some((e) => e.do === "app-crash" || e.do === "app-broken")) return null
+  const a = s.app ?? {}
+  const ms = (d: number | string | undefined, def: number): number => (d === undefined ? def : durationMs(d))
+  const c = a.checker ?? {}
+  const p = a.policy ?? {}
+  return {
+    startMs: ms(a.startTime, 500),
+    stopMs: ms(a.stopTime, 100),
+    checker: {
+      name: "tcp",
+      intervalMs: ms(c.interval, SIM_CHECKER_DEFAULTS.intervalMs),
+      timeoutMs: ms(c.timeout, SIM_CHECKER_DEFAULTS.timeoutMs),
+      failures: c.failures ?? SIM_CHECKER_DEFAULTS.failures,
+      successes: c.successes ?? SIM_CHECKER_DEFAULTS.successes
+    },
+    policy: {
+      onFailure: p.onFailure ?? DEFAULT_POLICY.onFailure,
+      maxRestarts: p.maxRestarts ?? DEFAULT_POLICY.maxRestarts,
+      windowMs: ms(p.window, DEFAULT_POLICY.windowMs),
+      whenExhausted: p.whenExhausted ?? DEFAULT_POLICY.whenExhausted,
+      readyTimeoutMs: ms(p.readyTimeout, DEFAULT_POLICY.readyTimeoutMs),
+      settleMs: ms(p.settle, DEFAULT_POLICY.settleMs),
+      healIntervalMs: ms(p.healInterval, DEFAULT_POLICY.healIntervalMs)
+    }
+  }
 }
 
 /** The VIP served when a scenario names none. */
@@ -152,6 +198,7 @@ export const resolveSetup = (s: Scenario): Setup => {
     udpIdleMs: 30_000,
     timeline,
     liveness: { timeoutMs: ms(s.liveness?.timeout, 30_000), restartCrashed: s.liveness?.restartCrashed ?? true },
-    checks: { failoverMedianMs: ms(s.checks?.failoverMedian, 500), failoverWorstMs: ms(s.checks?.failoverWorst, 1000) }
+    checks: { failoverMedianMs: ms(s.checks?.failoverMedian, 500), failoverWorstMs: ms(s.checks?.failoverWorst, 1000) },
+    app: appSetup(s, timeline)
   }
 }

@@ -300,7 +300,7 @@ export class Traffic {
     const i = this.idx[f]
     const h = this.holder[f]
     const socketAlive = w.sockGen[h] === this.sock[f]
-    const disrupted = !socketAlive || w.faultGen[h] !== this.fault[f] || !w.procs[h].healthy
+    const disrupted = !socketAlive || w.faultGen[h] !== this.fault[f] || !w.procs[h].healthy || w.procs[h].appDown
     const n = w.candN[i]
     let byHolder = false
     let other = -1
@@ -384,7 +384,7 @@ export class Traffic {
         this.uLast[f] = now
       } else this.uLast[f] = now
     } else if (first >= 0) {
-      const disrupted = !holderUp || w.faultGen[h] !== this.fault[f] || !w.procs[h].healthy
+      const disrupted = !holderUp || w.faultGen[h] !== this.fault[f] || !w.procs[h].healthy || w.procs[h].appDown
       if (disrupted) this.stats.lostToFault++
       else if (!fresh) this.stats.udpMovedInProbation++
       else w.violation("udp-flow-moved", `UDP flow held by live ${w.procs[h].name} moved to ${w.procs[first].name}`, this.label(f, "UDP packet"))

@@ -35,6 +35,14 @@ export interface Proc {
   /** The operator wants it in the farm (false after stop/crash until start/restart). */
   intent: boolean
   crashed: boolean
+  /** The simulated application's process is dead (its flows are lost to the fault). */
+  appDown: boolean
+}
+
+/** What the simulated application's policy last told the farm (see app.ts). */
+export interface AppStanding {
+  readonly healthy: boolean
+  readonly failing?: { readonly checker: string; readonly reason: string }
 }
 
 /** A failover being measured. */
@@ -131,7 +139,7 @@ export class World {
       this.procs.push({
         idx, name, role: isServer ? "server" : "witness", weight: isServer ? setup.servers[idx].weight : 0,
         ctl: null, running: false, paused: false, pausedQueue: [], slowMs: 0, healthy: true, boot: 0, logDelivered: 0,
-        intent: false, crashed: false
+        intent: false, crashed: false, appDown: false
       })
     })
     this.natsBase = names.length
@@ -255,8 +263,10 @@ export class World {
     p.logDelivered = 0
     // a restarted daemon (after a kill) counts again as an owner of the buckets it left
     for (const f of this.failovers) if (f.exclude === p.idx && f.doneAt === null) f.exclude = -1
+    this.onStart(p)
     p.ctl = new NodeController(this.controllerConfig(p), this.now)
-    p.ctl.onAppHealth(p.healthy)
+    const h = this.healthOf(p)
+    p.ctl.onAppHealth(h.healthy, h.failing)
     p.ctl.onLogHead(this.log.length)
     const boot = p.boot
     const tick = (): void => {
@@ -272,6 +282,26 @@ export class World {
     this.note("start", p.name, p.role)
   }
 
+  /** Hook: a process starts (before its controller exists; the application model starts its supervisor). */
+  onStart: (p: Proc) => void = () => {}
+  /** Hook: a process is gone (`crash`: with its machine and application; `kill`, `exit`: the daemon only). */
+  onDown: (p: Proc, how: "crash" | "kill" | "exit") => void = () => {}
+  /** Hook: the simulated application's standing (null: no application model). */
+  appStanding: ((p: Proc) => AppStanding) | null = null
+
+  /** The health a server's controller is told: an `unhealthy` fault, else the application model's standing. */
+  healthOf(p: Proc): AppStanding {
+    if (!p.healthy) return { healthy: false }
+    return this.appStanding?.(p) ?? { healthy: true }
+  }
+
+  /** Tell a running process's controller its application's health. */
+  pushHealth(p: Proc): void {
+    if (!p.running || p.ctl === null) return
+    const h = this.healthOf(p)
+    this.input(p, () => p.ctl!.onAppHealth(h.healthy, h.failing))
+  }
+
   /** Crash a machine: process, kernel filter and sockets gone. */
   crash(p: Proc): void {
     if (!p.running && p.crashed) return
@@ -280,6 +310,7 @@ export class World {
     p.crashed = true
     p.intent = false
     p.ctl = null
+    this.onDown(p, "crash")
     if (p.idx < this.serverCount) {
       const budget = wasRunning && this.networkWhole() && !this.anyPausedOrSlow() && this.survivorsHaveMajority(p)
       this.beginFailover(p, "crash", budget)
@@ -302,6 +333,7 @@ export class World {
     p.crashed = true
     p.intent = false
     p.ctl = null
+    this.onDown(p, "kill")
     if (p.idx < this.serverCount) {
       const budget = this.networkWhole() && !this.anyPausedOrSlow() && this.survivorsHaveMajority(p)
       this.beginFailover(p, "kill", budget)
@@ -366,6 +398,7 @@ export class World {
           this.sockGen[p.idx]++
         }
         this.note("exited", p.name)
+        this.onDown(p, "exit")
         this.onExit(p)
         return
     }
@@ -612,8 +645,10 @@ export class World {
     for (let i = 0; i < slots; i++) if (claimsNew(t[i])) idxs.push(i)
     if (idxs.length === 0) return
     if (this.failovers.some((f) => f.node === p.name && f.doneAt === null)) return
-    this.failovers.push({ node: p.name, fault, atMs: this.now, idxs, total: idxs.length, budgetApplies, doneAt: null, exclude: fault === "kill" ? s : -1 })
-    if (fault === "kill") this.checkFailovers()
+    // a killed daemon's filter, and a server whose application failed, still claim their buckets: only others count
+    const others = fault === "kill" || fault.startsWith("app-")
+    this.failovers.push({ node: p.name, fault, atMs: this.now, idxs, total: idxs.length, budgetApplies, doneAt: null, exclude: others ? s : -1 })
+    if (others) this.checkFailovers()
   }
 
   /** Another fault began: open failovers no longer measure one failure on a whole farm. */
