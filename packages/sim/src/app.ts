@@ -20,6 +20,7 @@ import {
   dueProbes, type HealthState, initHealth, nextProbeAt, probeFinished, probeStarted, resetHealth, summarize
 } from "../../runtime/src/app/health.ts"
 import { type FarmReport, initPolicy, nextWakeAt, type PolicyAction, type PolicyInput, type PolicyState, step } from "../../runtime/src/app/policy.ts"
+import { Prng } from "./prng.ts"
 import type { AppFailureRecord } from "./report.ts"
 import type { AppSetup } from "./setup.ts"
 import type { AppStanding, Proc, World } from "./world.ts"
@@ -63,11 +64,14 @@ interface PendingAppFailure {
 export class SimApps {
   private readonly apps = new Map<number, App>()
   private readonly records: Array<PendingAppFailure> = []
+  /** Its own stream (the world's draws stay as they were): the phase of each supervisor's probes. */
+  private readonly rng: Prng
 
   constructor(private readonly w: World, private readonly cfg: AppSetup) {
     w.onStart = (p) => this.daemonStarted(p)
     w.onDown = (p, how) => this.daemonDown(p, how)
     w.appStanding = (p) => this.apps.get(p.idx)?.standing ?? { healthy: false }
+    this.rng = new Prng((w.seed ^ 0x5eed_a99) >>> 0)
   }
 
   // ---- faults -------------------------------------------------------------------------
@@ -147,7 +151,11 @@ export class SimApps {
       open: old?.open ?? null
     }
     this.apps.set(p.idx, a)
-    this.feed(p, a, { _tag: "Start" })
+    // the supervisor starts the application a little after the daemon: the probes' phase varies with the seed
+    const gen = a.gen
+    this.w.at(now + this.rng.uniform(0, this.cfg.checker.intervalMs), `app-supervisor ${p.name}`, () => {
+      if (this.live(p, a, gen)) this.feed(p, a, { _tag: "Start" })
+    })
   }
 
   private daemonDown(p: Proc, how: "crash" | "kill" | "exit"): void {
