@@ -75,6 +75,11 @@ export interface LabOptions {
   readonly natsNodes?: number
   /** With `app: "nginx"`: the module (a shipped name or a directory) instead of the shipped `nginx`. */
   readonly appModule?: string
+  /**
+   * Add a witness host `w1` (198.18.0.9): a node of the NATS cluster and `farm witness`, a
+   * heartbeat-only voter. A 2-server farm needs one (default: on for 2 servers, off otherwise).
+   */
+  readonly witness?: boolean
 }
 
 const ROOT = fileURLToPath(new URL("../../../../", import.meta.url))
@@ -144,6 +149,7 @@ const farmConfig = (o: LabOptions, s: LabServer, nats: ReadonlyArray<LabServer>,
     `  servers: [${[...nats.filter((x) => x === s), ...nats.filter((x) => x !== s)].map((x) => `nats://${x.address}:4222`).join(", ")}]`,
     ...(o.natsAuth ? [`  user: ${s.node}`, `  passwordFile: ${dir}/${s.node}.pass`] : []),
     `control: ${s.control}`,
+    ...(withWitness(o) ? [`witnesses: [w1]`] : []),
     `xdp: {mode: generic}   # veth: native XDP cannot turn a rewritten frame into the host's`,
     `vips:`,
     `  - address: ${vip}`,
@@ -156,6 +162,9 @@ const farmConfig = (o: LabOptions, s: LabServer, nats: ReadonlyArray<LabServer>,
     o.extraConfig?.(s.node, i) ?? "",
     ""
   ].join("\n")
+
+/** Whether a lab gets a witness host. */
+const withWitness = (o: LabOptions): boolean => o.witness ?? o.servers === 2
 
 /** Read a lab's saved state. */
 export const readLab = (name: string): Effect.Effect<LabState, LabError> =>
@@ -196,10 +205,17 @@ export const labUp = (o: LabOptions): Effect.Effect<LabState, LabError> =>
       yield* createSwitch(switchNs)
       for (const s of servers) yield* createHost(switchNs, s.ns, s.port, s.mac, [s.address])
       for (const c of clients) yield* createHost(switchNs, c.ns, c.port, mac(1, Number(c.node.slice(1))), c.addresses)
+      const witness: LabServer | null = withWitness(o)
+        ? { node: "w1", ns: `${prefix}w1`, port: "w1p", address: "198.18.0.9", mac: mac(2, 1), config: "", control: "" }
+        : null
+      if (witness !== null) yield* createHost(switchNs, witness.ns, witness.port, witness.mac, [witness.address])
       log("info", "lab.net", { lab: o.name, servers: servers.length, clients: clients.length })
-      const natsServers = servers.slice(0, Math.max(1, Math.min(servers.length, o.natsNodes ?? servers.length)))
+      const natsServers = [
+        ...servers.slice(0, Math.max(1, Math.min(servers.length, o.natsNodes ?? servers.length))),
+        ...(witness === null ? [] : [witness])
+      ]
       const password = () => randomBytes(18).toString("base64url")
-      const users = o.natsAuth ? servers.map((s) => ({ user: s.node, password: password() })) : null
+      const users = o.natsAuth ? [...servers, ...(witness === null ? [] : [witness])].map((s) => ({ user: s.node, password: password() })) : null
       if (users !== null) {
         for (const u of users) {
           const file = `${dir}/${u.user}.pass`
@@ -216,7 +232,17 @@ export const labUp = (o: LabOptions): Effect.Effect<LabState, LabError> =>
         spawnInNs(s.ns, [process.execPath, APP, s.node, ...(o.app === "nginx" ? ["--no-http"] : [])], `${dir}/${s.node}-app.log`)
         if (o.app === "nginx") writeFileSync(`${dir}/${s.node}-nginx.conf`, nginxConfig(s, dir))
       }
+      if (witness !== null) {
+        writeFileSync(`${dir}/w1-nats.conf`, natsConfig(witness, natsServers, dir, users))
+        spawnInNs(witness.ns, ["nice", "-n", "-10", "nats-server", "-c", `${dir}/w1-nats.conf`], `${dir}/w1-nats.log`)
+      }
       for (const s of natsServers) yield* waitPort(s.address, 4222, s.ns, 10_000)
+      if (witness !== null) {
+        spawnInNs(witness.ns, [
+          "nice", "-n", "-10", process.execPath, FARM_BIN, "witness", "--farm", o.name, "--node", "w1", "--nats", `nats://${witness.address}:4222`,
+          ...(o.natsAuth ? ["--user", "w1", "--password-file", `${dir}/w1.pass`] : [])
+        ], `${dir}/w1-witness.log`)
+      }
       if (o.daemons) for (const s of servers) labStartDaemon(state, s.node)
       return state
     })

@@ -1,0 +1,94 @@
+/**
+ * `farm witness`: a heartbeat-only voter. It folds the farm's log and heartbeats over core
+ * NATS like a server, but owns no bucket and sets nothing on its host. A 2-server farm needs
+ * one: with two voters, a survivor alone is no majority and would fence itself; with a
+ * witness, the survivor and the witness are two of three. Servers list it in `witnesses`.
+ */
+import { Deferred, Effect, Fiber, Stream } from "effect"
+import { defaultTiming, type Heartbeat, NodeController } from "./controller/index.ts"
+import { ensureStream, makeNatsEventLog, natsConnection, type NatsOptions } from "./eventLog.ts"
+import { log } from "./log.ts"
+
+/** What a witness needs to know. */
+export interface WitnessOptions {
+  readonly farm: string
+  readonly node: string
+  readonly nats: NatsOptions
+  readonly witnesses: ReadonlyArray<string>
+  readonly lease?: { readonly heartbeatMs: number; readonly fenceAfterMs: number; readonly expireAfterMs: number }
+}
+
+const now = (): number => Number(process.hrtime.bigint() / 1_000_000n)
+
+/** Run a witness until interrupted (SIGTERM/SIGINT through the runtime). */
+export const runWitness = (o: WitnessOptions) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const nc = yield* natsConnection({ ...o.nats, name: `vipfarm-witness-${o.node}` })
+      yield* ensureStream(nc, o.farm, Math.min(3, o.nats.servers.length))
+      const eventLog = makeNatsEventLog(nc, o.farm)
+      const head = yield* eventLog.lastSeq
+      const ctl = new NodeController(
+        {
+          ...defaultTiming, ...o.lease, farm: o.farm, node: o.node, role: "witness", address: "", weight: 0, priority: 1000000,
+          rulesDigest: "", witnesses: o.witnesses
+        },
+        now()
+      )
+      ctl.onLogHead(head)
+      const subject = `vipfarm.${o.farm}.hb`
+      const flush = () => {
+        for (const a of ctl.drainActions()) {
+          if (a._tag === "PublishHeartbeat") nc.publish(subject, JSON.stringify(a.heartbeat))
+          else if (a._tag === "Log") log("info", `ctl.${a.op}`, a.fields)
+        }
+      }
+      let lastRecordAt = now()
+      let logHead = head
+      const consumeFrom = (from: number) =>
+        eventLog.records(from).pipe(
+          Stream.runForEach((r) => Effect.sync(() => {
+            lastRecordAt = now()
+            ctl.onLogEntry(r.seq, r.entry, now())
+            flush()
+          })),
+          Effect.tapError((e) => Effect.sync(() => log("error", "log.consume", { node: o.node, error: e.message }))),
+          Effect.ignore
+        )
+      let reader = yield* Effect.forkScoped(consumeFrom(1))
+      const sub = nc.subscribe(subject, {
+        callback: (err, msg) => {
+          if (err) return
+          try {
+            const hb = msg.json<Heartbeat>()
+            if (hb.seq > logHead) logHead = hb.seq
+            ctl.onHeartbeat(hb, now())
+            flush()
+          } catch (e) {
+            log("warn", "heartbeat.malformed", { node: o.node, error: (e as Error).message })
+          }
+        }
+      })
+      const timer = setInterval(() => {
+        ctl.tick(now())
+        flush()
+      }, 10)
+      yield* Effect.addFinalizer(() => Effect.sync(() => {
+        clearInterval(timer)
+        sub.unsubscribe()
+      }))
+      // the same watchdog as the daemon's: recreate a log reader that stalled behind the log
+      yield* Effect.forkScoped(Effect.forever(Effect.gen(function* () {
+        yield* Effect.sleep("500 millis")
+        const folded = ctl.foldedState.seq
+        if (now() - lastRecordAt > 1500 && (logHead > folded || reader.pollUnsafe() !== undefined)) {
+          log("warn", "log.reader-restart", { node: o.node, seq: folded, head: logHead })
+          yield* Effect.forkDetach(Fiber.interrupt(reader))
+          reader = yield* Effect.forkScoped(consumeFrom(folded + 1))
+          lastRecordAt = now()
+        }
+      })))
+      log("info", "witness.ready", { node: o.node, farm: o.farm, seq: head })
+      yield* Deferred.await(yield* Deferred.make<void>())
+    })
+  )
