@@ -16,7 +16,7 @@ const up = Command.make(
     servers: Flag.Int("servers").pipe(Flag.withDescription("number of servers"), Flag.withDefault(3)),
     clients: Flag.Int("clients").pipe(Flag.withDescription("number of client namespaces"), Flag.withDefault(1)),
     addresses: Flag.Int("addresses").pipe(Flag.withDescription("addresses per client namespace"), Flag.withDefault(50)),
-    app: Flag.Literals("app", ["builtin", "nginx"]).pipe(Flag.withDescription("the application each server runs"), Flag.withDefault("builtin" as const)),
+    app: Flag.Literals("app", ["builtin", "nginx", "apache"]).pipe(Flag.withDescription("the application each server runs"), Flag.withDefault("builtin" as const)),
     noDaemons: Flag.Boolean("no-daemons").pipe(Flag.withDescription("do not start farm daemons"), Flag.withDefault(false))
   },
   (o) =>

@@ -49,7 +49,7 @@ export interface LabState {
   readonly vip: string
   readonly servers: ReadonlyArray<LabServer>
   readonly clients: ReadonlyArray<LabClient>
-  readonly app: "builtin" | "nginx"
+  readonly app: "builtin" | "nginx" | "apache"
 }
 
 /** Options of `farm lab up`. */
@@ -59,7 +59,7 @@ export interface LabOptions {
   readonly clients: number
   /** Addresses per client namespace. */
   readonly addressesPerClient: number
-  readonly app: "builtin" | "nginx"
+  readonly app: "builtin" | "nginx" | "apache"
   /** Start `farm daemon` on each server (the tests of the lab itself may not). */
   readonly daemons: boolean
   /** Extra YAML appended to every server's config (weights, lease timings, ...). */
@@ -73,7 +73,7 @@ export interface LabOptions {
   readonly natsAuth?: { readonly wrongPassword?: ReadonlyArray<string> }
   /** How many servers (the first ones) run a node of the NATS cluster (default: all). */
   readonly natsNodes?: number
-  /** With `app: "nginx"`: the module (a shipped name or a directory) instead of the shipped `nginx`. */
+  /** With `app: "nginx"` or `"apache"`: the module (a shipped name or a directory) instead of the shipped one. */
   readonly appModule?: string
   /**
    * Add a witness host `w1` (198.18.0.9): a node of the NATS cluster and `farm witness`, a
@@ -139,6 +139,46 @@ http {
 }
 `
 
+const APACHE_MODS = "/usr/lib/apache2/modules"
+
+/**
+ * An apache2 configuration for a lab server (its own ServerRoot, pid file, logs and runtime
+ * dir under the lab's directory; never the system service's): serves `DIR/NODE-www`, whose
+ * index.html holds the server's name.
+ */
+const apacheConfig = (s: LabServer, dir: string) => `# vipfarm lab: apache2 of ${s.node}
+ServerRoot ${dir}
+ServerName ${s.node}
+Listen 80
+PidFile ${dir}/${s.node}-apache.pid
+ErrorLog ${dir}/${s.node}-apache.error.log
+DefaultRuntimeDir ${dir}/${s.node}-apache-run
+Mutex file:${dir}/${s.node}-apache-run default
+User nobody
+Group nogroup
+LoadModule mpm_event_module ${APACHE_MODS}/mod_mpm_event.so
+LoadModule authz_core_module ${APACHE_MODS}/mod_authz_core.so
+LoadModule dir_module ${APACHE_MODS}/mod_dir.so
+StartServers 1
+ServerLimit 2
+ThreadsPerChild 16
+MaxRequestWorkers 32
+KeepAlive Off
+DocumentRoot ${dir}/${s.node}-www
+DirectoryIndex index.html
+<Directory ${dir}/${s.node}-www>
+  Require all granted
+</Directory>
+`
+
+/** Write a lab server's apache2 configuration, document root and runtime dir. */
+const writeApache = (s: LabServer, dir: string) => {
+  mkdirSync(`${dir}/${s.node}-www`, { recursive: true, mode: 0o755 })
+  mkdirSync(`${dir}/${s.node}-apache-run`, { recursive: true })
+  writeFileSync(`${dir}/${s.node}-www/index.html`, `${s.node}\n`, { mode: 0o644 })
+  writeFileSync(`${dir}/${s.node}-apache.conf`, apacheConfig(s, dir))
+}
+
 /** `nats` holds the servers that run a NATS node: this server's own first, when it runs one. */
 const farmConfig = (o: LabOptions, s: LabServer, nats: ReadonlyArray<LabServer>, vip: string, i: number, dir: string) =>
   [
@@ -158,6 +198,13 @@ const farmConfig = (o: LabOptions, s: LabServer, nats: ReadonlyArray<LabServer>,
     `      - {proto: udp, ports: [5300], affinity: client-ip-port}`,
     ...(o.app === "nginx"
       ? [`app:`, `  module: ${o.appModule ?? "nginx"}`, `  vars: {NGINX_CONF: ${s.config.replace(/\.yaml$/, "-nginx.conf")}, NGINX_PID: ${s.config.replace(/\.yaml$/, "-nginx.pid")}, HTTP_URL: "http://127.0.0.1/"}`]
+      : []),
+    ...(o.app === "apache"
+      ? [
+        `app:`,
+        `  module: ${o.appModule ?? "apache"}`,
+        `  vars: {APACHE_CONF: ${dir}/${s.node}-apache.conf, APACHE_PID: ${dir}/${s.node}-apache.pid, APACHE_ENVVARS: /nonexistent, HTTP_URL: "http://127.0.0.1/"}`
+      ]
       : []),
     o.extraConfig?.(s.node, i) ?? "",
     ""
@@ -229,8 +276,9 @@ export const labUp = (o: LabOptions): Effect.Effect<LabState, LabError> =>
           spawnInNs(s.ns, ["nice", "-n", "-10", "nats-server", "-c", `${dir}/${s.node}-nats.conf`], `${dir}/${s.node}-nats.log`)
         }
         writeFileSync(s.config, farmConfig(o, s, natsServers, vip, Number(s.node.slice(1)), dir))
-        spawnInNs(s.ns, [process.execPath, APP, s.node, ...(o.app === "nginx" ? ["--no-http"] : [])], `${dir}/${s.node}-app.log`)
+        spawnInNs(s.ns, [process.execPath, APP, s.node, ...(o.app === "builtin" ? [] : ["--no-http"])], `${dir}/${s.node}-app.log`)
         if (o.app === "nginx") writeFileSync(`${dir}/${s.node}-nginx.conf`, nginxConfig(s, dir))
+        if (o.app === "apache") writeApache(s, dir)
       }
       if (witness !== null) {
         writeFileSync(`${dir}/w1-nats.conf`, natsConfig(witness, natsServers, dir, users))
