@@ -5,7 +5,7 @@
  * SIGTERM drains, leaves and then removes all of it; a crash leaves a filter that fences
  * itself when its deadline lapses.
  */
-import { Deferred, Effect, Fiber, Result, Stream } from "effect"
+import { Deferred, Effect, Fiber, Result, Scope, Stream } from "effect"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { addressWords, type AffinityName, BUCKETS, bucketOf, decide, farmSeed, LocalBucket, MAX_TABLES, portRanges, ruleTables, type Vip, virtualMac } from "@vipfarm/domain"
 import { acquireFilter, type FilterConfig, type FilterHandle, type FlowTuple, macBytes, type VipEntry, type VipRule } from "@vipfarm/filter-xdp"
@@ -303,7 +303,11 @@ export const runDaemon = (config: Config) =>
           Effect.tapError((e) => Effect.sync(() => log("error", "log.consume", { node, error: e.message }))),
           Effect.ignore
         )
-      let reader = yield* Effect.forkScoped(consumeFrom(1))
+      // readers live in their own scope, closed after the graceful stop below: a reader the
+      // watchdog recreated later must not be interrupted before the stop has folded its Leave
+      const readers = yield* Scope.make()
+      yield* Effect.addFinalizer((exit) => Scope.close(readers, exit))
+      let reader = yield* Effect.forkIn(consumeFrom(1), readers)
       yield* Effect.forkScoped(
         Effect.forever(
           Effect.gen(function* () {
@@ -313,7 +317,7 @@ export const runDaemon = (config: Config) =>
             if (stalled && (logHead > folded || reader.pollUnsafe() !== undefined)) {
               log("warn", "log.reader-restart", { node, seq: folded, head: logHead })
               yield* Effect.forkDetach(Fiber.interrupt(reader))
-              reader = yield* Effect.forkScoped(consumeFrom(folded + 1))
+              reader = yield* Effect.forkIn(consumeFrom(folded + 1), readers)
               lastRecordAt = monotonicMs()
             }
           })

@@ -4,7 +4,7 @@
  * one: with two voters, a survivor alone is no majority and would fence itself; with a
  * witness, the survivor and the witness are two of three. Servers list it in `witnesses`.
  */
-import { Deferred, Effect, Fiber, Stream } from "effect"
+import { Deferred, Effect, Fiber, Scope, Stream } from "effect"
 import { defaultTiming, type Heartbeat, NodeController } from "./controller/index.ts"
 import { ensureStream, makeNatsEventLog, natsConnection, type NatsOptions } from "./eventLog.ts"
 import { log } from "./log.ts"
@@ -55,7 +55,11 @@ export const runWitness = (o: WitnessOptions) =>
           Effect.tapError((e) => Effect.sync(() => log("error", "log.consume", { node: o.node, error: e.message }))),
           Effect.ignore
         )
-      let reader = yield* Effect.forkScoped(consumeFrom(1))
+      // readers live in their own scope, closed after the graceful stop below: a reader the
+      // watchdog recreated later must not be interrupted before the stop has folded its Leave
+      const readers = yield* Scope.make()
+      yield* Effect.addFinalizer((exit) => Scope.close(readers, exit))
+      let reader = yield* Effect.forkIn(consumeFrom(1), readers)
       const sub = nc.subscribe(subject, {
         callback: (err, msg) => {
           if (err) return
@@ -84,7 +88,7 @@ export const runWitness = (o: WitnessOptions) =>
         if (now() - lastRecordAt > 1500 && (logHead > folded || reader.pollUnsafe() !== undefined)) {
           log("warn", "log.reader-restart", { node: o.node, seq: folded, head: logHead })
           yield* Effect.forkDetach(Fiber.interrupt(reader))
-          reader = yield* Effect.forkScoped(consumeFrom(folded + 1))
+          reader = yield* Effect.forkIn(consumeFrom(folded + 1), readers)
           lastRecordAt = now()
         }
       })))
