@@ -22,6 +22,9 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: "forks",
+    // one test file at a time: the lab farms measure sub-second failovers on a 2-core machine,
+    // and two labs (or a lab and a CPU-bound property test) side by side make that timing noise
+    fileParallelism: false,
     reporters: ["default", "json"],
     outputFile: { json: ".ci/results.json" }
   }
