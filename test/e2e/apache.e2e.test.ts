@@ -5,60 +5,18 @@
  * served through apache; apache killed on s2 (parent and children, found by the lab's pid file
  * and /proc, checked to be in s2's namespace) is restarted by the policy and s2 stays in.
  */
-import { spawnSync } from "node:child_process"
 import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { LabState } from "@vipfarm/runtime"
-import { addressesOf, expectedServer, type HttpResult, owners, probe, rootOrSkip, startLab, status, stopLab, untilFarm } from "./harness.ts"
+import { addressesOf, appPids, crashApp, expectedServer, type HttpResult, owners, probe, rootOrSkip, startLab, status, stopLab, untilFarm } from "./harness.ts"
 
 const NAME = "x5"
 const root = rootOrSkip("apache.e2e.test.ts")
 const skip = !root ? "needs root" : !existsSync("/usr/sbin/apache2") ? "apache2 is not installed (apt-get install apache2)" : null
 if (root && skip) console.log(`apache.e2e.test.ts: skipped: ${skip}`)
 
-const parentOf = (pid: number): number | null => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
-  } catch {
-    return null
-  }
-}
-
-/** A lab server's apache2: its parent (the lab's pid file, checked to be in the server's namespace) and the parent's children. */
-const apachePids = (lab: LabState, node: string): { parent: number | null; children: Array<number> } => {
-  const s = lab.servers.find((x) => x.node === node)!
-  let parent: number | null
-  try {
-    parent = Number(readFileSync(`${lab.dir}/${node}-apache.pid`, "utf8").trim()) || null
-  } catch {
-    return { parent: null, children: [] }
-  }
-  if (parent === null || !existsSync(`/proc/${parent}`)) return { parent: null, children: [] }
-  const ns = spawnSync("ip", ["netns", "identify", String(parent)], { encoding: "utf8" }).stdout.trim()
-  if (ns !== s.ns) throw new Error(`pid ${parent} from ${node}'s apache pid file is not in ${s.ns} (in "${ns}")`)
-  const cmdline = readFileSync(`/proc/${parent}/cmdline`, "utf8")
-  if (!cmdline.includes(`${lab.dir}/${node}-apache.conf`)) throw new Error(`pid ${parent} is not ${node}'s apache2: ${cmdline}`)
-  const children = readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number).filter((p) => parentOf(p) === parent)
-  return { parent, children }
-}
-
-/** Crash a lab server's apache2: SIGSTOP the parent (no respawn), SIGKILL its children, SIGKILL it. Returns the epoch ms. */
-const crashApache = (lab: LabState, node: string): number => {
-  const { parent, children } = apachePids(lab, node)
-  if (parent === null) throw new Error(`no apache2 running on ${node}`)
-  const t = Date.now()
-  process.kill(parent, "SIGSTOP")
-  for (const c of children) {
-    try {
-      process.kill(c, "SIGKILL")
-    } catch {
-      // gone
-    }
-  }
-  process.kill(parent, "SIGKILL")
-  return t
-}
+const apachePids = (lab: LabState, node: string) => appPids(lab, node, "apache")
+const crashApache = (lab: LabState, node: string): number => crashApp(lab, node, "apache")
 
 describe.skipIf(skip !== null)("applications in the farm: real apache2 through the apache module (lab x5)", () => {
   let lab: LabState

@@ -97,37 +97,51 @@ const parentOf = (pid: number): number | null => {
 }
 
 /**
- * The nginx of a lab server: its master (from the lab's per-server pid file) and the master's
- * children (workers), checked to live in that server's network namespace. Empty when not running.
+ * A lab server's application (nginx or apache2): its parent (from the lab's per-server pid
+ * file, checked to live in that server's network namespace and to run that server's config)
+ * and the parent's children (workers). Empty when not running.
  */
-export const nginxPids = (lab: LabState, node: string): { master: number | null; workers: Array<number> } => {
+export const appPids = (lab: LabState, node: string, app: "nginx" | "apache"): { parent: number | null; children: Array<number> } => {
   const s = lab.servers.find((x) => x.node === node)!
-  let master: number | null = null
+  let parent: number | null = null
   try {
-    master = Number(readFileSync(`${lab.dir}/${node}-nginx.pid`, "utf8").trim()) || null
+    parent = Number(readFileSync(`${lab.dir}/${node}-${app}.pid`, "utf8").trim()) || null
   } catch {
-    return { master: null, workers: [] }
+    return { parent: null, children: [] }
   }
-  if (master === null || !existsSync(`/proc/${master}`)) return { master: null, workers: [] }
-  const ns = spawnSync("ip", ["netns", "identify", String(master)], { encoding: "utf8" }).stdout.trim()
-  if (ns !== s.ns) throw new Error(`pid ${master} from ${node}'s nginx pid file is not in ${s.ns} (in "${ns}")`)
-  const workers = readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number).filter((p) => parentOf(p) === master)
-  return { master, workers }
+  if (parent === null || !existsSync(`/proc/${parent}`)) return { parent: null, children: [] }
+  const ns = spawnSync("ip", ["netns", "identify", String(parent)], { encoding: "utf8" }).stdout.trim()
+  if (ns !== s.ns) throw new Error(`pid ${parent} from ${node}'s ${app} pid file is not in ${s.ns} (in "${ns}")`)
+  if (app === "apache") {
+    const cmdline = readFileSync(`/proc/${parent}/cmdline`, "utf8")
+    if (!cmdline.includes(`${lab.dir}/${node}-apache.conf`)) throw new Error(`pid ${parent} is not ${node}'s apache2: ${cmdline}`)
+  }
+  const children = readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number).filter((p) => parentOf(p) === parent)
+  return { parent, children }
 }
 
-/** Crash a lab server's nginx: SIGSTOP the master (no respawn), SIGKILL its workers, SIGKILL it. Returns the epoch ms. */
-export const crashNginx = (lab: LabState, node: string): number => {
-  const { master, workers } = nginxPids(lab, node)
-  if (master === null) throw new Error(`no nginx running on ${node}`)
+/** Crash a lab server's application: SIGSTOP the parent (no respawn), SIGKILL its children, SIGKILL it. Returns the epoch ms. */
+export const crashApp = (lab: LabState, node: string, app: "nginx" | "apache"): number => {
+  const { parent, children } = appPids(lab, node, app)
+  if (parent === null) throw new Error(`no ${app} running on ${node}`)
   const t = Date.now()
-  process.kill(master, "SIGSTOP")
-  for (const w of workers) {
+  process.kill(parent, "SIGSTOP")
+  for (const c of children) {
     try {
-      process.kill(w, "SIGKILL")
+      process.kill(c, "SIGKILL")
     } catch {
       // gone
     }
   }
-  process.kill(master, "SIGKILL")
+  process.kill(parent, "SIGKILL")
   return t
 }
+
+/** The nginx of a lab server: master and workers (see {@link appPids}). */
+export const nginxPids = (lab: LabState, node: string): { master: number | null; workers: Array<number> } => {
+  const { parent, children } = appPids(lab, node, "nginx")
+  return { master: parent, workers: children }
+}
+
+/** Crash a lab server's nginx (see {@link crashApp}). */
+export const crashNginx = (lab: LabState, node: string): number => crashApp(lab, node, "nginx")
