@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 log() { printf '[test.sh] %s\n' "$*" >&2; }
 
 # Debian packages the tests use (only what is missing is installed).
-pkgs=(iproute2 nats-server libbpf1 curl procps nginx-light apache2 chromium)
+pkgs=(iproute2 nftables nats-server libbpf1 curl procps nginx-light apache2 chromium)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -6,7 +6,7 @@ import { LAB_ROOT, labDown, labPrefix, labStatus, labUp, until, type LabOptions,
 
 export {
   addressesOf, daemonRunning, expectedServer, type HoldResult, type HttpResult, killDaemon, labOwners as owners, labStatus as status,
-  type PollResult, recoveryTimes, runProbe as probe, termDaemon, until
+  type PollResult, recoveryTimes, runProbe as probe, silences, termDaemon, until
 } from "@vipfarm/runtime"
 
 /** True when this process can build labs; otherwise print why the suite is skipped. */

@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Effect } from "effect"
 import { LAB_ROOT, labHealPartition, labPartition, type LabState } from "@vipfarm/runtime"
 import {
-  addressesOf, answersPerServer, bucketsPerMember, expectedServer, type HttpResult, owners, type PollResult, probe, rootOrSkip,
+  addressesOf, answersPerServer, bucketsPerMember, expectedServer, type HttpResult, owners, type PollResult, probe, rootOrSkip, silences,
   sleep, startLab, status, stopLab, untilFarm
 } from "./harness.ts"
 
@@ -151,14 +151,23 @@ describe.skipIf(!root)("a weighted farm (lab x1)", () => {
         return JSON.stringify(await owners(lab, "s3")) === JSON.stringify(majority)
       }, 10_000)
       expect(majority.every((o) => o === "s2" || o === "s3")).toBe(true)
-      // c1 (reaches both sides): after the failover, every address answered, by one server of the majority, the owner
+      // c1 (reaches both sides): from 1 s after the cut, every answer comes from the owner in the majority's table,
+      // and the owner keeps answering. A no-answer sample is one GET that got no reply within 100 ms: on a loaded
+      // 2-core machine a single one can be the prober's own scheduling, so a gap shorter than 500 ms is tolerated
+      // (and reported); a longer one, or any answer from another server, is a failure.
       const settled = cutAt + 1000
+      let worstGap = 0
+      const problems: Array<string> = []
       for (const p of p1) {
-        const after = p.samples.filter(([t]) => t >= settled).map(([, s]) => s)
-        const atSettle = p.samples.filter(([t]) => t <= settled).at(-1)?.[1]
-        const seen = new Set([...(atSettle === undefined ? [] : [atSettle]), ...after])
-        expect([...seen], `answers to ${p.src} after the split`).toEqual([expectedServer(lab, majority, p.src)])
+        const expected = expectedServer(lab, majority, p.src)
+        const trace = p.samples.map(([t, s]) => `${t - cutAt}:${s}`).join(" ")
+        if (p.samples.some(([t, s]) => t >= settled && s !== null && s !== expected)) problems.push(`${p.src} answered by another server than its owner ${expected}: ${trace}`)
+        for (const [gap, at] of silences(p.samples, settled)) {
+          worstGap = Math.max(worstGap, gap)
+          if (gap >= 500) problems.push(`${p.src} unanswered for ${gap} ms from ${at - cutAt} ms (owner ${expected}): ${trace}`)
+        }
       }
+      expect(problems, `c1 after the split (ms after the cut:server); ${problems.length} of ${p1.length} addresses`).toEqual([])
       // c2 (s1's side only): nothing answers once s1 has fenced
       for (const p of p2) {
         const after = p.samples.filter(([t]) => t >= settled).map(([, s]) => s)
@@ -168,7 +177,7 @@ describe.skipIf(!root)("a weighted farm (lab x1)", () => {
       // the minority's own view: fenced, so it serves nothing whatever its table says
       const s1view = await status(lab, "s1")
       expect(s1view.filter.fenced).toBe(true)
-      console.log(`split brain: s1 fenced and the majority held all buckets ${fencedAt} ms after the cut; s1 sees log ${s1view.log.sequence}, the majority ${(await status(lab, "s2")).log.sequence}`)
+      console.log(`split brain: s1 fenced and the majority held all buckets ${fencedAt} ms after the cut; longest unanswered stretch of a c1 address after 1 s: ${worstGap} ms; s1 sees log ${s1view.log.sequence}, the majority ${(await status(lab, "s2")).log.sequence}`)
     } finally {
       await Effect.runPromise(labHealPartition(lab))
     }

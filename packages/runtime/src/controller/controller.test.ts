@@ -12,6 +12,8 @@ class Harness {
   readonly filters = new Map<string, { tables: Uint8Array; deadline: number }>()
   readonly dead = new Set<string>()
   readonly cut = new Set<string>()
+  /** Nodes whose log reader is stalled (a consumer on a cut-off NATS node): entries wait. */
+  readonly stalled = new Set<string>()
   flows = new Map<string, number>()
   private inbox: Array<{ at: number; to: string; hb: Heartbeat }> = []
   private delivered = new Map<string, number>()
@@ -39,7 +41,7 @@ class Harness {
     for (const [name, c] of this.nodes) {
       if (this.dead.has(name)) continue
       let d = this.delivered.get(name)!
-      while (d < this.log.length) {
+      while (d < this.log.length && !this.stalled.has(name)) {
         d++
         c.onLogEntry(d, this.log[d - 1], this.now)
       }
@@ -145,6 +147,25 @@ describe("node controller", () => {
     expect(h.allClaimed()).toBe(true)
     const s3 = h.filters.get("s3")!.tables.subarray(0, BUCKETS).filter((c) => c === LocalBucket.OWNED).length
     expect(s3).toBeGreaterThan(300)
+  })
+
+  it("a survivor whose log reader stalls keeps serving the failed server's share it took over (the others folded the failure)", () => {
+    const h = farm3()
+    h.cut.add("s1|s2").add("s1|s3")
+    h.stalled.add("s3")
+    const cutAt = h.now
+    const unclaimed: Array<number> = []
+    h.run(4000, () => {
+      h.noDoubleClaims()
+      if (h.now - cutAt >= 1000 && !h.allClaimed()) unclaimed.push(h.now - cutAt)
+    })
+    // s2 folded the failure; s3 still sees s1 up in its log but keeps the takeover on s2's word
+    expect(h.nodes.get("s2")!.foldedState.members.find((m) => m.name === "s1")!.status).toBe("down")
+    expect(h.nodes.get("s3")!.foldedState.members.find((m) => m.name === "s1")!.status).not.toBe("down")
+    expect(unclaimed.length, `buckets unclaimed from ${unclaimed[0]} ms after the cut`).toBe(0)
+    h.stalled.clear()
+    h.run(2000, () => h.noDoubleClaims())
+    expect(h.allClaimed()).toBe(true)
   })
 
   it("drains through the moving state and completes when no flows remain", () => {

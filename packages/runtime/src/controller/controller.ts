@@ -336,7 +336,14 @@ export class NodeController {
     const me = this.config.node
     const grace = Math.max(this.startedAt, this.resumedAt)
     for (const m of this.folded.members) {
-      if (m.name === me || m.status === "down") continue
+      if (m.name === me) continue
+      if (m.status === "down") {
+        // the log removed it, but a voter that has not folded that yet may still be taking it
+        // over on our word: keep the promise fresh until the peer acks or rejoins (onHeartbeat)
+        const s = this.suspicions.get(m.name)
+        if (s !== undefined && s.incarnation === m.incarnation) s.until = Math.max(s.until, now + this.config.holdMs)
+        continue
+      }
       const p = this.peers.get(m.name)
       const heardAt = p === undefined || p.acceptedAt === -Infinity ? grace : Math.max(p.acceptedAt, grace)
       const s = this.suspicions.get(m.name)

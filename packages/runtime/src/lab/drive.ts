@@ -114,6 +114,17 @@ export type PollResult = Array<{ src: string; samples: Array<[number, string | n
 export type HoldResult = Array<{ src: string; servers: Array<string>; answers: number; reset: boolean; error: string | null; maxGapMs: number }>
 
 /** For each address that `gone` served at `since`: ms until another server answered it (Infinity if never). */
+/** The stretches a poller got no answer from `since` on, as [duration ms, start ms]; the trace's last sample ends the last one. */
+export const silences = (samples: PollResult[number]["samples"], since: number): Array<[number, number]> => {
+  const out: Array<[number, number]> = []
+  for (let i = 0; i + 1 < samples.length; i++) {
+    const [t, s] = samples[i]
+    const end = samples[i + 1][0]
+    if (s === null && end > since) out.push([end - Math.max(t, since), Math.max(t, since)])
+  }
+  return out
+}
+
 export const recoveryTimes = (poll: PollResult, since: number, gone: string): Array<number> =>
   poll
     .filter((p) => {
