@@ -5,13 +5,14 @@
  * SIGTERM drains, leaves and then removes all of it; a crash leaves a filter that fences
  * itself when its deadline lapses.
  */
-import { Deferred, Effect, Fiber, Result, Scope, Stream } from "effect"
+import { Deferred, Effect, Result } from "effect"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { addressWords, type AffinityName, BUCKETS, bucketOf, decide, farmSeed, LocalBucket, MAX_TABLES, portRanges, ruleTables, type Vip, virtualMac } from "@vipfarm/domain"
 import { type FilterConfig, type FilterHandle, type FlowTuple, macBytes, type VipEntry, type VipRule } from "@vipfarm/filter-xdp"
 import type { Config } from "./config.ts"
 import { NodeController, defaultTiming, type Action, type Heartbeat } from "./controller/index.ts"
-import { ensureStream, makeNatsEventLog, natsConnection, type EventLog } from "./eventLog.ts"
+import { ensureStream, makeNatsEventLog, natsConnection, type EventLog, type LogRecord } from "./eventLog.ts"
+import { followLog } from "./logFollower.ts"
 import { interfaceInfo } from "./hostNet.ts"
 import { serveControl } from "./control.ts"
 import { statusOf } from "./status.ts"
@@ -274,55 +275,24 @@ export const runDaemon = (config: Config) =>
         }
       }
 
-      // the log: every record in order, folded by the controller
-      // the log reader: an ordered consumer from the first record not folded yet. A watchdog
-      // recreates it when the log is known to be ahead (an append acknowledged, a peer's
-      // heartbeat) but no record came for a while: a consumer whose NATS node was cut off can
-      // stall without an error.
-      let lastRecordAt = monotonicMs()
-      const consumeFrom = (from: number) =>
-        eventLog.records(from).pipe(
-        Stream.runForEach((r) =>
-          Effect.sync(() => {
-            lastRecordAt = monotonicMs()
-            chainTail.set(r.seq, r.entry) // audit chain
-            if (chainTail.size > 64) chainTail.delete(chainTail.keys().next().value as number) // audit chain
-            ctl.onLogEntry(r.seq, r.entry, monotonicMs())
-            events.add(r.seq, r.entry) // ops
-            metrics?.onRecord(r.entry) // ops
-            if (r.seq > logHead) logHead = r.seq // ops
-            const st = ctl.foldedState
-            if (!sameVips(st.vips, filterVips) && st.vips.length > 0) {
-              filterVips = st.vips
-              filter.setVips(vipEntries(st.vips))
-              log("info", "filter.vips", { node, seq: st.seq, vips: st.vips.map((v) => v.address).join(",") })
-            }
-            run(ctl.drainActions())
-          })
-        ),
-          Effect.tapError((e) => Effect.sync(() => log("error", "log.consume", { node, error: e.message }))),
-          Effect.ignore
-        )
-      // readers live in their own scope, closed after the graceful stop below: a reader the
-      // watchdog recreated later must not be interrupted before the stop has folded its Leave
-      const readers = yield* Scope.make()
-      yield* Effect.addFinalizer((exit) => Scope.close(readers, exit))
-      let reader = yield* Effect.forkIn(consumeFrom(1), readers)
-      yield* Effect.forkScoped(
-        Effect.forever(
-          Effect.gen(function* () {
-            yield* Effect.sleep("500 millis")
-            const folded = ctl.foldedState.seq
-            const stalled = monotonicMs() - lastRecordAt > 1500
-            if (stalled && (logHead > folded || reader.pollUnsafe() !== undefined)) {
-              log("warn", "log.reader-restart", { node, seq: folded, head: logHead })
-              yield* Effect.forkDetach(Fiber.interrupt(reader))
-              reader = yield* Effect.forkIn(consumeFrom(folded + 1), readers)
-              lastRecordAt = monotonicMs()
-            }
-          })
-        )
-      )
+      // the log: every record in order, folded by the controller (see logFollower.ts)
+      const onRecord = (r: LogRecord) => {
+        if (r.seq > ctl.foldedState.seq + 1) return ctl.onLogEntry(r.seq, r.entry, monotonicMs()) // logs the gap, folds nothing
+        chainTail.set(r.seq, r.entry) // audit chain
+        if (chainTail.size > 64) chainTail.delete(chainTail.keys().next().value as number) // audit chain
+        ctl.onLogEntry(r.seq, r.entry, monotonicMs())
+        events.add(r.seq, r.entry) // ops
+        metrics?.onRecord(r.entry) // ops
+        if (r.seq > logHead) logHead = r.seq // ops
+        const st = ctl.foldedState
+        if (!sameVips(st.vips, filterVips) && st.vips.length > 0) {
+          filterVips = st.vips
+          filter.setVips(vipEntries(st.vips))
+          log("info", "filter.vips", { node, seq: st.seq, vips: st.vips.map((v) => v.address).join(",") })
+        }
+        run(ctl.drainActions())
+      }
+      yield* followLog({ eventLog, node, folded: () => ctl.foldedState.seq, head: () => logHead, onRecord, now: monotonicMs })
 
       // heartbeats and UDP flow reports over core NATS
       const hbSub = nc.subscribe(hbSubject, {

@@ -79,3 +79,32 @@ describe("event log on JetStream", () => {
     expect(replay.tables[0].every((b) => b.owner !== null)).toBe(true)
   })
 })
+
+describe("direct reads (a reader that lost its consumer catches up without one)", () => {
+  it("reads a record by sequence from any replica; past the head there is none", async () => {
+    const log = makeNatsEventLog(nc, farm)
+    const last = await Effect.runPromise(log.lastSeq)
+    expect(last).toBeGreaterThan(0)
+    const streamed = await Effect.runPromise(log.records(1).pipe(Stream.take(last), Stream.runCollect, Effect.timeout("5 seconds")))
+    for (const r of streamed) expect(await Effect.runPromise(log.read(r.seq))).toEqual(r)
+    expect(await Effect.runPromise(log.read(last + 1))).toBeUndefined()
+  })
+
+  it("a stream made without direct reads gets them from ensureStream", async () => {
+    const old = `${farm}-old`
+    const { stream, subject } = streamNames(old)
+    const jsm = await jetstreamManager(nc)
+    await jsm.streams.add({ name: stream, subjects: [subject], num_replicas: 1 })
+    try {
+      expect((await jsm.streams.info(stream)).config.allow_direct).not.toBe(true)
+      await Effect.runPromise(ensureStream(nc, old))
+      expect((await jsm.streams.info(stream)).config.allow_direct).toBe(true)
+      const log = makeNatsEventLog(nc, old)
+      const r = await Effect.runPromise(log.append({ v: 1, events: [] }, { expectLastSeq: 0, msgId: `${old}-1` }))
+      expect(r).toEqual({ _tag: "Appended", seq: 1 })
+      expect(await Effect.runPromise(log.read(1))).toEqual({ seq: 1, entry: { v: 1, events: [] } })
+    } finally {
+      await jsm.streams.delete(stream).catch(() => undefined)
+    }
+  })
+})

@@ -34,6 +34,12 @@ export class EventLog extends Context.Service<EventLog, {
   readonly records: (fromSeq: number) => Stream.Stream<LogRecord, LogError>
   /** The stream's last sequence (0 when empty). */
   readonly lastSeq: Effect.Effect<number, LogError>
+  /**
+   * One record by sequence (undefined when the stream does not hold it yet), answered by any
+   * current replica (direct get): it needs neither the meta leader nor a consumer, so a reader
+   * whose consumer's NATS node was cut off can still catch up.
+   */
+  readonly read: (seq: number) => Effect.Effect<LogRecord | undefined, LogError>
 }>()("vipfarm/EventLog") {}
 
 /** Stream and subject names of a farm. */
@@ -83,9 +89,16 @@ export const ensureStream = (nc: NatsConnection, farm: string, replicas = 1): Ef
     try: async () => {
       const jsm = await jetstreamManager(nc)
       const { stream, subject } = streamNames(farm)
+      let info
       try {
-        await jsm.streams.info(stream)
+        info = await jsm.streams.info(stream)
       } catch {
+        info = undefined
+      }
+      if (info !== undefined) {
+        // streams made before direct reads existed get them (any replica answers a read)
+        if (info.config.allow_direct !== true) await jsm.streams.update(stream, { allow_direct: true })
+      } else {
         await jsm.streams.add({
           name: stream,
           subjects: [subject],
@@ -94,7 +107,8 @@ export const ensureStream = (nc: NatsConnection, farm: string, replicas = 1): Ef
           num_replicas: replicas,
           duplicate_window: 120_000_000_000,
           max_msg_size: 1 << 20,
-          discard: "old" as never
+          discard: "old" as never,
+          allow_direct: true
         })
       }
     },
@@ -159,6 +173,23 @@ export const makeNatsEventLog = (nc: NatsConnection, farm: string): EventLog["Se
           (messages) => Effect.promise(() => messages.close().catch(() => undefined))
         )
       ),
+    read: (seq) =>
+      Effect.tryPromise({
+        try: async (): Promise<LogRecord | undefined> => {
+          // no API check: that asks the meta leader, which a partition may have taken away
+          const jsm = await jetstreamManager(nc, { timeout: 1000, checkAPI: false })
+          const m = await jsm.direct.getMessage(stream, { seq })
+          if (m === null) return undefined
+          let entry: unknown
+          try {
+            entry = m.json()
+          } catch {
+            entry = { malformed: m.string() }
+          }
+          return { seq: m.seq, entry }
+        },
+        catch: failWith("read")
+      }),
     lastSeq: Effect.tryPromise({
       try: async () => {
         const jsm = await jetstreamManager(nc)

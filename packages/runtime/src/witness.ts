@@ -4,9 +4,10 @@
  * one: with two voters, a survivor alone is no majority and would fence itself; with a
  * witness, the survivor and the witness are two of three. Servers list it in `witnesses`.
  */
-import { Deferred, Effect, Fiber, Scope, Stream } from "effect"
+import { Deferred, Effect } from "effect"
 import { defaultTiming, type Heartbeat, NodeController } from "./controller/index.ts"
 import { ensureStream, makeNatsEventLog, natsConnection, type NatsOptions } from "./eventLog.ts"
+import { followLog } from "./logFollower.ts"
 import { log } from "./log.ts"
 
 /** What a witness needs to know. */
@@ -43,23 +44,14 @@ export const runWitness = (o: WitnessOptions) =>
           else if (a._tag === "Log") log("info", `ctl.${a.op}`, a.fields)
         }
       }
-      let lastRecordAt = now()
       let logHead = head
-      const consumeFrom = (from: number) =>
-        eventLog.records(from).pipe(
-          Stream.runForEach((r) => Effect.sync(() => {
-            lastRecordAt = now()
-            ctl.onLogEntry(r.seq, r.entry, now())
-            flush()
-          })),
-          Effect.tapError((e) => Effect.sync(() => log("error", "log.consume", { node: o.node, error: e.message }))),
-          Effect.ignore
-        )
-      // readers live in their own scope, closed after the graceful stop below: a reader the
-      // watchdog recreated later must not be interrupted before the stop has folded its Leave
-      const readers = yield* Scope.make()
-      yield* Effect.addFinalizer((exit) => Scope.close(readers, exit))
-      let reader = yield* Effect.forkIn(consumeFrom(1), readers)
+      yield* followLog({
+        eventLog, node: o.node, folded: () => ctl.foldedState.seq, head: () => logHead, now,
+        onRecord: (r) => {
+          ctl.onLogEntry(r.seq, r.entry, now())
+          flush()
+        }
+      })
       const sub = nc.subscribe(subject, {
         callback: (err, msg) => {
           if (err) return
@@ -81,17 +73,6 @@ export const runWitness = (o: WitnessOptions) =>
         clearInterval(timer)
         sub.unsubscribe()
       }))
-      // the same watchdog as the daemon's: recreate a log reader that stalled behind the log
-      yield* Effect.forkScoped(Effect.forever(Effect.gen(function* () {
-        yield* Effect.sleep("500 millis")
-        const folded = ctl.foldedState.seq
-        if (now() - lastRecordAt > 1500 && (logHead > folded || reader.pollUnsafe() !== undefined)) {
-          log("warn", "log.reader-restart", { node: o.node, seq: folded, head: logHead })
-          yield* Effect.forkDetach(Fiber.interrupt(reader))
-          reader = yield* Effect.forkIn(consumeFrom(folded + 1), readers)
-          lastRecordAt = now()
-        }
-      })))
       log("info", "witness.ready", { node: o.node, farm: o.farm, seq: head })
       yield* Deferred.await(yield* Deferred.make<void>())
     })
