@@ -183,6 +183,7 @@ export const runDaemon = (config: Config) =>
       const flowSubject = `vipfarm.${config.farm}.udpflows`
       const exit = yield* Deferred.make<void>()
       let served = false
+      let lastDeadline = 0 // the deadline last written into the filter
       let filterVips = config.vips
       let lastTables: Uint8Array | null = null
       let configCheckedAt = -1
@@ -254,6 +255,11 @@ export const runDaemon = (config: Config) =>
                   ctl.onFlowCounts(flowsPerBucket(filterVips, seed, hostTcpSockets(), filter.readFlows("udp_flows").map((f) => f.tuple)))
                 }
               }
+              if (served && lastDeadline > 0 && lastDeadline < now && a.deadlineMs > now) {
+                // the filter fenced itself before this refresh (a late echo or a stalled daemon)
+                log("warn", "filter.lapsed", { node, ms: Math.round(now - lastDeadline) })
+              }
+              lastDeadline = a.deadlineMs
               filter.setDeadline(filterConfig(0n), BigInt(Math.max(0, Math.floor(a.deadlineMs))) * 1_000_000n)
               if (!served && a.deadlineMs > now) {
                 served = true
@@ -326,8 +332,12 @@ export const runDaemon = (config: Config) =>
       // the clock: tick the controller, count flows of moving-out buckets, report UDP flows to receivers
       let lastFlowReport = 0
       const classify = () => classifier(filterVips)
+      let lastTimerAt = monotonicMs()
       const timer = setInterval(() => {
         const now = monotonicMs()
+        // the lease is refreshed from this loop: a stall longer than the fence margin fences the filter
+        if (now - lastTimerAt > 150) log("warn", "daemon.stall", { node, ms: Math.round(now - lastTimerAt) })
+        lastTimerAt = now
         ctl.tick(now)
         if (lastTables !== null && lastTables.includes(LocalBucket.MOVING_OUT) && now - lastFlowReport >= 250) {
           lastFlowReport = now
