@@ -42,6 +42,15 @@ export class EventLog extends Context.Service<EventLog, {
   readonly read: (seq: number) => Effect.Effect<LogRecord | undefined, LogError>
 }>()("vipfarm/EventLog") {}
 
+/** A stored message's record: its JSON, or `{malformed: text}` for the reducer to reject and count. */
+export const recordEntry = (m: { json<T>(): T; string(): string }): unknown => {
+  try {
+    return m.json<unknown>()
+  } catch {
+    return { malformed: m.string() }
+  }
+}
+
 /** Stream and subject names of a farm. */
 export const streamNames = (farm: string) => ({ stream: `VIPFARM_${farm.replace(/[^A-Za-z0-9_-]/g, "_")}`, subject: `vipfarm.${farm}.log` })
 
@@ -153,15 +162,7 @@ export const makeNatsEventLog = (nc: NatsConnection, farm: string): EventLog["Se
               const messages = await consumer.consume({ idle_heartbeat: 1000, expires: 5000 } as never)
               ;(async () => {
                 try {
-                  for await (const m of messages) {
-                    let entry: unknown
-                    try {
-                      entry = m.json()
-                    } catch {
-                      entry = { malformed: m.string() }
-                    }
-                    await Effect.runPromise(Queue.offer(queue, { seq: m.seq, entry }))
-                  }
+                  for await (const m of messages) await Effect.runPromise(Queue.offer(queue, { seq: m.seq, entry: recordEntry(m) }))
                 } catch (e) {
                   await Effect.runPromise(Queue.fail(queue, failWith("consume")(e)))
                 }
@@ -179,14 +180,7 @@ export const makeNatsEventLog = (nc: NatsConnection, farm: string): EventLog["Se
           // no API check: that asks the meta leader, which a partition may have taken away
           const jsm = await jetstreamManager(nc, { timeout: 1000, checkAPI: false })
           const m = await jsm.direct.getMessage(stream, { seq })
-          if (m === null) return undefined
-          let entry: unknown
-          try {
-            entry = m.json()
-          } catch {
-            entry = { malformed: m.string() }
-          }
-          return { seq: m.seq, entry }
+          return m === null ? undefined : { seq: m.seq, entry: recordEntry(m) }
         },
         catch: failWith("read")
       }),

@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream"
-import { streamNames } from "../eventLog.ts"
+import { recordEntry, streamNames } from "../eventLog.ts"
 import type { AuditRecord } from "./model.ts"
 
 /** One export line for a record. */
@@ -64,15 +64,7 @@ export const followStream = async (
   const messages = await consumer.consume({ idle_heartbeat: 1000, expires: 5000 } as never)
   ;(async () => {
     try {
-      for await (const m of messages) {
-        let entry: unknown
-        try {
-          entry = m.json()
-        } catch {
-          entry = { malformed: m.string() }
-        }
-        onRecord({ seq: m.seq, time: m.time.getTime(), entry })
-      }
+      for await (const m of messages) onRecord({ seq: m.seq, time: m.time.getTime(), entry: recordEntry(m) })
     } catch (e) {
       onError(e instanceof Error ? e : new Error(String(e)))
     }
