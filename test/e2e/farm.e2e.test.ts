@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Effect } from "effect"
 import { callControl, labLink, labStartDaemon, type LabState } from "@vipfarm/runtime"
 import {
-  addressesOf, daemonRunning, expectedServer, type HoldResult, killDaemon, owners, type PollResult, probe, recoveryTimes,
+  addressesOf, daemonRunning, expectedServer, expectHostClean, type HoldResult, killDaemon, owners, type PollResult, probe, recoveryTimes,
   rootOrSkip, startLab, status, stopLab, termDaemon, until
 } from "./harness.ts"
 
@@ -101,17 +101,10 @@ describe.skipIf(!root)("a real farm", () => {
   }, 90_000)
 
   it("SIGTERM drains, leaves and removes everything the daemon set", async () => {
-    const s1 = lab.servers[0]
     termDaemon(lab, "s1")
     await until("s1 daemon exited", async () => !daemonRunning(lab, "s1"), 30_000)
     const st = await status(lab, "s2")
     expect(st.members.find((m) => m.name === "s1")).toBeUndefined()
-    const { spawnSync } = await import("node:child_process")
-    const link = spawnSync("ip", ["netns", "exec", s1.ns, "ip", "-d", "link", "show", "eth0"], { encoding: "utf8" }).stdout
-    expect(link).not.toMatch(/xdp/)
-    const lo = spawnSync("ip", ["netns", "exec", s1.ns, "ip", "addr", "show", "lo"], { encoding: "utf8" }).stdout
-    expect(lo).not.toContain(lab.vip)
-    const arp = spawnSync("ip", ["netns", "exec", s1.ns, "sysctl", "-n", "net.ipv4.conf.all.arp_ignore"], { encoding: "utf8" }).stdout.trim()
-    expect(arp).toBe("0")
+    expectHostClean(lab, "s1")
   }, 60_000)
 })

@@ -1,5 +1,6 @@
 /** Helpers for end-to-end tests on a lab farm (the lab and its driving code are the product's own). */
 import { Effect } from "effect"
+import { expect } from "vitest"
 import { spawnSync } from "node:child_process"
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { LAB_ROOT, labDown, labPrefix, labStatus, labUp, until, type LabOptions, type LabState, listNamespaces, waitFarmUp } from "@vipfarm/runtime"
@@ -145,3 +146,12 @@ export const nginxPids = (lab: LabState, node: string): { master: number | null;
 
 /** Crash a lab server's nginx (see {@link crashApp}). */
 export const crashNginx = (lab: LabState, node: string): number => crashApp(lab, node, "nginx")
+
+/** After a daemon stopped: nothing it set is left on its server (XDP on eth0, the VIP on lo, ARP sysctls). */
+export const expectHostClean = (lab: LabState, node: string): void => {
+  const s = lab.servers.find((x) => x.node === node)!
+  const inNs = (...cmd: Array<string>) => spawnSync("ip", ["netns", "exec", s.ns, ...cmd], { encoding: "utf8" }).stdout
+  expect(inNs("ip", "-d", "link", "show", "eth0"), `${node}: XDP left on eth0`).not.toMatch(/xdp/)
+  expect(inNs("ip", "addr", "show", "lo"), `${node}: VIP left on lo`).not.toContain(lab.vip)
+  expect(inNs("sysctl", "-n", "net.ipv4.conf.all.arp_ignore").trim(), `${node}: arp_ignore left set`).toBe("0")
+}

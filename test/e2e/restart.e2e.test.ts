@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { Effect } from "effect"
 import { callControl, labStartDaemon, type LabState } from "@vipfarm/runtime"
-import { addressesOf, daemonRunning, type HoldResult, probe, rootOrSkip, startLab, status, stopLab, termDaemon, until, untilFarm } from "./harness.ts"
+import { addressesOf, daemonRunning, expectHostClean, type HoldResult, probe, rootOrSkip, startLab, status, stopLab, termDaemon, until, untilFarm } from "./harness.ts"
 
 const NAME = "m1"
 const root = rootOrSkip("restart.e2e.test.ts")
@@ -110,14 +110,8 @@ describe.skipIf(!root)("farm restart keeps the server's connections", () => {
   }, 90_000)
 
   it("after a restart, SIGTERM still drains, leaves and removes everything the first daemon set", async () => {
-    const s1 = lab.servers[0]
     termDaemon(lab, "s1")
     await until("s1 daemon exited", async () => !daemonRunning(lab, "s1"), 40_000)
-    const link = spawnSync("ip", ["netns", "exec", s1.ns, "ip", "-d", "link", "show", "eth0"], { encoding: "utf8" }).stdout
-    expect(link).not.toMatch(/xdp/)
-    const lo = spawnSync("ip", ["netns", "exec", s1.ns, "ip", "addr", "show", "lo"], { encoding: "utf8" }).stdout
-    expect(lo).not.toContain(lab.vip)
-    const arp = spawnSync("ip", ["netns", "exec", s1.ns, "sysctl", "-n", "net.ipv4.conf.all.arp_ignore"], { encoding: "utf8" }).stdout.trim()
-    expect(arp).toBe("0")
+    expectHostClean(lab, "s1")
   }, 60_000)
 })
