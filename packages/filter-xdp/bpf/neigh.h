@@ -8,17 +8,54 @@
  * precise one, at most VF_COARSE_SLACK_NS behind it) decides; within the slack of the
  * deadline the precise clock does. `*now` gets the time used for UDP flow ages.
  *
+ * The fast paths do not call a clock at all: fence_clear() asks the CPU's fence memo
+ * (struct vf_fence), which only the precise clock fills (fence_remember, from fenced()).
+ * bpf_jiffies64() and bpf_get_smp_processor_id() are inlined by the verifier (two loads).
+ * Why the memo is sound: jiffies are never early (tick_do_update_jiffies64 adds whole
+ * ticks that have passed) and, like the coarse clock that the same tick updates, lag the
+ * time by at most VF_COARSE_SLACK_NS; a jiffy lasts at most VF_TICK_MAX_NS (HZ >= 100). With
+ * j0 read before the precise t0, a later time T with jiffies j satisfies
+ * T <= t0 + VF_COARSE_SLACK_NS + (j - j0 + 1) * VF_TICK_MAX_NS; so `until` = j0 + k with
+ * k = (deadline - t0 - VF_COARSE_SLACK_NS - 1) / VF_TICK_MAX_NS gives T < deadline for
+ * every j < until. The memo holds for one deadline value only: any new deadline (a renewal,
+ * or 0 to fence now) misses it until a clock read refills it.
+ *
  * Only clocks are trusted here: whatever else could say "not fenced" (a flag cleared by a
  * BPF timer, for example) would have to keep working after the daemon that loaded the
  * program died, and a BPF timer does not (its map loses its last user reference and the
- * kernel cancels it), so fencing would fail open exactly when it matters. */
-static __always_inline int coarse_clear(const struct vf_config *cfg, __u64 *now)
+ * kernel cancels it), so fencing would fail open exactly when it matters. The memo is
+ * derived from clock reads and expires by the clock (jiffies) alone. */
+static __always_inline int fence_clear(const struct vf_config *cfg)
 {
-	__u64 deadline = *(const volatile __u64 *)&cfg->deadline_ns; /* read once */
-	__u64 t = bpf_ktime_get_coarse_ns();
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct vf_fence *f;
 
-	*now = t;
-	return t + VF_COARSE_SLACK_NS < deadline;
+	if (cpu >= VF_FENCE_CPUS)
+		return 0;
+	f = &vf_state.fence[cpu];
+	return f->deadline == *(const volatile __u64 *)&cfg->deadline_ns && bpf_jiffies64() < f->until;
+}
+
+/* Refill this CPU's fence memo for `deadline` if it is stale (not inlined: rare). */
+static __noinline int fence_remember(__u64 deadline)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	volatile struct vf_fence *f;
+	__u64 j, t;
+
+	if (cpu >= VF_FENCE_CPUS)
+		return 0;
+	f = &vf_state.fence[cpu];
+	j = bpf_jiffies64(); /* before the clock read */
+	if (f->deadline == deadline && j < f->until)
+		return 0;
+	t = bpf_ktime_get_ns();
+	if (t + VF_COARSE_SLACK_NS + VF_TICK_MAX_NS >= deadline)
+		return 0; /* too close: the clocks decide every packet */
+	f->until = 0;
+	f->deadline = deadline;
+	f->until = j + (deadline - t - VF_COARSE_SLACK_NS - 1) / VF_TICK_MAX_NS;
+	return 0;
 }
 
 static __always_inline int fenced(const struct vf_config *cfg, __u64 *now)
@@ -28,6 +65,7 @@ static __always_inline int fenced(const struct vf_config *cfg, __u64 *now)
 
 	if (likely(t + VF_COARSE_SLACK_NS < deadline)) {
 		*now = t;
+		fence_remember(deadline);
 		return 0;
 	}
 	t = bpf_ktime_get_ns();

@@ -29,16 +29,9 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Configuration and VIP sets (.bss): written by the loader through libbpf's mmap of
- * the section, read here without a map lookup. */
+/* Configuration, VIP sets and bucket tables (.bss): written by the loader through its mmap
+ * of the section, read here without a map lookup. */
 struct vf_state vf_state;
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, VF_MAX_TABLES * VF_BUCKETS);
-	__type(key, __u32);
-	__type(value, __u8);
-} buckets SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -71,10 +64,19 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, VF_MAX_TABLES * VF_BUCKETS);
+	__uint(max_entries, VF_MAX_TABLES * VF_BUCKETS / VF_COUNTER_CHUNK);
 	__type(key, __u32);
-	__type(value, __u64);
-} bucket_packets SEC(".maps");
+	__type(value, struct vf_bucket_chunk);
+} bucket_counters SEC(".maps");
+
+/* This CPU's counters of bucket `idx` (table * VF_BUCKETS + bucket), or NULL. */
+static __always_inline struct vf_bucket_counter *bucket_counter(__u32 idx)
+{
+	__u32 chunk = idx / VF_COUNTER_CHUNK;
+	struct vf_bucket_chunk *c = bpf_map_lookup_elem(&bucket_counters, &chunk);
+
+	return c ? &c->b[idx & (VF_COUNTER_CHUNK - 1)] : NULL;
+}
 
 #include "wire.h"
 
@@ -324,7 +326,7 @@ static __always_inline int decide(struct xdp_md *ctx, struct eth_h *eth, struct 
 				  struct vf_vip *vip, struct vf_config *cfg, __u64 now, __u64 len)
 {
 	__u32 table = 0, affinity = VF_AFF_CLIENT_IP, idx, b;
-	__u8 *state;
+	__u8 state;
 	int icmp = p->proto == (p->family == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6);
 
 	if (icmp && !p->frag) {
@@ -358,17 +360,16 @@ static __always_inline int decide(struct xdp_md *ctx, struct eth_h *eth, struct 
 	}
 
 	b = bucket_of(p, icmp ? VF_AFF_CLIENT_IP : affinity, cfg->seed);
-	idx = table * VF_BUCKETS + b;
+	idx = (table * VF_BUCKETS + b) & (VF_MAX_TABLES * VF_BUCKETS - 1);
+	state = *(volatile __u8 *)&vf_state.buckets[idx]; /* read once */
 	{
-		__u64 *bc = bpf_map_lookup_elem(&bucket_packets, &idx);
-		if (bc)
-			*bc += 1;
-	}
-	state = bpf_map_lookup_elem(&buckets, &idx);
-	if (!state)
-		return count(VF_DROP_FOREIGN, len, XDP_DROP);
+		struct vf_bucket_counter *bc = bucket_counter(idx);
 
-	switch (*state) {
+		if (bc)
+			bc->other += 1;
+	}
+
+	switch (state) {
 	case VF_OWNED:
 		if (p->proto == IPPROTO_UDP && !p->frag) {
 			struct vf_flow_key k;
@@ -414,7 +415,7 @@ static __always_inline int decide(struct xdp_md *ctx, struct eth_h *eth, struct 
 				return vip_pass(eth, cfg, VF_PASS_MOVING_IN_TCP, len);
 			return count(VF_DROP_MOVING_IN_TCP, len, XDP_DROP);
 		}
-		if (*state == VF_MOVING_IN_WAIT)
+		if (state == VF_MOVING_IN_WAIT)
 			return count(VF_DROP_MOVING_IN_WAIT_UDP, len, XDP_DROP);
 		{
 			struct vf_flow_key k;
@@ -586,21 +587,26 @@ static __always_inline int find_rule(struct vf_vip *vip, __u32 proto, __u32 dpor
 	return 0;
 }
 
-/* The verdict for bucket `idx` if it is OWNED or FOREIGN, else -1 (no side effect).
- * `src`/`dst`: the addresses in the packet (1 word for family 4, 4 for family 6). */
-static __always_inline int fast_bucket(struct eth_h *eth, struct vf_config *cfg, __u32 idx, __u32 proto,
-				       __u8 family, const __u32 *src, const __u32 *dst, __u16 sport,
-				       __u16 dport, __u64 now, __u64 len)
+/* State of bucket `idx` (read once). */
+static __always_inline __u32 bucket_state(__u32 idx)
 {
-	__u8 *state = bpf_map_lookup_elem(&buckets, &idx);
-	__u64 *bc;
+	return *(volatile __u8 *)&vf_state.buckets[idx & (VF_MAX_TABLES * VF_BUCKETS - 1)];
+}
 
-	if (!state)
-		return -1;
-	if (likely(*state == VF_OWNED)) {
-		bc = bpf_map_lookup_elem(&bucket_packets, &idx);
-		if (bc)
-			*bc += 1;
+/* The fast verdict of bucket `idx` in state `st` (OWNED, or FOREIGN / unknown: the caller
+ * has sent the moving states to the general path): one counter entry for the bucket and
+ * the verdict. `src`/`dst`: the addresses in the packet (1 word for family 4, 4 for 6). */
+static __always_inline int fast_verdict(struct eth_h *eth, struct vf_config *cfg, __u32 idx, __u32 st,
+					__u32 proto, __u8 family, const __u32 *src, const __u32 *dst,
+					__u16 sport, __u16 dport, __u64 len)
+{
+	struct vf_bucket_counter *bc = bucket_counter(idx);
+
+	if (st == VF_OWNED) {
+		if (bc) {
+			bc->owned.packets++;
+			bc->owned.bytes += len;
+		}
 		if (proto == IPPROTO_UDP) {
 			struct vf_flow_key k = {
 				.family = family, .proto = IPPROTO_UDP, .sport = sport, .dport = dport,
@@ -608,17 +614,25 @@ static __always_inline int fast_bucket(struct eth_h *eth, struct vf_config *cfg,
 
 			__builtin_memcpy(k.src, src, family == 4 ? 4 : 16);
 			__builtin_memcpy(k.dst, dst, family == 4 ? 4 : 16);
-			record_udp(&k, now);
+			record_udp(&k, bpf_ktime_get_coarse_ns());
 		}
-		return vip_pass(eth, cfg, VF_PASS_OWNED, len);
+		/* A frame for the virtual MAC is PACKET_OTHERHOST to the kernel: make it ours. */
+		if (*(__u32 *)eth->dst == *(__u32 *)cfg->vmac &&
+		    *(__u16 *)(eth->dst + 4) == *(__u16 *)(cfg->vmac + 4))
+			__builtin_memcpy(eth->dst, cfg->ifmac, 6);
+		return XDP_PASS;
 	}
-	if (likely(*state == VF_FOREIGN || *state > VF_MOVING_IN)) {
-		bc = bpf_map_lookup_elem(&bucket_packets, &idx);
-		if (bc)
-			*bc += 1;
-		return count(VF_DROP_FOREIGN, len, XDP_DROP);
+	if (bc) {
+		bc->foreign.packets++;
+		bc->foreign.bytes += len;
 	}
-	return -1;
+	return XDP_DROP;
+}
+
+/* OWNED, FOREIGN or an unknown code (decided as FOREIGN): the fast path decides it. */
+static __always_inline int fast_state(__u32 st)
+{
+	return st == VF_OWNED || st == VF_FOREIGN || st > VF_MOVING_IN;
 }
 
 static __always_inline int ipv4(struct xdp_md *ctx, struct eth_h *eth, __u32 l3off, __u64 len)
@@ -629,30 +643,30 @@ static __always_inline int ipv4(struct xdp_md *ctx, struct eth_h *eth, __u32 l3o
 	struct vf_config *cfg = &vf_state.cfg;
 	struct vf_vip *vip;
 	__u8 *l4 = (void *)(ip + 1);
-	__u32 table = 0, affinity = 0, idx, proto, dport, sport;
-	__u64 now;
-	int v;
+	__u32 table = 0, affinity = 0, idx, proto, dport, sport, st;
 
 	if ((void *)(ip + 1) > data_end)
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
 	vip = vip4_find(vip_set(), ip->daddr);
 	if (!vip)
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
-
 	proto = ip->proto;
 	if (unlikely(ip->vihl != 0x45 || (ip->frag & bpf_htons(0x3fff)) || !l4_plain(proto, l4, data_end)))
 		goto general;
-	if (unlikely(!coarse_clear(cfg, &now)))
-		goto general; /* near the deadline: fenced() reads the precise clock */
 	sport = bpf_ntohs(*(__be16 *)l4);
 	dport = bpf_ntohs(*(__be16 *)(l4 + 2));
-	if (!find_rule(vip, proto, dport, &table, &affinity))
+	if (!find_rule(vip, proto, dport, &table, &affinity)) {
+		if (unlikely(!fence_clear(cfg)))
+			goto general; /* the clocks decide: fenced comes first */
 		return count(VF_DROP_NO_RULE, len, XDP_DROP);
+	}
 	idx = table * VF_BUCKETS +
 	      bucket4(affinity, bpf_ntohl(ip->saddr), bpf_ntohl(ip->daddr), sport, bpf_ntohs(ip->id), cfg->seed);
-	v = fast_bucket(eth, cfg, idx, proto, 4, &ip->saddr, &ip->daddr, sport, dport, now, len);
-	if (likely(v >= 0))
-		return v;
+	st = bucket_state(idx);
+	/* a moving bucket, or no fence memo (near the deadline, a new deadline): general path */
+	if (unlikely(!fast_state(st) || !fence_clear(cfg)))
+		goto general;
+	return fast_verdict(eth, cfg, idx, st, proto, 4, &ip->saddr, &ip->daddr, sport, dport, len);
 general:
 	return ipv4_general(ctx, l3off, len, vip);
 }
@@ -756,10 +770,8 @@ static __always_inline int ipv6(struct xdp_md *ctx, __u32 l3off, __u64 len)
 	struct vf_config *cfg = &vf_state.cfg;
 	struct vf_vip *vip;
 	__u8 *l4 = (void *)(ip6 + 1);
-	__u32 table = 0, affinity = 0, idx, proto, addr[4];
+	__u32 table = 0, affinity = 0, idx, proto, addr[4], st;
 	struct pkt p = {};
-	__u64 now;
-	int v;
 
 	if ((void *)(ip6 + 1) > data_end)
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
@@ -773,8 +785,6 @@ static __always_inline int ipv6(struct xdp_md *ctx, __u32 l3off, __u64 len)
 	}
 	if (unlikely((*(__u8 *)ip6 >> 4) != 6 || !l4_plain(proto, l4, data_end)))
 		goto general;
-	if (unlikely(!coarse_clear(cfg, &now)))
-		goto general;
 	p.family = 6;
 	p.proto = proto;
 	p.sport = bpf_ntohs(*(__be16 *)l4);
@@ -782,12 +792,16 @@ static __always_inline int ipv6(struct xdp_md *ctx, __u32 l3off, __u64 len)
 	p.packet_id = bpf_ntohs(*(__be16 *)(l4 + (proto == IPPROTO_TCP ? 16 : 6)));
 	__builtin_memcpy(p.src, ip6->saddr, 16);
 	__builtin_memcpy(p.dst, addr, 16);
-	if (!find_rule(vip, proto, p.dport, &table, &affinity))
+	if (!find_rule(vip, proto, p.dport, &table, &affinity)) {
+		if (unlikely(!fence_clear(cfg)))
+			goto general;
 		return count(VF_DROP_NO_RULE, len, XDP_DROP);
+	}
 	idx = table * VF_BUCKETS + bucket_of(&p, affinity, cfg->seed);
-	v = fast_bucket(eth, cfg, idx, proto, 6, p.src, p.dst, p.sport, p.dport, now, len);
-	if (likely(v >= 0))
-		return v;
+	st = bucket_state(idx);
+	if (unlikely(!fast_state(st) || !fence_clear(cfg)))
+		goto general;
+	return fast_verdict(eth, cfg, idx, st, proto, 6, p.src, p.dst, p.sport, p.dport, len);
 general:
 	return ipv6_general(ctx, l3off, len);
 }

@@ -13,7 +13,9 @@
 #define VF_MAX_EXT_HEADERS 6
 #define VF_UDP_REFRESH_NS 1000000ULL /* udp_flows last-seen is rewritten at most once per ms */
 
-#define VF_COARSE_SLACK_NS 50000000ULL /* max lag of bpf_ktime_get_coarse_ns trusted */
+#define VF_COARSE_SLACK_NS 50000000ULL /* max lag of bpf_ktime_get_coarse_ns (and of jiffies) trusted */
+#define VF_TICK_MAX_NS 10000000ULL /* longest jiffy: CONFIG_HZ >= 100 (kernel/Kconfig.hz) */
+#define VF_FENCE_CPUS 1024 /* CPUs with a fence memo; a CPU above decides with the clocks only */
 #define VF_FLAG_ANSWER_NEIGH 1u /* config.flags bit0: answer ARP / ND for the VIPs */
 
 /* LocalBucket (localView.ts) */
@@ -116,13 +118,27 @@ struct vf_vip_set {
 	struct vf_vip rules[2 * VF_MAX_VIPS];
 };
 
+/* Fence memo of one CPU, written by the program only (fence_remember in bpf/neigh.h): a
+ * precise clock read found the time at least VF_COARSE_SLACK_NS + k jiffies of the
+ * longest tick before `deadline`; so while the configured deadline is still `deadline` and
+ * bpf_jiffies64() < `until`, the time is before it. */
+struct vf_fence {
+	__u64 deadline;
+	__u64 until; /* jiffies; 0 = no memo */
+	__u64 pad[2];
+};
+
 /* All mutable scalar state: one global in .bss that the loader mmaps. VIP sets are
- * double-buffered: the loader fills sets[!active], then flips `active`. */
+ * double-buffered: the loader fills sets[!active], then flips `active`. `buckets` holds
+ * the 16 bucket tables (LocalBucket codes, table * VF_BUCKETS + bucket), written in place by
+ * the loader (one byte per bucket: a packet sees a bucket's old code or its new one). */
 struct vf_state {
 	struct vf_config cfg;
 	__u32 active; /* 0 | 1 */
 	__u32 pad;
 	struct vf_vip_set sets[2];
+	__u8 buckets[VF_MAX_TABLES * VF_BUCKETS];
+	struct vf_fence fence[VF_FENCE_CPUS];
 };
 
 /* udp_flows / udp_probation / udp_foreign key: a packet's own 5-tuple (client → VIP).
@@ -140,6 +156,26 @@ struct vf_flow_key {
 struct vf_counter {
 	__u64 packets;
 	__u64 bytes;
+};
+
+/* bucket_counters (per CPU; bucket index table * VF_BUCKETS + bucket, in chunks of
+ * VF_COUNTER_CHUNK buckets per map entry so that the loader reads them with a few large
+ * copies instead of 16384 small ones): every packet hashed into
+ * the bucket is counted once here. The fast path counts its verdicts PASS_OWNED and
+ * DROP_FOREIGN here too (owned / foreign) and not in `verdicts`; every other packet of the
+ * bucket counts in `other` and its verdict in `verdicts`. The loader sums: the bucket's
+ * packets = owned.packets + foreign.packets + other; verdict PASS_OWNED = verdicts[9] +
+ * the owned counters of all buckets; DROP_FOREIGN likewise with foreign. */
+struct vf_bucket_counter {
+	struct vf_counter owned;
+	struct vf_counter foreign;
+	__u64 other;
+};
+
+#define VF_COUNTER_CHUNK 512 /* buckets per bucket_counters entry (20 KB; per-CPU values <= 32 KB) */
+
+struct vf_bucket_chunk {
+	struct vf_bucket_counter b[VF_COUNTER_CHUNK];
 };
 
 #endif

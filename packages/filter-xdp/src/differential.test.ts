@@ -212,8 +212,8 @@ describe.skipIf(!isRoot())("kernel = model on random frames", () => {
         }
         h.setForeignFlows(foreign)
         const tables = modelTables(config, vips, buckets)
+        let c0 = h.readCounters() // then each frame's after is the next one's before
         for (const f of sc.frames) {
-          const c0 = h.readCounters()
           const nowNs = Number(monoNow())
           const m = decideFrame(f, tables, flows, { nowNs, tcpSocket: () => "none" })
           const idx = m.bucket === undefined ? -1 : m.table! * BUCKETS + m.bucket
@@ -227,6 +227,7 @@ describe.skipIf(!isRoot())("kernel = model on random frames", () => {
           expect({ hex, out: Buffer.from(k.dataOut).toString("hex") }).toEqual({ hex, out: Buffer.from(m.frame).toString("hex") })
           if (idx >= 0) expect({ hex, bucketDelta: h.readBucketCounter(idx) - b0 }).toEqual({ hex, bucketDelta: 1 })
           if (m.reason === 0) expect({ hex, untouched: Buffer.from(k.dataOut).equals(Buffer.from(f)) }).toEqual({ hex, untouched: true })
+          c0 = c1
         }
         const keys = (map: "udp_flows" | "udp_probation") => h.readFlows(map).map((e) => flowKey(e.tuple)).sort()
         expect(keys("udp_flows")).toEqual([...flows.established.keys()].sort())

@@ -104,11 +104,21 @@ const SET_V6 = SET_V4 + VIP_SLOTS * V4_SLOT
 const SET_RULES = SET_V6 + VIP_SLOTS * V6_SLOT
 /** sizeof(struct vf_vip_set). */
 export const VIP_SET_SIZE = SET_RULES + 2 * MAX_VIPS * VIP_VALUE_SIZE
-/** Offsets in struct vf_state: cfg, active, sets[0]; and sizeof(struct vf_state). */
+/** CPUs with a fence memo (VF_FENCE_CPUS) and sizeof(struct vf_fence). */
+const FENCE_CPUS = 1024
+const FENCE_SIZE = 32
+/** Offsets in struct vf_state: cfg, active, sets[0], buckets, fence; and sizeof(struct vf_state). */
 export const STATE_CFG = 0
 export const STATE_ACTIVE = 32
 export const STATE_SETS = 40
-export const STATE_SIZE = STATE_SETS + 2 * VIP_SET_SIZE
+export const STATE_BUCKETS = STATE_SETS + 2 * VIP_SET_SIZE
+export const STATE_FENCE = STATE_BUCKETS + 16 * 1024
+export const STATE_SIZE = STATE_FENCE + FENCE_CPUS * FENCE_SIZE
+
+/** sizeof(struct vf_bucket_counter): owned {packets, bytes}, foreign {packets, bytes}, other packets. */
+export const BUCKET_COUNTER_SIZE = 40
+/** Buckets per `bucket_counters` entry (VF_COUNTER_CHUNK). */
+export const COUNTER_CHUNK = 512
 
 const bswap32 = (w: number): number =>
   (((w & 0xff) << 24) | ((w & 0xff00) << 8) | ((w >>> 8) & 0xff00) | (w >>> 24)) >>> 0

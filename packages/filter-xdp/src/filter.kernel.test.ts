@@ -252,6 +252,30 @@ describe.skipIf(!isRoot())("XDP filter in the kernel", () => {
       await new Promise((r) => setTimeout(r, Number(soon - monoNow()) / 1e6 + 5))
       expect(reason(tcp4())).toBe("DROP_FENCED")
     })
+
+    it("fences at the deadline once the fast path has remembered it (fence memo, jiffies)", async () => {
+      const tcp6 = () => ip6(6, tcp({ sport: 40000, dport: 80, flags: TcpFlag.ACK }))
+      const deadline = monoNow() + 250_000_000n // beyond the slack: the fast path remembers it
+      h.setConfig({ ...config, deadlineNs: deadline })
+      for (let i = 0; i < 3; i++) {
+        expect(reason(tcp4())).toBe("PASS_OWNED")
+        expect(reason(tcp6())).toBe("PASS_OWNED")
+        expect(h.testRun(tcp4(), 10_000).retval).toBe(2)
+      }
+      // the memo of an earlier deadline never answers for a new one
+      h.setConfig({ ...config, deadlineNs: monoNow() - 1n })
+      expect(reason(tcp4())).toBe("DROP_FENCED")
+      h.setConfig({ ...config, deadlineNs: deadline })
+      expect(reason(tcp4())).toBe(monoNow() >= deadline ? "DROP_FENCED" : "PASS_OWNED")
+      while (monoNow() < deadline) {
+        const r = h.testRun(tcp4(), 1000).retval
+        if (monoNow() < deadline - 1_000_000n) expect(r).toBe(2)
+        await new Promise((r) => setTimeout(r, 2))
+      }
+      expect(reason(tcp4())).toBe("DROP_FENCED")
+      expect(reason(tcp6())).toBe("DROP_FENCED")
+      expect(reason(udp4())).toBe("DROP_FENCED")
+    })
   })
 
   describe("UDP flows", () => {

@@ -11,8 +11,8 @@ import koffi from "koffi"
 import { MAX_TABLES, BUCKETS } from "./internal/constants.ts"
 import { lastErrno, libbpf, type LibBpf } from "./internal/libbpf.ts"
 import {
-  decodeFlowKey, encodeConfig, encodeFlowKey, encodeVipSet, FLOW_KEY_SIZE, STATE_ACTIVE, STATE_CFG, STATE_SETS,
-  STATE_SIZE, VIP_SET_SIZE, vipSetAddresses
+  BUCKET_COUNTER_SIZE, COUNTER_CHUNK, decodeFlowKey, encodeConfig, encodeFlowKey, encodeVipSet, FLOW_KEY_SIZE, STATE_ACTIVE,
+  STATE_BUCKETS, STATE_CFG, STATE_SETS, STATE_SIZE, VIP_SET_SIZE, vipSetAddresses
 } from "./encode.ts"
 import type { FilterConfig, FlowTuple, VipEntry } from "./types.ts"
 import { REASONS, reasonNames, type ReasonName } from "./verdict.ts"
@@ -196,27 +196,20 @@ export class FilterHandle {
     return vipSetAddresses(st.bytes.subarray(off, off + VIP_SET_SIZE))
   }
 
-  /** Write all 16 bucket tables: `codes[table * 1024 + bucket]` is a LocalBucket code. */
+  /**
+   * Write all 16 bucket tables: `codes[table * 1024 + bucket]` is a LocalBucket code. The
+   * tables live in the program's `vf_state` (.bss) and are written in place, one byte per
+   * bucket: a packet sees each bucket's old code or its new one.
+   */
   setBuckets(codes: Uint8Array): void {
     const n = MAX_TABLES * BUCKETS
     if (codes.length !== n) throw new Error(`setBuckets wants ${n} codes, got ${codes.length}`)
-    const keys = new Uint32Array(n).map((_, i) => i)
-    const values = new Uint8Array(n * 1)
-    values.set(codes)
-    const count = new Uint32Array([n])
-    const rc = this.lib.mapUpdateBatch(this.mapFd("buckets"), new Uint8Array(keys.buffer), values, count, null)
-    if (rc < 0) {
-      const key = new Uint32Array(1)
-      for (let i = 0; i < n; i++) {
-        key[0] = i
-        this.update("buckets", new Uint8Array(key.buffer), codes.subarray(i, i + 1))
-      }
-    }
+    this.state().bytes.set(codes, STATE_BUCKETS)
   }
 
   /** Set one bucket's code. */
   setBucket(table: number, bucket: number, code: number): void {
-    this.update("buckets", new Uint8Array(new Uint32Array([table * BUCKETS + bucket]).buffer), Uint8Array.of(code))
+    this.state().bytes[STATE_BUCKETS + table * BUCKETS + bucket] = code
   }
 
   /** Replace `udp_foreign`: the UDP flows the bucket's previous owner holds. */
@@ -268,43 +261,86 @@ export class FilterHandle {
     return sums
   }
 
-  /** Per-verdict packet and byte counters, summed over CPUs. */
+  /** Visit every CPU's copy of every `bucket_counters` chunk (or of the `chunks` listed). */
+  private eachChunk(visit: (chunk: number, words: Uint32Array, cpuBase: number) => void, chunks?: ReadonlyArray<number>): void {
+    const fd = this.mapFd("bucket_counters")
+    const chunkWords = (COUNTER_CHUNK * BUCKET_COUNTER_SIZE) / 4
+    const words = new Uint32Array(chunkWords * this.cpus)
+    const bytes = new Uint8Array(words.buffer)
+    const key = new Uint32Array(1)
+    const keyBytes = new Uint8Array(key.buffer)
+    for (const chunk of chunks ?? Array.from({ length: (MAX_TABLES * BUCKETS) / COUNTER_CHUNK }, (_, i) => i)) {
+      key[0] = chunk
+      check(this.lib, "lookup bucket_counters", this.lib.mapLookup(fd, keyBytes, bytes))
+      for (let c = 0; c < this.cpus; c++) visit(chunk, words, c * chunkWords)
+    }
+  }
+
+  /**
+   * Per-verdict packet and byte counters, summed over CPUs. PASS_OWNED and DROP_FOREIGN of
+   * the fast path are counted per bucket (`bucket_counters`) and added here.
+   */
   readCounters(): VerdictCounters {
     const out = {} as VerdictCounters
     for (let r = 0; r < REASONS; r++) {
       const [packets, bytes] = this.percpu("verdicts", r, 16)
       out[reasonNames[r]] = { packets, bytes }
     }
+    // Low and high 32-bit halves of owned packets/bytes, foreign packets/bytes, summed per
+    // chunk in doubles (exact: 512 buckets * 2^32 * CPUs < 2^53), then in bigints.
+    const total = [0n, 0n, 0n, 0n]
+    const half = new Float64Array(8)
+    let current = -1
+    const flush = () => {
+      for (let w = 0; w < 4; w++) total[w] += (BigInt(half[2 * w + 1]) << 32n) + BigInt(half[2 * w])
+      half.fill(0)
+    }
+    this.eachChunk((chunk, words, base) => {
+      if (chunk !== current) {
+        flush()
+        current = chunk
+      }
+      for (let k = 0; k < COUNTER_CHUNK; k++) {
+        const o = base + k * (BUCKET_COUNTER_SIZE / 4)
+        half[0] += words[o]
+        half[1] += words[o + 1]
+        half[2] += words[o + 2]
+        half[3] += words[o + 3]
+        half[4] += words[o + 4]
+        half[5] += words[o + 5]
+        half[6] += words[o + 6]
+        half[7] += words[o + 7]
+      }
+    })
+    flush()
+    out.PASS_OWNED = { packets: out.PASS_OWNED.packets + total[0], bytes: out.PASS_OWNED.bytes + total[1] }
+    out.DROP_FOREIGN = { packets: out.DROP_FOREIGN.packets + total[2], bytes: out.DROP_FOREIGN.bytes + total[3] }
     return out
   }
 
-  /** Packets counted for one table*1024+bucket index, summed over CPUs. */
+  /** Packets of each bucket index table*1024+bucket in `chunks` (all): owned + foreign + other, over CPUs. */
+  private bucketPackets(chunks?: ReadonlyArray<number>): Float64Array {
+    const out = new Float64Array(MAX_TABLES * BUCKETS)
+    const W = BUCKET_COUNTER_SIZE / 4
+    this.eachChunk((chunk, words, base) => {
+      const first = chunk * COUNTER_CHUNK
+      for (let k = 0; k < COUNTER_CHUNK; k++) {
+        const o = base + k * W
+        // packets: words 0-1 (owned), 4-5 (foreign), 8-9 (other)
+        out[first + k] += (words[o + 1] + words[o + 5] + words[o + 9]) * 4294967296 + words[o] + words[o + 4] + words[o + 8]
+      }
+    }, chunks)
+    return out
+  }
+
+  /** Packets counted for one table*1024+bucket index (every verdict), summed over CPUs. */
   readBucketCounter(index: number): number {
-    return Number(this.percpu("bucket_packets", index, 8)[0])
+    return this.bucketPackets([Math.floor(index / COUNTER_CHUNK)])[index]
   }
 
-  /** Packets counted per (table*1024+bucket), summed over CPUs (16384 entries). */
+  /** Packets counted per (table*1024+bucket), every verdict, summed over CPUs (16384 entries). */
   readBucketCounters(): Float64Array {
-    const n = MAX_TABLES * BUCKETS
-    const out = new Float64Array(n)
-    const fd = this.mapFd("bucket_packets")
-    const keys = new Uint8Array(4 * n)
-    const values = new Uint8Array(8 * this.cpus * n)
-    const count = new Uint32Array([n])
-    const outBatch = new Uint8Array(4)
-    const rc = this.lib.mapLookupBatch(fd, null, outBatch, keys, values, count, null)
-    if ((rc < 0 && rc !== -2) || count[0] !== n) {
-      for (let i = 0; i < n; i++) out[i] = Number(this.percpu("bucket_packets", i, 8)[0])
-      return out
-    }
-    const kv = new DataView(keys.buffer)
-    const vv = new DataView(values.buffer)
-    for (let j = 0; j < n; j++) {
-      let s = 0
-      for (let c = 0; c < this.cpus; c++) s += Number(vv.getBigUint64((j * this.cpus + c) * 8, true))
-      out[kv.getUint32(j * 4, true)] = s
-    }
-    return out
+    return this.bucketPackets()
   }
 
   /** Run the program once (or `repeat` times) on a frame with BPF_PROG_TEST_RUN. */
