@@ -13,6 +13,7 @@ import type { Config } from "./config.ts"
 import { NodeController, defaultTiming, type Action, type Heartbeat } from "./controller/index.ts"
 import { ensureStream, makeNatsEventLog, natsConnection, type EventLog, type LogRecord } from "./eventLog.ts"
 import { followLog } from "./logFollower.ts"
+import { profileCpuScoped } from "./cpuProfile.ts"
 import { interfaceInfo } from "./hostNet.ts"
 import { serveControl } from "./control.ts"
 import { statusOf } from "./status.ts"
@@ -473,6 +474,7 @@ export const runDaemon = (config: Config) =>
       )
 
       log("info", "daemon.ready", { node, seq: head, control: config.control })
+      yield* profileCpuScoped(process.env.VIPFARM_CPU_PROFILE, node)
       yield* Deferred.await(exit)
       exited = true
     })
