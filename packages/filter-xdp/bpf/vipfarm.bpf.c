@@ -55,6 +55,29 @@ struct {
 	__type(value, __u64);
 } udp_foreign SEC(".maps");
 
+/* IPv4 flows: the same three maps with the 12-byte key (struct vf_flow4_key). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct vf_flow4_key);
+	__type(value, __u64);
+} udp_flows4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct vf_flow4_key);
+	__type(value, __u64);
+} udp_probation4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct vf_flow4_key);
+	__type(value, __u64);
+} udp_foreign4 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, VF_REASONS);
@@ -291,33 +314,64 @@ static __always_inline int tcp_socket(struct xdp_md *ctx, const struct pkt *p)
 	return state == TCP_LISTEN_STATE ? 1 : 2;
 }
 
-static __always_inline void flow_key(struct vf_flow_key *k, const struct pkt *p)
+/* A UDP flow's key: IPv4 flows live in the *4 maps (12-byte key), IPv6 flows in the others. */
+struct flow_ref {
+	struct vf_flow_key k6;
+	struct vf_flow4_key k4;
+	__u8 v4;
+};
+
+static __always_inline void flow_key(struct flow_ref *f, const struct pkt *p)
 {
-	k->family = p->family;
-	k->proto = IPPROTO_UDP;
-	k->pad = 0;
-	k->sport = p->sport;
-	k->dport = p->dport;
-	__builtin_memcpy(k->src, p->src, 16);
-	__builtin_memcpy(k->dst, p->dst, 16);
+	f->v4 = p->family == 4;
+	if (f->v4) {
+		f->k4.src = p->src[0];
+		f->k4.dst = p->dst[0];
+		f->k4.sport = p->sport;
+		f->k4.dport = p->dport;
+		return;
+	}
+	f->k6.family = p->family;
+	f->k6.proto = IPPROTO_UDP;
+	f->k6.pad = 0;
+	f->k6.sport = p->sport;
+	f->k6.dport = p->dport;
+	__builtin_memcpy(f->k6.src, p->src, 16);
+	__builtin_memcpy(f->k6.dst, p->dst, 16);
 }
 
-/* An own UDP flow: refresh it, or promote it from probation on its second packet. */
-static __always_inline void record_udp(const struct vf_flow_key *k, __u64 now)
-{
-	__u64 *last = bpf_map_lookup_elem(&udp_flows, k);
+/* Look a flow up in `map` (udp_flows, udp_probation or udp_foreign) of its family. */
+#define flow_lookup(f, map) \
+	((f)->v4 ? bpf_map_lookup_elem(&map##4, &(f)->k4) : bpf_map_lookup_elem(&map, &(f)->k6))
 
-	if (last) {
-		if ((__s64)(now - *last) >= (__s64)VF_UDP_REFRESH_NS)
-			*last = now;
-		return;
+/* An own UDP flow: refresh it, or promote it from probation on its second packet.
+ * (One copy per family: `flows`, `probation` and `k` are of the same family.) */
+#define RECORD_UDP(name, key_t, flows, probation)                                  \
+	static __always_inline void name(const key_t *k, __u64 now)                 \
+	{                                                                           \
+		__u64 *last = bpf_map_lookup_elem(&flows, k);                       \
+                                                                                    \
+		if (last) {                                                         \
+			if ((__s64)(now - *last) >= (__s64)VF_UDP_REFRESH_NS)       \
+				*last = now;                                        \
+			return;                                                     \
+		}                                                                   \
+		if (bpf_map_lookup_elem(&probation, k)) {                           \
+			bpf_map_delete_elem(&probation, k);                         \
+			bpf_map_update_elem(&flows, k, &now, BPF_ANY);              \
+			return;                                                     \
+		}                                                                   \
+		bpf_map_update_elem(&probation, k, &now, BPF_ANY);                  \
 	}
-	if (bpf_map_lookup_elem(&udp_probation, k)) {
-		bpf_map_delete_elem(&udp_probation, k);
-		bpf_map_update_elem(&udp_flows, k, &now, BPF_ANY);
-		return;
-	}
-	bpf_map_update_elem(&udp_probation, k, &now, BPF_ANY);
+RECORD_UDP(record_udp4, struct vf_flow4_key, udp_flows4, udp_probation4)
+RECORD_UDP(record_udp6, struct vf_flow_key, udp_flows, udp_probation)
+
+static __always_inline void record_udp(const struct flow_ref *f, __u64 now)
+{
+	if (f->v4)
+		record_udp4(&f->k4, now);
+	else
+		record_udp6(&f->k6, now);
 }
 
 /* ---------------------------------------------------------------- decision */
@@ -372,9 +426,10 @@ static __always_inline int decide(struct xdp_md *ctx, struct eth_h *eth, struct 
 	switch (state) {
 	case VF_OWNED:
 		if (p->proto == IPPROTO_UDP && !p->frag) {
-			struct vf_flow_key k;
-			flow_key(&k, p);
-			record_udp(&k, now);
+			struct flow_ref f;
+
+			flow_key(&f, p);
+			record_udp(&f, now);
 		}
 		return vip_pass(eth, cfg, VF_PASS_OWNED, len);
 	case VF_MOVING_OUT:
@@ -389,11 +444,11 @@ static __always_inline int decide(struct xdp_md *ctx, struct eth_h *eth, struct 
 				return vip_pass(eth, cfg, VF_PASS_MOVING_OUT_TCP, len);
 			return count(VF_DROP_MOVING_OUT_TCP, len, XDP_DROP);
 		} else {
-			struct vf_flow_key k;
+			struct flow_ref f;
 			__u64 *last;
 
-			flow_key(&k, p);
-			last = bpf_map_lookup_elem(&udp_flows, &k);
+			flow_key(&f, p);
+			last = flow_lookup(&f, udp_flows);
 			/* signed age: a last-seen stamped ahead of our clock counts as fresh */
 			if (last && (__s64)(now - *last) < (__s64)((__u64)cfg->udp_idle_ms * 1000000ULL)) {
 				if ((__s64)(now - *last) >= (__s64)VF_UDP_REFRESH_NS)
@@ -418,12 +473,12 @@ static __always_inline int decide(struct xdp_md *ctx, struct eth_h *eth, struct 
 		if (state == VF_MOVING_IN_WAIT)
 			return count(VF_DROP_MOVING_IN_WAIT_UDP, len, XDP_DROP);
 		{
-			struct vf_flow_key k;
+			struct flow_ref f;
 
-			flow_key(&k, p);
-			if (bpf_map_lookup_elem(&udp_foreign, &k))
+			flow_key(&f, p);
+			if (flow_lookup(&f, udp_foreign))
 				return count(VF_DROP_MOVING_IN_UDP, len, XDP_DROP);
-			record_udp(&k, now);
+			record_udp(&f, now);
 			return vip_pass(eth, cfg, VF_PASS_MOVING_IN_UDP, len);
 		}
 	default: /* FOREIGN, and any unknown code: fail closed */
@@ -608,13 +663,19 @@ static __always_inline int fast_verdict(struct eth_h *eth, struct vf_config *cfg
 			bc->owned.bytes += len;
 		}
 		if (proto == IPPROTO_UDP) {
-			struct vf_flow_key k = {
-				.family = family, .proto = IPPROTO_UDP, .sport = sport, .dport = dport,
-			};
+			if (family == 4) {
+				struct vf_flow4_key k = { .src = src[0], .dst = dst[0], .sport = sport, .dport = dport };
 
-			__builtin_memcpy(k.src, src, family == 4 ? 4 : 16);
-			__builtin_memcpy(k.dst, dst, family == 4 ? 4 : 16);
-			record_udp(&k, bpf_ktime_get_coarse_ns());
+				record_udp4(&k, bpf_ktime_get_coarse_ns());
+			} else {
+				struct vf_flow_key k = {
+					.family = 6, .proto = IPPROTO_UDP, .sport = sport, .dport = dport,
+				};
+
+				__builtin_memcpy(k.src, src, 16);
+				__builtin_memcpy(k.dst, dst, 16);
+				record_udp6(&k, bpf_ktime_get_coarse_ns());
+			}
 		}
 		/* A frame for the virtual MAC is PACKET_OTHERHOST to the kernel: make it ours. */
 		if (*(__u32 *)eth->dst == *(__u32 *)cfg->vmac &&

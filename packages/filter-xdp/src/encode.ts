@@ -79,6 +79,27 @@ export const encodeFlowKey = (t: FlowTuple, proto = 17): Uint8Array => {
   return b
 }
 
+/** sizeof(struct vf_flow4_key): the key of the IPv4 flow maps (udp_flows4, ...). */
+export const FLOW4_KEY_SIZE = 12
+
+/** struct vf_flow4_key of an IPv4 UDP 5-tuple (src, dst in wire order; ports in host order). */
+export const encodeFlow4Key = (t: FlowTuple): Uint8Array => {
+  if (t.family !== 4) throw new Error("encodeFlow4Key: an IPv4 flow")
+  const b = new Uint8Array(FLOW4_KEY_SIZE)
+  const dv = new DataView(b.buffer)
+  dv.setUint32(0, t.src[0] >>> 0, false)
+  dv.setUint32(4, t.dst[0] >>> 0, false)
+  dv.setUint16(8, t.sport, true)
+  dv.setUint16(10, t.dport, true)
+  return b
+}
+
+/** The 5-tuple of a vf_flow4_key. */
+export const decodeFlow4Key = (b: Uint8Array): FlowTuple => {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength)
+  return { family: 4, src: [dv.getUint32(0, false)], dst: [dv.getUint32(4, false)], sport: dv.getUint16(8, true), dport: dv.getUint16(10, true) }
+}
+
 /** The 5-tuple of a vf_flow_key. */
 export const decodeFlowKey = (b: Uint8Array): FlowTuple => {
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength)

@@ -11,7 +11,7 @@ import koffi from "koffi"
 import { MAX_TABLES, BUCKETS } from "./internal/constants.ts"
 import { lastErrno, libbpf, type LibBpf } from "./internal/libbpf.ts"
 import {
-  BUCKET_COUNTER_SIZE, COUNTER_CHUNK, decodeFlowKey, encodeConfig, encodeFlowKey, encodeVipSet, FLOW_KEY_SIZE, STATE_ACTIVE,
+  BUCKET_COUNTER_SIZE, COUNTER_CHUNK, decodeFlow4Key, decodeFlowKey, encodeConfig, encodeFlow4Key, encodeFlowKey, FLOW4_KEY_SIZE, encodeVipSet, FLOW_KEY_SIZE, STATE_ACTIVE,
   STATE_BUCKETS, STATE_CFG, STATE_SETS, STATE_SIZE, VIP_SET_SIZE, vipSetAddresses
 } from "./encode.ts"
 import type { FilterConfig, FlowTuple, VipEntry } from "./types.ts"
@@ -55,6 +55,9 @@ export interface TestRunResult {
 
 /** Packets and bytes per verdict reason, summed over CPUs. */
 export type VerdictCounters = Record<ReasonName, { packets: bigint; bytes: bigint }>
+
+/** The UDP flow maps (each one map per family: `udp_flows4` and `udp_flows`, ...). */
+type FlowMap = "udp_flows" | "udp_probation" | "udp_foreign"
 
 /** A UDP flow held in `udp_flows` / `udp_probation` with its last-seen time. */
 export interface FlowEntry {
@@ -212,25 +215,45 @@ export class FilterHandle {
     this.state().bytes[STATE_BUCKETS + table * BUCKETS + bucket] = code
   }
 
-  /** Replace `udp_foreign`: the UDP flows the bucket's previous owner holds. */
-  setForeignFlows(flows: ReadonlyArray<FlowTuple>): void {
-    const fd = this.mapFd("udp_foreign")
-    const want = new Set(flows.map((f) => Buffer.from(encodeFlowKey(f)).toString("hex")))
-    for (const k of this.keys("udp_foreign", FLOW_KEY_SIZE)) {
-      if (!want.has(Buffer.from(k).toString("hex"))) this.lib.mapDelete(fd, k)
-    }
-    const value = new Uint8Array(8)
-    for (const f of flows) this.update("udp_foreign", encodeFlowKey(f), value)
+  /**
+   * The two maps behind a flow map name: IPv4 flows live in `<name>4` (12-byte key), IPv6
+   * flows in `<name>` (40-byte key).
+   */
+  private flowMaps(map: FlowMap): Array<{ name: string; size: number; family: 4 | 6; encode: (t: FlowTuple) => Uint8Array; decode: (k: Uint8Array) => FlowTuple }> {
+    return [
+      { name: `${map}4`, size: FLOW4_KEY_SIZE, family: 4, encode: encodeFlow4Key, decode: decodeFlow4Key },
+      { name: map, size: FLOW_KEY_SIZE, family: 6, encode: (t) => encodeFlowKey(t), decode: decodeFlowKey }
+    ]
   }
 
-  /** Flows of `udp_flows` (established) or `udp_probation` (seen once). */
+  private flowMap(map: FlowMap, t: FlowTuple) {
+    return this.flowMaps(map)[t.family === 4 ? 0 : 1]
+  }
+
+  /** Replace `udp_foreign`: the UDP flows the bucket's previous owner holds. */
+  setForeignFlows(flows: ReadonlyArray<FlowTuple>): void {
+    const value = new Uint8Array(8)
+    for (const m of this.flowMaps("udp_foreign")) {
+      const fd = this.mapFd(m.name)
+      const mine = flows.filter((f) => (f.family === 4) === (m.family === 4))
+      const want = new Set(mine.map((f) => Buffer.from(m.encode(f)).toString("hex")))
+      for (const k of this.keys(m.name, m.size)) {
+        if (!want.has(Buffer.from(k).toString("hex"))) this.lib.mapDelete(fd, k)
+      }
+      for (const f of mine) this.update(m.name, m.encode(f), value)
+    }
+  }
+
+  /** Flows of `udp_flows` (established) or `udp_probation` (seen once), IPv4 then IPv6. */
   readFlows(map: "udp_flows" | "udp_probation"): Array<FlowEntry> {
-    const fd = this.mapFd(map)
     const value = new Uint8Array(8)
     const out: Array<FlowEntry> = []
-    for (const k of this.keys(map, FLOW_KEY_SIZE)) {
-      if (this.lib.mapLookup(fd, k, value) < 0) continue
-      out.push({ tuple: decodeFlowKey(k), lastSeenNs: new DataView(value.buffer).getBigUint64(0, true) })
+    for (const m of this.flowMaps(map)) {
+      const fd = this.mapFd(m.name)
+      for (const k of this.keys(m.name, m.size)) {
+        if (this.lib.mapLookup(fd, k, value) < 0) continue
+        out.push({ tuple: m.decode(k), lastSeenNs: new DataView(value.buffer).getBigUint64(0, true) })
+      }
     }
     return out
   }
@@ -239,14 +262,17 @@ export class FilterHandle {
   putFlow(map: "udp_flows" | "udp_probation", tuple: FlowTuple, lastSeenNs: bigint): void {
     const v = new Uint8Array(8)
     new DataView(v.buffer).setBigUint64(0, lastSeenNs, true)
-    this.update(map, encodeFlowKey(tuple), v)
+    const m = this.flowMap(map, tuple)
+    this.update(m.name, m.encode(tuple), v)
   }
 
-  /** Empty a hash map (flows or VIPs). */
-  clear(map: "udp_flows" | "udp_probation" | "udp_foreign" | "vips"): void {
+  /** Empty a hash map (flows of both families, or the VIPs). */
+  clear(map: FlowMap | "vips"): void {
     if (map === "vips") return this.setVips([])
-    const fd = this.mapFd(map)
-    for (const k of this.keys(map, FLOW_KEY_SIZE)) this.lib.mapDelete(fd, k)
+    for (const m of this.flowMaps(map)) {
+      const fd = this.mapFd(m.name)
+      for (const k of this.keys(m.name, m.size)) this.lib.mapDelete(fd, k)
+    }
   }
 
   private percpu(map: string, index: number, width: number): Array<bigint> {
