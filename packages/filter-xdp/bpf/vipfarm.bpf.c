@@ -541,19 +541,35 @@ bad:
 
 /* ---------------------------------------------------------------- IPv4 */
 
-/* Any IPv4 packet for a VIP: the general path (every verdict). Not inlined, so that the
- * fast path below keeps its registers. */
-static __noinline int ipv4_general(struct xdp_md *ctx, __u32 l3off, __u64 len, struct vf_vip *vip)
+/* Offset of the IP header in a frame that vipfarm_xdp has read: 14, or 18 behind an 802.1Q tag. */
+static __always_inline __u32 l3_offset(void *data, void *data_end)
+{
+	struct eth_h *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return sizeof(struct eth_h);
+	return eth->proto == bpf_htons(ETH_P_8021Q) ? 18 : sizeof(struct eth_h);
+}
+
+/* Any IPv4 packet for a VIP: the general path (every verdict). Not inlined, and given only
+ * the context (it finds the rest again), so that the fast path below keeps its registers. */
+static __noinline int ipv4_general(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct eth_h *eth = data;
+	__u64 len = data_end - data;
+	__u32 l3off = l3_offset(data, data_end);
 	struct ip4_h *ip = data + l3off;
+	struct vf_vip *vip;
 	struct pkt p = {};
 	__u32 ihl;
 
-	if ((void *)(ip + 1) > data_end || l3off > 18)
+	if ((void *)(ip + 1) > data_end)
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS); /* checked by the caller */
+	vip = vip4_find(vip_set(), ip->daddr); /* again: the caller keeps fewer registers */
+	if (!vip)
+		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
 	p.family = 4;
 	p.src[0] = ip->saddr;
 	p.dst[0] = ip->daddr;
@@ -729,17 +745,19 @@ static __always_inline int ipv4(struct xdp_md *ctx, struct eth_h *eth, __u32 l3o
 		goto general;
 	return fast_verdict(eth, cfg, idx, st, proto, 4, &ip->saddr, &ip->daddr, sport, dport, len);
 general:
-	return ipv4_general(ctx, l3off, len, vip);
+	return ipv4_general(ctx);
 }
 
 /* ---------------------------------------------------------------- IPv6 */
 
 /* Any IPv6 frame: the general path (every verdict). Not inlined. */
-static __noinline int ipv6_general(struct xdp_md *ctx, __u32 l3off, __u64 len)
+static __noinline int ipv6_general(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct eth_h *eth = data;
+	__u64 len = data_end - data;
+	__u32 l3off = l3_offset(data, data_end);
 	struct ip6_h *ip6 = data + l3off;
 	struct vf_vip_set *set = vip_set();
 	struct pkt p = {};
@@ -864,7 +882,7 @@ static __always_inline int ipv6(struct xdp_md *ctx, __u32 l3off, __u64 len)
 		goto general;
 	return fast_verdict(eth, cfg, idx, st, proto, 6, p.src, p.dst, p.sport, p.dport, len);
 general:
-	return ipv6_general(ctx, l3off, len);
+	return ipv6_general(ctx);
 }
 
 SEC("xdp")
