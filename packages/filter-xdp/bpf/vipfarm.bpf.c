@@ -112,40 +112,60 @@ static __always_inline struct vf_vip_set *vip_set(void)
 	return &vf_state.sets[*(volatile __u32 *)&vf_state.active & 1];
 }
 
-/* Rules of an IPv4 VIP (address in wire order), or NULL. */
-static __always_inline struct vf_vip *vip4_find(struct vf_vip_set *set, __u32 addr)
+/* The rules of slot index `idx` (non-zero). */
+static __always_inline struct vf_vip *vip_rules(struct vf_vip_set *set, __u32 idx)
+{
+	return &set->rules[(idx - 1) & (2 * VF_MAX_VIPS - 1)];
+}
+
+/* Slot of an IPv4 VIP (address in wire order), or NULL. */
+static __always_inline struct vf_vip4_slot *vip4_slot(struct vf_vip_set *set, __u32 addr)
 {
 	__u32 h = (addr * set->mul4) >> VF_VIP_SHIFT;
 
 #pragma unroll
 	for (int i = 0; i < VF_VIP_PROBES; i++) {
 		struct vf_vip4_slot *s = &set->v4[(h + i) & (VF_VIP_SLOTS - 1)];
-		__u32 idx = s->idx;
 
-		if (likely(idx == 0))
+		if (likely(s->idx == 0))
 			return NULL;
 		if (s->addr == addr)
-			return &set->rules[(idx - 1) & (2 * VF_MAX_VIPS - 1)];
+			return s;
 	}
 	return NULL;
 }
 
-/* Rules of an IPv6 VIP (four words in wire order), or NULL. */
-static __always_inline struct vf_vip *vip6_find(struct vf_vip_set *set, const __u32 *a)
+/* Rules of an IPv4 VIP, or NULL. */
+static __always_inline struct vf_vip *vip4_find(struct vf_vip_set *set, __u32 addr)
+{
+	struct vf_vip4_slot *s = vip4_slot(set, addr);
+
+	return s ? vip_rules(set, s->idx) : NULL;
+}
+
+/* Slot of an IPv6 VIP (four words in wire order), or NULL. */
+static __always_inline struct vf_vip6_slot *vip6_slot(struct vf_vip_set *set, const __u32 *a)
 {
 	__u32 h = ((a[0] ^ a[1] ^ a[2] ^ a[3]) * set->mul6) >> VF_VIP_SHIFT;
 
 #pragma unroll
 	for (int i = 0; i < VF_VIP_PROBES; i++) {
 		struct vf_vip6_slot *s = &set->v6[(h + i) & (VF_VIP_SLOTS - 1)];
-		__u32 idx = s->idx;
 
-		if (likely(idx == 0))
+		if (likely(s->idx == 0))
 			return NULL;
 		if (s->addr[0] == a[0] && s->addr[1] == a[1] && s->addr[2] == a[2] && s->addr[3] == a[3])
-			return &set->rules[(idx - 1) & (2 * VF_MAX_VIPS - 1)];
+			return s;
 	}
 	return NULL;
+}
+
+/* Rules of an IPv6 VIP, or NULL. */
+static __always_inline struct vf_vip *vip6_find(struct vf_vip_set *set, const __u32 *a)
+{
+	struct vf_vip6_slot *s = vip6_slot(set, a);
+
+	return s ? vip_rules(set, s->idx) : NULL;
 }
 
 /* What the decision needs to know of a VIP packet (mirrors `Parsed` in src/model.ts). */
@@ -664,6 +684,19 @@ static __always_inline __u32 bucket_state(__u32 idx)
 	return *(volatile __u8 *)&vf_state.buckets[idx & (VF_MAX_TABLES * VF_BUCKETS - 1)];
 }
 
+/* The rule of an unfragmented TCP or UDP packet of the VIP in slot index `idx` whose fast rule
+ * of `proto` is `fast` (VF_FAST_RULE): from the slot if it has one, else from the rules. */
+static __always_inline int slot_rule(struct vf_vip_set *set, __u32 idx, __u32 fast, __u32 proto, __u32 dport,
+				     __u32 *table, __u32 *affinity)
+{
+	if (likely(fast & VF_FAST_RULE)) {
+		*table = (fast >> 8) & (VF_MAX_TABLES - 1);
+		*affinity = fast & 0xff;
+		return 1;
+	}
+	return find_rule(vip_rules(set, idx), proto, dport, table, affinity);
+}
+
 /* The fast verdict of bucket `idx` in state `st` (OWNED, or FOREIGN / unknown: the caller
  * has sent the moving states to the general path): one counter entry for the bucket and
  * the verdict. `src`/`dst`: the addresses in the packet (1 word for family 4, 4 for 6). */
@@ -718,21 +751,22 @@ static __always_inline int ipv4(struct xdp_md *ctx, struct eth_h *eth, __u32 l3o
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ip4_h *ip = data + l3off;
 	struct vf_config *cfg = &vf_state.cfg;
-	struct vf_vip *vip;
+	struct vf_vip_set *set = vip_set();
+	struct vf_vip4_slot *slot;
 	__u8 *l4 = (void *)(ip + 1);
 	__u32 table = 0, affinity = 0, idx, proto, dport, sport, st;
 
 	if ((void *)(ip + 1) > data_end)
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
-	vip = vip4_find(vip_set(), ip->daddr);
-	if (!vip)
+	slot = vip4_slot(set, ip->daddr);
+	if (!slot)
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
 	proto = ip->proto;
 	if (unlikely(ip->vihl != 0x45 || (ip->frag & bpf_htons(0x3fff)) || !l4_plain(proto, l4, data_end)))
 		goto general;
 	sport = bpf_ntohs(*(__be16 *)l4);
 	dport = bpf_ntohs(*(__be16 *)(l4 + 2));
-	if (!find_rule(vip, proto, dport, &table, &affinity)) {
+	if (!slot_rule(set, slot->idx, slot->fast[proto == IPPROTO_UDP], proto, dport, &table, &affinity)) {
 		if (unlikely(!fence_clear(cfg)))
 			goto general; /* the clocks decide: fenced comes first */
 		return count(VF_DROP_NO_RULE, len, XDP_DROP);
@@ -847,7 +881,8 @@ static __always_inline int ipv6(struct xdp_md *ctx, __u32 l3off, __u64 len)
 	struct eth_h *eth = data;
 	struct ip6_h *ip6 = data + l3off;
 	struct vf_config *cfg = &vf_state.cfg;
-	struct vf_vip *vip;
+	struct vf_vip_set *set = vip_set();
+	struct vf_vip6_slot *slot;
 	__u8 *l4 = (void *)(ip6 + 1);
 	__u32 table = 0, affinity = 0, idx, proto, addr[4], st;
 	struct pkt p = {};
@@ -855,9 +890,9 @@ static __always_inline int ipv6(struct xdp_md *ctx, __u32 l3off, __u64 len)
 	if ((void *)(ip6 + 1) > data_end)
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
 	__builtin_memcpy(addr, ip6->daddr, 16);
-	vip = vip6_find(vip_set(), addr);
+	slot = vip6_slot(set, addr);
 	proto = ip6->nexthdr;
-	if (!vip) {
+	if (!slot) {
 		if (likely(proto != IPPROTO_ICMPV6))
 			return count(VF_PASS_NOT_VIP, len, XDP_PASS);
 		goto general; /* maybe a solicitation for a VIP */
@@ -871,7 +906,7 @@ static __always_inline int ipv6(struct xdp_md *ctx, __u32 l3off, __u64 len)
 	p.packet_id = bpf_ntohs(*(__be16 *)(l4 + (proto == IPPROTO_TCP ? 16 : 6)));
 	__builtin_memcpy(p.src, ip6->saddr, 16);
 	__builtin_memcpy(p.dst, addr, 16);
-	if (!find_rule(vip, proto, p.dport, &table, &affinity)) {
+	if (!slot_rule(set, slot->idx, slot->fast[proto == IPPROTO_UDP], proto, p.dport, &table, &affinity)) {
 		if (unlikely(!fence_clear(cfg)))
 			goto general;
 		return count(VF_DROP_NO_RULE, len, XDP_DROP);

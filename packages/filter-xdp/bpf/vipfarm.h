@@ -99,16 +99,24 @@ struct vf_vip {
 /* The VIP set: per family an open-addressing table (linear probing, at most
  * VF_VIP_PROBES slots from home = (fold(addr) * mul) >> VF_VIP_SHIFT, an empty slot ends
  * the search) whose slot points at the VIP's rules. Addresses in wire order (the u32 the
- * program loads; IPv6 folds its four words with xor). `idx` 0 = empty, else rules[idx - 1]. */
+ * program loads; IPv6 folds its four words with xor). `idx` 0 = empty, else rules[idx - 1];
+ * `fast`: see VF_FAST_RULE. */
 struct vf_vip4_slot {
 	__u32 addr;
 	__u32 idx;
+	__u16 fast[2]; /* VF_FAST_RULE of TCP [0] and UDP [1], or 0 */
 };
 
 struct vf_vip6_slot {
 	__u32 addr[4];
 	__u32 idx;
+	__u16 fast[2];
 };
+
+/* A slot's fast rule of a protocol: when the VIP's first rule of that protocol covers every
+ * port, every unfragmented packet of it matches that rule: VF_FAST_RULE | table << 8 |
+ * affinity saves the fast path the rule list. 0: look the rules up. */
+#define VF_FAST_RULE 0x8000
 
 struct vf_vip_set {
 	__u32 mul4; /* odd multipliers chosen by the loader */

@@ -118,8 +118,10 @@ export const VIP_SLOTS = 1024
 const VIP_SHIFT = 22
 /** A VIP sits at most this many slots from its home (VF_VIP_PROBES). */
 export const VIP_PROBES = 8
-const V4_SLOT = 8
-const V6_SLOT = 20
+const V4_SLOT = 12
+const V6_SLOT = 24
+/** VF_FAST_RULE: a slot's fast rule of a protocol is valid. */
+const FAST_RULE = 0x8000
 const SET_V4 = 8
 const SET_V6 = SET_V4 + VIP_SLOTS * V4_SLOT
 const SET_RULES = SET_V6 + VIP_SLOTS * V6_SLOT
@@ -180,6 +182,17 @@ const placeAll = (addrs: ReadonlyArray<ReadonlyArray<number>>): { mul: number; s
 }
 
 /**
+ * The slot's fast rule of a protocol (VF_FAST_RULE | table << 8 | affinity): when the VIP's
+ * first rule of `proto` covers every port, every unfragmented packet of `proto` matches it.
+ * 0 otherwise (the program then walks the rules).
+ */
+export const fastRule = (v: VipEntry, proto: number): number => {
+  const r = v.rules.find((x) => x.proto === proto)
+  if (!r || r.portLo !== 0 || r.portHi !== 65535) return 0
+  return FAST_RULE | ((r.table & 15) << 8) | (Affinity[r.affinity] & 0xff)
+}
+
+/**
  * struct vf_vip_set of a VIP list (a later entry for the same address replaces an earlier
  * one; throws on more than MAX_VIPS addresses of a family or a bad rule).
  */
@@ -203,6 +216,8 @@ export const encodeVipSet = (vips: ReadonlyArray<VipEntry>): Uint8Array => {
       const o = base + s * slotSize
       putWords(dv, o, list[i].words)
       dv.setUint32(o + 4 * list[i].words.length, ruleBase + i + 1, true)
+      dv.setUint16(o + 4 * list[i].words.length + 4, fastRule(list[i], 6), true)
+      dv.setUint16(o + 4 * list[i].words.length + 6, fastRule(list[i], 17), true)
       b.set(encodeVipValue(list[i]), SET_RULES + (ruleBase + i) * VIP_VALUE_SIZE)
     })
     return mul
