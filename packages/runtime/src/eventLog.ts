@@ -30,7 +30,10 @@ export class LogError extends Schema.TaggedError<LogError>()("LogError", {
 export class EventLog extends Context.Service<EventLog, {
   /** Append one record if the stream's last sequence is still `expectLastSeq`. */
   readonly append: (entry: unknown, options: { readonly expectLastSeq: number; readonly msgId: string }) => Effect.Effect<AppendResult, LogError>
-  /** Every record from `fromSeq` (1 = the beginning) on, in order, then live ones. */
+  /**
+   * Every record from `fromSeq` (1 = the beginning) on, in order, then live ones; it resumes
+   * after a reconnect, and fails (op "consume") when its consumer stalls.
+   */
   readonly records: (fromSeq: number) => Stream.Stream<LogRecord, LogError>
   /** The stream's last sequence (0 when empty). */
   readonly lastSeq: Effect.Effect<number, LogError>
@@ -124,6 +127,9 @@ export const ensureStream = (nc: NatsConnection, farm: string, replicas = 1): Ef
     catch: failWith("ensure-stream")
   })
 
+/** Silence (no record, no idle heartbeat) after which a connected reader's consumer has stalled. */
+const STALL_MS = 3000
+
 /** The EventLog of a farm over an open NATS connection. */
 export const makeNatsEventLog = (nc: NatsConnection, farm: string): EventLog["Service"] => {
   const js = jetstream(nc, { timeout: 2000 })
@@ -160,18 +166,53 @@ export const makeNatsEventLog = (nc: NatsConnection, farm: string): EventLog["Se
                 opt_start_seq: Math.max(1, fromSeq)
               })
               const messages = await consumer.consume({ idle_heartbeat: 1000, expires: 5000 } as never)
+              // A stalled consumer fails the stream (the follower re-subscribes from what it folded).
+              // nats.js recreates an ordered consumer only when its info answers "consumer not
+              // found"; the consumer is R1 on one NATS node, and when that node dies it stays
+              // assigned: its info times out, and nats.js waits (pulling nothing) until the node
+              // returns. So: connected, and neither a record nor an idle heartbeat for STALL_MS.
+              let lastSign = Date.now()
+              let connected = true
+              const conn = nc.status()
+              ;(async () => {
+                for await (const s of conn) {
+                  if (s.type === "disconnect") connected = false
+                  else if (s.type === "reconnect") (connected = true), (lastSign = Date.now())
+                }
+              })()
+              ;(async () => {
+                for await (const s of messages.status()) if (s.type === "heartbeat") lastSign = Date.now()
+              })()
+              let lastTick = Date.now()
+              const watchdog = setInterval(() => {
+                const now = Date.now()
+                const late = now - lastTick > 1000 // the event loop was blocked: read what came first
+                lastTick = now
+                if (late || !connected || now - lastSign <= STALL_MS) return
+                clearInterval(watchdog)
+                const message = `consumer stalled: no record or heartbeat for ${STALL_MS} ms`
+                void Effect.runPromise(Queue.fail(queue, new LogError({ op: "consume", message })))
+              }, 250)
               ;(async () => {
                 try {
-                  for await (const m of messages) await Effect.runPromise(Queue.offer(queue, { seq: m.seq, entry: recordEntry(m) }))
+                  for await (const m of messages) {
+                    lastSign = Date.now()
+                    await Effect.runPromise(Queue.offer(queue, { seq: m.seq, entry: recordEntry(m) }))
+                  }
                 } catch (e) {
                   await Effect.runPromise(Queue.fail(queue, failWith("consume")(e)))
                 }
               })()
-              return messages
+              return { messages, conn, watchdog }
             },
             catch: failWith("consume")
           }),
-          (messages) => Effect.promise(() => messages.close().catch(() => undefined))
+          ({ conn, messages, watchdog }) =>
+            Effect.promise(() => {
+              clearInterval(watchdog)
+              ;(conn as unknown as { stop: () => void }).stop()
+              return messages.close().catch(() => undefined)
+            })
         )
       ),
     read: (seq) =>

@@ -4,9 +4,10 @@
  * acknowledged or a peer's heartbeat says so; if no record came for a moment, the watchdog
  * reads the missing records directly (any current replica answers a direct get, without the
  * meta leader or a consumer), and after a longer silence recreates the consumer. A consumer
- * whose NATS node was cut off stalls without an error, and creating a new one needs the meta
- * leader, which a partition can take seconds to re-elect: meanwhile the node would fold
- * nothing the others folded.
+ * whose NATS node died or was cut off stalls (the reader fails only after 3 s without a record
+ * or heartbeat, see eventLog.ts), and creating a new one needs the meta leader, which a
+ * partition can take seconds to re-elect: meanwhile the node would fold nothing the others
+ * folded.
  */
 import { Effect, Fiber, Result, Scope, Stream } from "effect"
 import type { EventLog, LogRecord } from "./eventLog.ts"
