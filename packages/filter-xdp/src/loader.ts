@@ -11,8 +11,9 @@ import koffi from "koffi"
 import { MAX_TABLES, BUCKETS } from "./internal/constants.ts"
 import { lastErrno, libbpf, type LibBpf } from "./internal/libbpf.ts"
 import {
-  BUCKET_COUNTER_SIZE, COUNTER_CHUNK, decodeFlow4Key, decodeFlowKey, encodeConfig, encodeFlow4Key, encodeFlowKey, FLOW4_KEY_SIZE, encodeVipSet, FLOW_KEY_SIZE, STATE_ACTIVE,
-  STATE_BUCKETS, STATE_CFG, STATE_SETS, STATE_SIZE, VIP_SET_SIZE, vipSetAddresses
+  BUCKET_COUNTER_SIZE, COUNTER_CHUNK, decodeFlow4Key, decodeFlowKey, encodeConfig, encodeFlow4Key, encodeFlowKey,
+  encodeVipSet, FLOW4_KEY_SIZE, FLOW_KEY_SIZE, STATE_ACTIVE, STATE_BUCKETS, STATE_CFG, STATE_SETS, STATE_SIZE,
+  VIP_SET_SIZE, vipSetAddresses
 } from "./encode.ts"
 import type { FilterConfig, FlowTuple, VipEntry } from "./types.ts"
 import { REASONS, reasonNames, type ReasonName } from "./verdict.ts"
@@ -312,8 +313,9 @@ export class FilterHandle {
       const [packets, bytes] = this.percpu("verdicts", r, 16)
       out[reasonNames[r]] = { packets, bytes }
     }
-    // Low and high 32-bit halves of owned packets/bytes, foreign packets/bytes, summed per
-    // chunk in doubles (exact: 512 buckets * 2^32 * CPUs < 2^53), then in bigints.
+    // Low and high 32-bit halves (little-endian host) of owned packets/bytes, foreign
+    // packets/bytes, summed per chunk in doubles (exact below 4096 CPUs: 512 * 2^32 * CPUs
+    // < 2^53), then in bigints.
     const total = [0n, 0n, 0n, 0n]
     const half = new Float64Array(8)
     let current = -1
