@@ -14,7 +14,9 @@
 #define VF_UDP_REFRESH_NS 1000000ULL /* udp_flows last-seen is rewritten at most once per ms */
 
 #define VF_COARSE_SLACK_NS 50000000ULL /* max lag of bpf_ktime_get_coarse_ns (and of jiffies) trusted */
-#define VF_TICK_MAX_NS 10000000ULL /* longest jiffy: CONFIG_HZ >= 100 (kernel/Kconfig.hz) */
+/* Longest jiffy: CONFIG_HZ >= 100, the smallest choice of kernel/Kconfig.hz, which x86-64 and
+ * arm64 use (the filter already needs one of them for its unaligned packet loads). */
+#define VF_TICK_MAX_NS 10000000ULL
 #define VF_FENCE_CPUS 1024 /* CPUs with a fence memo; a CPU above decides with the clocks only */
 #define VF_FLAG_ANSWER_NEIGH 1u /* config.flags bit0: answer ARP / ND for the VIPs */
 
