@@ -5,7 +5,7 @@
  * every server then folds them with the reducer.
  */
 import { Result, Schema } from "effect"
-import { type Cause, EVENT_VERSION, type FarmEvent, type Move } from "./events.ts"
+import { type Cause, EVENT_VERSION, type FarmEvent, MEMBER_FAILED_PLAN_VERSION, MEMBER_RECOVERED_RESTORE_VERSION, type Move, type PlannedTaker, type RestoredBucket } from "./events.ts"
 import { evacuationMoves, holdings, rebalanceMoves } from "./plan.ts"
 import { applyEvent } from "./reducer.ts"
 import type { Vip } from "./rules.ts"
@@ -16,9 +16,9 @@ export type Command =
   | { readonly _tag: "Join"; readonly node: string; readonly address: string; readonly weight: number; readonly priority: number; readonly rulesDigest: string; readonly cause: Cause }
   | { readonly _tag: "Ready"; readonly node: string; readonly cause: Cause }
   | { readonly _tag: "ReportUnhealthy"; readonly node: string; readonly checker: string; readonly reason: string; readonly cause: Cause }
-  | { readonly _tag: "ReportRecovered"; readonly node: string; readonly cause: Cause }
+  | { readonly _tag: "ReportRecovered"; readonly node: string; readonly cause: Cause; readonly restore?: ReadonlyArray<RestoredBucket> }
   | { readonly _tag: "Suspect"; readonly node: string; readonly by: string; readonly cause: Cause }
-  | { readonly _tag: "DeclareFailed"; readonly node: string; readonly by: string; readonly cause: Cause }
+  | { readonly _tag: "DeclareFailed"; readonly node: string; readonly by: string; readonly cause: Cause; readonly plan?: ReadonlyArray<PlannedTaker> }
   | { readonly _tag: "Drain"; readonly node: string; readonly cause: Cause }
   | { readonly _tag: "Resume"; readonly node: string; readonly cause: Cause }
   | { readonly _tag: "CompleteHandoff"; readonly handoff: string; readonly cause: Cause }
@@ -111,12 +111,20 @@ const firstEvents = (cmd: Command, state: FarmState): Decision => {
     case "ReportUnhealthy":
       return Result.succeed([{ _tag: "MemberUnhealthy", v, cause, node: cmd.node, checker: cmd.checker, reason: cmd.reason }])
     case "ReportRecovered":
+      if (cmd.restore !== undefined) {
+        // a stale report, never acknowledged by the server: its buckets come back (version 2)
+        return Result.succeed([{ _tag: "MemberRecovered", v: MEMBER_RECOVERED_RESTORE_VERSION, cause, node: cmd.node, restore: cmd.restore }])
+      }
       return Result.succeed([{ _tag: "MemberRecovered", v, cause, node: cmd.node }])
     case "Suspect":
       return Result.succeed([{ _tag: "MemberSuspected", v, cause, node: cmd.node, by: cmd.by }])
     case "DeclareFailed": {
       const m = findMember(state, cmd.node)
       if (m === undefined) return no(cmd, `node ${cmd.node} is not a member`)
+      if (cmd.plan !== undefined) {
+        // the takers the survivors applied ahead of the log (version 2)
+        return Result.succeed([{ _tag: "MemberFailed", v: MEMBER_FAILED_PLAN_VERSION, cause, node: cmd.node, detectedBy: cmd.by, incarnation: m.incarnation, plan: cmd.plan }])
+      }
       return Result.succeed([{ _tag: "MemberFailed", v, cause, node: cmd.node, detectedBy: cmd.by, incarnation: m.incarnation }])
     }
     case "Drain":

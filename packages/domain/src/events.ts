@@ -50,16 +50,59 @@ export const MemberUnhealthy = Schema.TaggedStruct("MemberUnhealthy", {
   checker: Schema.String,
   reason: Schema.String
 })
-/** The server's checkers pass again. */
-export const MemberRecovered = Schema.TaggedStruct("MemberRecovered", { ...base, node: NodeName })
+/**
+ * One bucket as it was before a stale MemberUnhealthy took it (MemberRecovered version 2):
+ * owned by `owner`, or moving from `owner` to `to` in hand-off `handoff`.
+ */
+export const RestoredBucket = Schema.Struct({
+  table: Table,
+  bucket: Bucket,
+  owner: NodeName,
+  to: Schema.optionalKey(NodeName),
+  handoff: Schema.optionalKey(Schema.String)
+})
+/** One bucket as it was before a stale MemberUnhealthy took it. */
+export type RestoredBucket = typeof RestoredBucket.Type
+
+/** MemberRecovered version that restores the buckets of a stale unhealthy report. */
+export const MEMBER_RECOVERED_RESTORE_VERSION = 2
+
+/**
+ * The server's checkers pass again. Version 2 adds `restore`: the report was stale (decided
+ * during a log stall, folded after the application recovered) and the server never
+ * acknowledged it, so nobody took its buckets: each listed bucket that is still as the
+ * unhealthy plan left it gets its state from before the report back (controller PROTOCOL.md §8).
+ */
+export const MemberRecovered = Schema.TaggedStruct("MemberRecovered", {
+  v: Schema.Literals([EVENT_VERSION, MEMBER_RECOVERED_RESTORE_VERSION]),
+  cause: Cause,
+  node: NodeName,
+  restore: Schema.optionalKey(Schema.Array(RestoredBucket))
+})
 /** A peer missed heartbeats from the server (informational; ownership unchanged). */
 export const MemberSuspected = Schema.TaggedStruct("MemberSuspected", { ...base, node: NodeName, by: NodeName })
-/** The server's lease expired: its failure plan applies. */
+/** One bucket's taker in a failure plan carried by MemberFailed (version 2). */
+export const PlannedTaker = Schema.Struct({ table: Table, bucket: Bucket, to: NodeName })
+/** One bucket's taker in a failure plan carried by MemberFailed (version 2). */
+export type PlannedTaker = typeof PlannedTaker.Type
+
+/** MemberFailed version that carries the plan the survivors applied ahead of the log. */
+export const MEMBER_FAILED_PLAN_VERSION = 2
+
+/**
+ * The server's lease expired: its failure plan applies. Version 2 adds `plan`: the takers
+ * the survivors pinned when they applied the failure ahead of the log (controller PROTOCOL.md
+ * §4); the reducer gives each listed bucket to its taker when it is still valid (the bucket
+ * still held by the node, the taker up), the rest by the computed failure plan. Version 1
+ * (no plan) is read as before.
+ */
 export const MemberFailed = Schema.TaggedStruct("MemberFailed", {
-  ...base,
+  v: Schema.Literals([EVENT_VERSION, MEMBER_FAILED_PLAN_VERSION]),
+  cause: Cause,
   node: NodeName,
   detectedBy: NodeName,
-  incarnation: Incarnation
+  incarnation: Incarnation,
+  plan: Schema.optionalKey(Schema.Array(PlannedTaker))
 })
 /** The server left the farm; anything it still owned is taken over. */
 export const MemberLeft = Schema.TaggedStruct("MemberLeft", { ...base, node: NodeName })

@@ -72,6 +72,74 @@ export const failurePlan = (state: FarmState, node: string): Array<BucketTable> 
     })
   })
 
+/** A bucket held by `node`: owned by it, or moving to or from it. */
+export const heldBy = (b: BucketState, node: string): boolean => b.owner === node || (b.state === "moving" && b.to === node)
+
+/**
+ * The failure plan of `node` with pinned takers (MemberFailed version 2): each listed
+ * bucket still held by `node` goes to its taker if that taker is up (and not `node`); every
+ * other bucket as {@link failurePlan}.
+ */
+export const pinnedFailurePlan = (state: FarmState, node: string, plan: ReadonlyArray<{ readonly table: number; readonly bucket: number; readonly to: string }>): Array<BucketTable> => {
+  const tables = failurePlan(state, node)
+  let copied: Array<boolean> | null = null
+  for (const p of plan) {
+    const t = state.tables[p.table]
+    if (t === undefined || p.to === node) continue
+    const b = t[p.bucket]
+    if (b === undefined || !heldBy(b, node)) continue
+    const taker = state.members.find((m) => m.name === p.to)
+    if (taker === undefined || !isEligible(taker)) continue
+    const cur = tables[p.table][p.bucket]
+    if (cur.owner === p.to && cur.state !== "moving") continue
+    if (copied === null) copied = []
+    if (copied[p.table] !== true) {
+      tables[p.table] = tables[p.table].slice()
+      copied[p.table] = true
+    }
+    ;(tables[p.table] as Array<BucketState>)[p.bucket] = { state: "taken-over", owner: p.to, from: node }
+  }
+  return tables
+}
+
+/**
+ * Undo the unhealthy plan of `node` for the listed buckets (MemberRecovered version 2): a
+ * bucket gets its listed state back only if it is still exactly what {@link failurePlan} made
+ * of that state (taken over from `node` by the receiver or a target, or back with the old
+ * owner of a move to `node`) and every other node named is up.
+ */
+export const restoredTables = (
+  state: FarmState,
+  node: string,
+  restore: ReadonlyArray<{ readonly table: number; readonly bucket: number; readonly owner: string; readonly to?: string; readonly handoff?: string }>
+): Array<BucketTable> => {
+  const tables: Array<BucketTable> = state.tables.slice()
+  const copied: Array<boolean> = []
+  const up = (name: string): boolean => name === node || state.members.some((m) => m.name === name && isEligible(m))
+  for (const r of restore) {
+    const t = tables[r.table]
+    if (t === undefined) continue
+    const cur = t[r.bucket]
+    if (cur === undefined) continue
+    let next: BucketState | null = null
+    if (r.to === undefined) {
+      // owned by node, taken over by a target
+      if (r.owner === node && cur.state === "taken-over" && cur.from === node) next = { state: "owned", owner: node }
+    } else if (r.handoff !== undefined && r.owner !== r.to && up(r.owner) && up(r.to)) {
+      // moving away from node: taken over by its receiver; moving to node: back with its old owner
+      if (r.owner === node && cur.state === "taken-over" && cur.from === node && cur.owner === r.to) next = { state: "moving", owner: node, to: r.to, handoff: r.handoff }
+      else if (r.to === node && cur.state === "owned" && cur.owner === r.owner) next = { state: "moving", owner: r.owner, to: node, handoff: r.handoff }
+    }
+    if (next === null) continue
+    if (copied[r.table] !== true) {
+      tables[r.table] = t.slice()
+      copied[r.table] = true
+    }
+    ;(tables[r.table] as Array<BucketState>)[r.bucket] = next
+  }
+  return tables
+}
+
 /** Buckets a member owns or is receiving, in all tables. */
 export const holdings = (state: FarmState, node: string): number =>
   state.tables.reduce((n, t) => n + t.filter((b) => b.owner === node || (b.state === "moving" && b.to === node)).length, 0)

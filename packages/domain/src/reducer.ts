@@ -5,7 +5,7 @@
  */
 import { Result, Schema } from "effect"
 import { decodeEvent, type FarmEvent } from "./events.ts"
-import { failurePlan } from "./plan.ts"
+import { failurePlan, pinnedFailurePlan, restoredTables } from "./plan.ts"
 import { tableCount } from "./rules.ts"
 import { type BucketState, type BucketTable, emptyTable, type FarmState, findMember, isEligible, type Member } from "./state.ts"
 
@@ -118,7 +118,9 @@ export const evolve = (state: FarmState, event: FarmEvent): Result.Result<FarmSt
     case "MemberRecovered": {
       const why = need(["unhealthy"])
       if (why) return reject(event, why)
-      return ok(withMember(state, event.node, (m) => ({ ...m, status: "up", unhealthy: null, suspectedBy: null })))
+      // version 2: a stale report the server never acknowledged: its buckets come back
+      const restored = event.restore === undefined ? state : { ...state, tables: restoredTables(state, event.node, event.restore) }
+      return ok(withMember(restored, event.node, (m) => ({ ...m, status: "up", unhealthy: null, suspectedBy: null })))
     }
     case "MemberSuspected": {
       const why = need(["joining", "up", "draining", "unhealthy"])
@@ -131,7 +133,8 @@ export const evolve = (state: FarmState, event: FarmEvent): Result.Result<FarmSt
       if (member!.incarnation !== event.incarnation) {
         return reject(event, `incarnation ${event.incarnation} is not the current one (${member!.incarnation})`)
       }
-      const planned = removeOwnership(state, event.node)
+      // version 2: the takers the survivors pinned ahead of the log, where still valid
+      const planned = event.plan === undefined ? removeOwnership(state, event.node) : { ...state, tables: pinnedFailurePlan(state, event.node, event.plan) }
       return ok(withMember(planned, event.node, (m) => ({ ...m, status: "down", suspectedBy: null })))
     }
     case "MemberLeft": {

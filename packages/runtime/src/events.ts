@@ -82,11 +82,11 @@ export const eventSummary = (e: Loose): string => {
     case "MemberUnhealthy":
       return `${str(e.node)} unhealthy${e.checker ? `: ${str(e.checker)}` : ""}${e.reason ? ` (${str(e.reason)})` : ""}`
     case "MemberRecovered":
-      return `${str(e.node)} recovered`
+      return `${str(e.node)} recovered${Array.isArray(e.restore) ? ` (stale unhealthy report withdrawn, ${e.restore.length} buckets restored)` : ""}`
     case "MemberSuspected":
       return `${str(e.node)} suspected by ${str(e.by)}`
     case "MemberFailed":
-      return `${str(e.node)} failed (incarnation ${str(e.incarnation)}), detected by ${str(e.detectedBy)}`
+      return `${str(e.node)} failed (incarnation ${str(e.incarnation)}), detected by ${str(e.detectedBy)}${Array.isArray(e.plan) ? `, pinned plan of ${e.plan.length} buckets` : ""}`
     case "MemberLeft":
       return `${str(e.node)} left`
     case "DrainStarted":

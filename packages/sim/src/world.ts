@@ -385,8 +385,8 @@ export class World {
         if (p.idx < this.serverCount) this.setFilter(p.idx, a.tables, a.deadlineMs)
         return
       case "Log":
-        if (a.op === "takeover" || a.op === "takeover-ended" || a.op === "suspicion-ended" || a.op === "fenced" || a.op === "unfenced" || a.op === "suspect" || a.op === "exit") {
-          this.note(a.op, p.name, String(a.fields.peer ?? "") + (a.fields.taken === true ? " (taken over elsewhere)" : ""))
+        if (a.op === "takeover" || a.op === "takeover-ended" || a.op === "suspicion-ended" || a.op === "fenced" || a.op === "unfenced" || a.op === "suspect" || a.op === "exit" || a.op === "pin" || a.op === "pin-agreed" || a.op === "pin-unavailable" || a.op.startsWith("stale-report")) {
+          this.note(a.op, p.name, String(a.fields.peer ?? "") + (a.fields.taken === true ? " (taken over elsewhere)" : "") + (a.fields.seq !== undefined && a.op.startsWith("pin") ? ` @${a.fields.seq}` : ""))
         }
         return
       case "Exit":

@@ -29,7 +29,12 @@ import {
   MAX_TABLES,
   BUCKETS,
   rebalanceMoves,
-  holdings
+  holdings,
+  failurePlan,
+  heldBy,
+  MEMBER_FAILED_PLAN_VERSION,
+  type PlannedTaker,
+  type RestoredBucket
 } from "@vipfarm/domain"
 import { Result } from "effect"
 import { leaseDeadline, majoritySuspects, type OwnSuspicion, type PeerView } from "./liveness.ts"
@@ -45,6 +50,29 @@ const claimant = (state: FarmState, t: number, b: number): string | null => {
   return s.state === "moving" ? s.to : s.owner
 }
 
+/** How long a node keeps a stale unhealthy report unacknowledged while it withdraws it (§8). */
+const STALE_REPORT_MAX_MS = 5000
+
+/** Folded states kept by seq, for failure plans pinned to an earlier position (§4). */
+const HISTORY = 512
+
+/**
+ * A taken-over peer's failure plan, pinned to the folded state at `seq` (the lowest heard):
+ * the takers do not change with entries folded while the peer is taken over.
+ */
+interface Pin {
+  readonly incarnation: number
+  readonly seq: number
+  /** bucket -> taker, computed once the state at `seq` is folded (null: not yet). */
+  plan: Array<PlannedTaker> | null
+  /** Every live peer heard publishes the same pin: this node may claim its takings. */
+  agreed: boolean
+  /** Buckets (table*BUCKETS+bucket) this node takes from the peer in the effective state. */
+  held: Array<number>
+  /** When it was pinned (local clock). */
+  readonly at: number
+}
+
 /** The pure controller of one node. */
 export class NodeController {
   readonly config: ControllerConfig
@@ -52,6 +80,10 @@ export class NodeController {
   private effective: FarmState
   private overlay: Array<string> = []
   private knownHead = 0
+  /** The folded log reached the known head once: from then on a lag does not unserve (acks keep claims safe). */
+  private caughtUp = false
+  /** The last computed tables are this process's own serving tables (not the zero tables of a new process). */
+  private prevServed = false
   private readonly peers = new Map<string, PeerView>()
   private readonly suspicions = new Map<string, OwnSuspicion>()
   private readonly startedAt: number
@@ -63,15 +95,26 @@ export class NodeController {
   private lastEmittedTables: Uint8Array | null = null
   private lastEmittedDeadline = -1
   /** Buckets (table*BUCKETS+bucket) held back until `peer` folded `seq`. */
-  private readonly waits = new Map<number, { peer: string; seq: number }>()
+  private readonly waits = new Map<number, { peer: string; seq: number; inbound: boolean }>()
   /** Seq at which a node was last removed by the log (MemberFailed / MemberLeft). */
   private readonly removedAt = new Map<string, number>()
   private readonly handoffStart = new Map<string, number>()
+  /** Folded states by seq (the last HISTORY). */
+  private readonly history = new Map<number, FarmState>()
+  /** Pinned failure plans of taken-over peers. */
+  private readonly pins = new Map<string, Pin>()
   private inflight: { msgId: string; at: number } | null = null
   private waitSeq = 0
   private retryAt = 0
   private readonly refused = new Set<string>()
   private healthy = false
+  /**
+   * This node's own MemberUnhealthy folded (at `seq`) while its application was healthy again
+   * (a report decided during a log stall): the node keeps its tables and does not acknowledge
+   * the entry (heartbeat seq < `seq`), so no peer claims its buckets, until its MemberRecovered
+   * with the buckets restored folds (§8).
+   */
+  private staleReport: { readonly seq: number; readonly since: number } | null = null
   /** The failing checker and its error, reported with ReportUnhealthy. */
   private failing: { readonly checker: string; readonly reason: string } = { checker: "app", reason: "unhealthy" }
   private wantDrain = false
@@ -98,6 +141,7 @@ export class NodeController {
     this.config = config
     this.folded = initialState(config.farm)
     this.effective = this.folded
+    this.history.set(this.folded.seq, this.folded)
     this.startedAt = now
     this.lastTickAt = now
     this.nextHeartbeat = now
@@ -120,6 +164,8 @@ export class NodeController {
     if (seq > this.knownHead) this.knownHead = seq
     const before = this.folded
     this.folded = applyEntry(this.folded, entry)
+    this.history.set(seq, this.folded)
+    this.history.delete(seq - HISTORY)
     if (this.folded.rejected !== before.rejected) this.log("entry-rejected", { seq, reason: this.folded.lastRejection?.reason ?? "" })
     // a record is one event or a batch {v, events} decided together (domain applyEntry)
     const batch = (entry as { events?: unknown } | null)?.events
@@ -127,7 +173,13 @@ export class NodeController {
       if (e === null || typeof e !== "object") continue
       if (e._tag === "HandoffStarted" && typeof e.handoff === "string") this.handoffStart.set(e.handoff, now)
       if ((e._tag === "MemberFailed" || e._tag === "MemberLeft") && typeof e.node === "string") this.removedAt.set(e.node, seq)
+      if (e._tag === "MemberUnhealthy" && e.node === this.config.node && this.config.role === "server" && this.healthy && this.staleReport === null &&
+        findMember(this.folded, this.config.node)?.status === "unhealthy" && this.caughtUp) {
+        this.staleReport = { seq, since: now }
+        this.log("stale-report", { seq })
+      }
     }
+    if (this.staleReport !== null && findMember(this.folded, this.config.node)?.status !== "unhealthy") this.endStaleReport("recovered")
     this.refreshEffective(now, seq)
     this.heartbeatSoon = true
   }
@@ -146,6 +198,7 @@ export class NodeController {
       const removed = this.removedAt.get(hb.node)
       if (hb.incarnation > s.incarnation || (removed !== undefined && hb.seq >= removed)) {
         this.suspicions.delete(hb.node)
+        this.pins.delete(hb.node)
         this.log("suspicion-ended", { peer: hb.node, incarnation: hb.incarnation })
       } else {
         s.heardAgain = true
@@ -162,8 +215,9 @@ export class NodeController {
         break
       }
     }
-    for (const x of hb.suspects) if (x.taken === true) this.markTaken(x.node, x.incarnation, now)
+    for (const x of hb.suspects) if (x.taken === true) this.markTaken(x.node, x.incarnation, now, x.planSeq)
     if (this.waits.size > 0) this.checkWaits(now)
+    if (this.overlay.length > 0) this.updateAgreement(now)
   }
 
   /** The answer to the append in flight. */
@@ -188,6 +242,40 @@ export class NodeController {
   onAppHealth(healthy: boolean, failing?: { readonly checker: string; readonly reason: string }): void {
     this.healthy = healthy
     if (!healthy && failing !== undefined) this.failing = failing
+    // unhealthy again: the report holds after all
+    if (!healthy && this.staleReport !== null) this.endStaleReport("unhealthy")
+  }
+
+  private endStaleReport(why: string): void {
+    this.staleReport = null
+    this.tablesDirty = true
+    this.flowCountFresh = false
+    this.heartbeatSoon = true
+    this.log("stale-report-ended", { why })
+  }
+
+  /**
+   * The buckets this node's stale MemberUnhealthy (at `seq`) took, as they were before it,
+   * where the folded state still has them as the report's plan left them.
+   */
+  private restoreOf(seq: number): Array<RestoredBucket> | null {
+    const pre = this.history.get(seq - 1)
+    const post = this.history.get(seq)
+    if (pre === undefined || post === undefined) return null
+    const me = this.config.node
+    const out: Array<RestoredBucket> = []
+    for (let t = 0; t < pre.tables.length; t++) {
+      const a = pre.tables[t]
+      const b = post.tables[t]
+      const c = this.folded.tables[t]
+      if (a === b || b === undefined || c === undefined) continue
+      for (let i = 0; i < a.length; i++) {
+        const x = a[i]
+        if (!heldBy(x, me) || sameBucket(b[i], x) || !sameBucket(c[i], b[i])) continue
+        out.push(x.state === "moving" ? { table: t, bucket: i, owner: x.owner!, to: x.to, handoff: x.handoff } : { table: t, bucket: i, owner: me })
+      }
+    }
+    return out
   }
 
   /**
@@ -268,9 +356,12 @@ export class NodeController {
     // after a pause of this process (SIGSTOP, a stalled host) peers' silence is our own: give them time
     if (now - this.lastTickAt > 2 * this.config.heartbeatMs) this.resumedAt = now
     this.lastTickAt = now
+    // a stale report that cannot be withdrawn in time (the log stalls again) is accepted
+    if (this.staleReport !== null && now - this.staleReport.since >= STALE_REPORT_MAX_MS) this.endStaleReport("timeout")
     this.updateSuspicions(now)
     this.updateOverlay(now)
     if (this.waits.size > 0) this.checkWaits(now)
+    if (this.overlay.length > 0) this.updateAgreement(now)
     this.updateDeadline(now)
     if (now >= this.nextHeartbeat || this.heartbeatSoon) this.publishHeartbeat(now)
     if (this.config.role === "server") this.reconcile(now)
@@ -363,12 +454,14 @@ export class NodeController {
       } else if (s.incarnation !== m.incarnation && m.incarnation > s.incarnation) {
         // the log says the peer rejoined: its old incarnation owns nothing any more
         this.suspicions.delete(m.name)
+        this.pins.delete(m.name)
       } else if (!s.heardAgain || s.taken) {
         // a taken-over peer stays suspected until the log removes it (it must rejoin: its
         // buckets went to others, who may hold flows in them)
         s.until = Math.max(s.until, now + this.config.holdMs)
       } else if (now >= s.until && this.removedAt.get(m.name) === undefined) {
         this.suspicions.delete(m.name)
+        this.pins.delete(m.name)
         const p = this.peers.get(m.name)
         if (p !== undefined && p.last !== null) {
           // heard again meanwhile: grant from its latest heartbeat on
@@ -387,10 +480,11 @@ export class NodeController {
    * crashed one restarts while the log stalls), the overlay would end with them and the
    * takers would drop the flows they accepted in its buckets.
    */
-  private markTaken(node: string, incarnation: number, now: number): void {
+  private markTaken(node: string, incarnation: number, now: number, planSeq?: number): void {
     if (node === this.config.node) return
     const m = findMember(this.folded, node)
     if (m === undefined || m.status === "down" || m.incarnation !== incarnation) return
+    this.pinAt(node, incarnation, planSeq ?? this.folded.seq, now)
     const s = this.suspicions.get(node)
     if (s !== undefined) {
       if (s.incarnation !== incarnation || s.taken) return
@@ -402,6 +496,109 @@ export class NodeController {
       this.log("suspect", { peer: node, incarnation, taken: true })
     }
     this.heartbeatSoon = true
+  }
+
+  /**
+   * Pin `node`'s failure plan to the folded state at `seq`, or to a lower seq heard from a
+   * peer (all survivors converge on the lowest; a state no longer kept is not adopted).
+   */
+  private pinAt(node: string, incarnation: number, seq: number, now: number, refresh = true): void {
+    const p = this.pins.get(node)
+    if (p !== undefined && p.incarnation === incarnation && p.seq <= seq) return
+    if (p !== undefined && p.incarnation === incarnation && !this.history.has(seq)) {
+      this.log("pin-unavailable", { peer: node, seq, pinned: p.seq })
+      return
+    }
+    this.pins.set(node, { incarnation, seq, plan: null, agreed: false, held: [], at: now })
+    this.log("pin", { peer: node, seq })
+    this.heartbeatSoon = true
+    if (refresh && this.overlay.includes(node)) this.refreshEffective(now, -1)
+  }
+
+  /** The pinned plan of `node` (null until the state it is pinned to is folded). */
+  private planOf(node: string): Array<PlannedTaker> | null {
+    const pin = this.pins.get(node)
+    if (pin === undefined) return null
+    if (pin.plan !== null) return pin.plan
+    const st = this.history.get(pin.seq)
+    if (st === undefined) return null
+    const tables = failurePlan(st, node)
+    const plan: Array<PlannedTaker> = []
+    for (let t = 0; t < st.tables.length; t++) {
+      const before = st.tables[t]
+      const after = tables[t]
+      if (before === after) continue
+      for (let b = 0; b < before.length; b++) {
+        if (!heldBy(before[b], node)) continue
+        const to = after[b].owner
+        if (to !== null && to !== node) plan.push({ table: t, bucket: b, to })
+      }
+    }
+    pin.plan = plan
+    return plan
+  }
+
+  /**
+   * The takers of `node`'s buckets in the effective state (the pinned plan as applied here,
+   * with every peer taken over at once): what DeclareFailed records, so that the log lands the
+   * failures on the same takers in whatever order they are appended.
+   */
+  private appliedPlan(node: string): Array<PlannedTaker> {
+    const plan: Array<PlannedTaker> = []
+    for (let t = 0; t < this.folded.tables.length; t++) {
+      const before = this.folded.tables[t]
+      const after = this.effective.tables[t]
+      if (after === undefined || before === after) continue
+      for (let b = 0; b < before.length; b++) {
+        if (!heldBy(before[b], node)) continue
+        const to = after[b].owner
+        if (to !== null && to !== node) plan.push({ table: t, bucket: b, to })
+      }
+    }
+    return plan
+  }
+
+  /**
+   * Whether every live peer this node hears publishes the same pin of `node` as this node:
+   * only then does it claim its takings (two survivors with plans pinned at different seqs
+   * would otherwise both take a bucket).
+   */
+  private pinAgreed(node: string, now: number): boolean {
+    const pin = this.pins.get(node)
+    if (pin === undefined || pin.plan === null) return false
+    const me = this.config.node
+    for (const m of this.folded.members) {
+      if (m.name === me || m.name === node || m.status === "down" || this.overlay.includes(m.name) || this.suspicions.has(m.name)) continue
+      const p = this.peers.get(m.name)
+      if (p === undefined || p.last === null || now - p.acceptedAt >= this.config.expireAfterMs) continue
+      let same = false
+      for (const x of p.last.suspects) {
+        if (x.node === node) {
+          same = x.taken === true && x.incarnation === pin.incarnation && x.planSeq === pin.seq
+          break
+        }
+      }
+      if (!same) return false
+    }
+    return true
+  }
+
+  private updateAgreement(now: number): void {
+    let changed = false
+    for (const n of this.overlay) {
+      const pin = this.pins.get(n)
+      if (pin === undefined) continue
+      const a = this.planOf(n) !== null && this.pinAgreed(n, now)
+      if (a !== pin.agreed) {
+        pin.agreed = a
+        if (pin.held.length > 0) changed = true
+        if (a) this.log("pin-agreed", { peer: n, seq: pin.seq })
+      }
+    }
+    if (changed) {
+      this.tablesDirty = true
+      this.flowCountFresh = false
+    }
   }
 
   private suspicionOf(voter: string, node: string): Suspicion | undefined {
@@ -428,7 +625,11 @@ export class NodeController {
       const voters = this.voters()
       for (const m of this.folded.members) {
         if (m.status === "down" || m.name === this.config.node) continue
-        if (majoritySuspects(voters, m.name, m.incarnation, now, this.config.fenceAfterMs, (v) => this.suspicionOf(v, m.name))) {
+        // once applied, the overlay stands while this node's taken suspicion does (renewed until the
+        // log removes the peer): a slow node seeing the majority's suspicions late let it flap
+        const own = this.suspicions.get(m.name)
+        const sticky = this.overlay.includes(m.name) && own !== undefined && own.taken && own.incarnation === m.incarnation
+        if (sticky || majoritySuspects(voters, m.name, m.incarnation, now, this.config.fenceAfterMs, (v) => this.suspicionOf(v, m.name))) {
           next.push(m.name)
         }
       }
@@ -452,13 +653,35 @@ export class NodeController {
   private refreshEffective(now: number, seq: number): void {
     const before = this.effective
     let s = this.folded
-    const kept: Array<string> = []
-    for (const n of this.overlay) {
+    const me = this.config.node
+    const kept = this.overlay.filter((n) => {
       const m = findMember(s, n)
-      if (m === undefined || m.status === "down") continue
-      kept.push(n)
-      const ev: FarmEvent = { _tag: "MemberFailed", v: EVENT_VERSION, cause: { kind: "lease", by: this.config.node }, node: n, detectedBy: this.config.node, incarnation: m.incarnation }
+      return m !== undefined && m.status !== "down"
+    })
+    for (const n of kept) {
+      const m = findMember(s, n)!
+      if (this.pins.get(n)?.incarnation !== m.incarnation) this.pinAt(n, m.incarnation, this.folded.seq, now, false)
+      const pinned = this.planOf(n)
+      // a pinned taker that is taken over too takes nothing (its buckets follow its own plan)
+      const plan = pinned === null || kept.length === 1 ? pinned : pinned.filter((x) => !kept.includes(x.to))
+      const cause: Cause = { kind: "lease", by: me }
+      const ev: FarmEvent = plan === null
+        ? { _tag: "MemberFailed", v: EVENT_VERSION, cause, node: n, detectedBy: me, incarnation: m.incarnation }
+        : { _tag: "MemberFailed", v: MEMBER_FAILED_PLAN_VERSION, cause, node: n, detectedBy: me, incarnation: m.incarnation, plan }
+      const prev = s
       s = applyEvent(s, ev)
+      // what this node takes from n: held back until the pin is agreed
+      const held: Array<number> = []
+      for (let t = 0; t < s.tables.length; t++) {
+        const ta = prev.tables[t]
+        if (ta === s.tables[t]) continue
+        for (let b = 0; b < BUCKETS; b++) if (heldBy(ta[b], n) && claimant(s, t, b) === me) held.push(t * BUCKETS + b)
+      }
+      const pin = this.pins.get(n)
+      if (pin !== undefined) {
+        pin.held = held
+        if (plan === null) pin.agreed = false
+      }
     }
     this.overlay = kept
     this.effective = s
@@ -482,11 +705,24 @@ export class NodeController {
           continue
         }
         const prev = claimant(before, t, b)
-        if (prev === me || prev === null) continue
-        if (this.overlay.includes(prev)) continue
-        const pm = findMember(this.folded, prev)
+        let peer = prev
+        let inbound = false
+        if (prev === me) {
+          // the receiver of a move becomes its owner (hand-off completed, the old owner failed its
+          // checks): it takes the old owner's established flows only once the old owner folded
+          // that, as the old owner keeps accepting them until then (seed 69, old timing: a UDP
+          // packet accepted twice); meanwhile it keeps taking new flows only (MOVING_IN)
+          const x = ta?.[b]
+          const y = tb?.[b]
+          if (x === undefined || y === undefined || x.state !== "moving" || y.state === "moving" || x.owner === null || x.owner === me) continue
+          peer = x.owner
+          inbound = true
+        }
+        if (peer === null) continue
+        if (this.overlay.includes(peer)) continue
+        const pm = findMember(this.folded, peer)
         if (pm !== undefined && pm.status === "down") continue // taken by the log after a majority proved it fenced
-        this.waits.set(idx, { peer: prev, seq: seq > 0 ? seq : this.folded.seq })
+        this.waits.set(idx, { peer, seq: seq > 0 ? seq : this.folded.seq, inbound })
       }
     }
     if (this.waits.size > 0) this.checkWaits(now)
@@ -522,16 +758,38 @@ export class NodeController {
 
   private serving(): boolean {
     if (this.exited || this.config.role !== "server") return false
-    if (this.folded.seq < this.knownHead) return false
+    // a new process serves only once caught up; later, a log reader lagging behind the head
+    // keeps the tables it has (a peer claims this node's buckets only after its ack, §5)
+    if (!this.caughtUp) {
+      if (this.folded.seq < this.knownHead) return false
+      this.caughtUp = true
+    }
     const m = findMember(this.folded, this.config.node)
     return m !== undefined && m.status !== "down"
   }
 
   private computeTables(): Uint8Array {
-    if (!this.serving()) return ZERO_TABLES
+    if (!this.serving()) {
+      this.prevServed = false
+      return ZERO_TABLES
+    }
+    // a stale unhealthy report being withdrawn: keep serving what this node served before it
+    if (this.staleReport !== null && this.prevServed) return this.tables
     const t = localTables(this.effective.tables, this.config.node)
-    // held back: keep the flows this server holds (as moving out), take no new ones
-    for (const idx of this.waits.keys()) t[idx] = LocalBucket.MOVING_OUT
+    // held back: keep the flows this server holds (as moving out), take no new ones; a bucket
+    // it did not serve stays foreign (flows it held there before losing it, e.g. before its
+    // failure or unhealthy report, are no longer its own: their packets go to the owner)
+    // (a restarted daemon's first tables keep MOVING_OUT: the filter it inherits served them)
+    const prev = this.prevServed ? this.tables : null
+    this.prevServed = true
+    const hold = (idx: number): number => (prev !== null && prev[idx] === LocalBucket.FOREIGN ? LocalBucket.FOREIGN : LocalBucket.MOVING_OUT)
+    for (const [idx, w] of this.waits) t[idx] = !w.inbound ? hold(idx) : t[idx] === LocalBucket.OWNED ? LocalBucket.MOVING_IN : t[idx]
+    // takings from a peer whose pinned plan the live peers do not all publish yet
+    for (const n of this.overlay) {
+      const pin = this.pins.get(n)
+      if (pin === undefined || pin.agreed) continue
+      for (const idx of pin.held) t[idx] = hold(idx)
+    }
     return t
   }
 
@@ -608,12 +866,19 @@ export class NodeController {
     }
     const suspects: Array<Suspicion> = []
     for (const s of this.suspicions.values()) {
-      suspects.push(s.taken ? { node: s.node, incarnation: s.incarnation, heard: s.heard, until: s.until, taken: true } : { node: s.node, incarnation: s.incarnation, heard: s.heard, until: s.until })
+      const pin = s.taken ? this.pins.get(s.node) : undefined
+      suspects.push(
+        s.taken
+          ? pin !== undefined && pin.incarnation === s.incarnation
+            ? { node: s.node, incarnation: s.incarnation, heard: s.heard, until: s.until, taken: true, planSeq: pin.seq }
+            : { node: s.node, incarnation: s.incarnation, heard: s.heard, until: s.until, taken: true }
+          : { node: s.node, incarnation: s.incarnation, heard: s.heard, until: s.until }
+      )
     }
     const hb: Heartbeat = {
       node: this.config.node,
       incarnation: this.incarnation,
-      seq: this.folded.seq,
+      seq: this.staleReport !== null ? Math.min(this.folded.seq, this.staleReport.seq - 1) : this.folded.seq,
       sentAt: now,
       echo,
       suspects,
@@ -663,11 +928,19 @@ export class NodeController {
     if (now < this.retryAt || this.folded.seq < this.waitSeq || this.folded.seq < this.knownHead) return
     const me = this.config.node
     const seq = this.folded.seq
-    // 1. failures proven by a majority: make the log say so (first, in name order)
+    // 1. failures proven by a majority: make the log say so (first, in name order); a node
+    // without a lease (itself taken over, e.g. restarted during a stall) records no plan: its
+    // own buckets would be in it
     for (const n of this.overlay) {
       const m = findMember(this.folded, n)
       if (m === undefined || m.status === "down") continue
-      if (this.append({ _tag: "DeclareFailed", node: n, by: me, cause: { kind: "lease", by: me } }, `failed-${n}-${m.incarnation}`, now)) return
+      if (this.config.role === "server" && now >= this.deadline) return
+      // the log records the takers this node applied (the same pin as every live peer once agreed)
+      const pin = this.pins.get(n)
+      // once agreed (or, with a peer that never publishes a pin, after expireAfterMs)
+      if (pin === undefined || this.planOf(n) === null || (!pin.agreed && now - pin.at < this.config.expireAfterMs)) return
+      const plan = this.appliedPlan(n)
+      if (this.append({ _tag: "DeclareFailed", node: n, by: me, cause: { kind: "lease", by: me }, plan }, `failed-${n}-${m.incarnation}`, now)) return
     }
     // wait only while a proven failure is not in the log yet (a dead peer stays suspected for ever)
     if (this.overlay.some((n) => { const x = findMember(this.folded, n); return x !== undefined && x.status !== "down" })) return
@@ -705,7 +978,11 @@ export class NodeController {
         if (this.append({ _tag: "Drain", node: me, cause: c }, `drain-${me}-${m.incarnation}@${seq}`, now)) return
       }
     } else if (m.status === "unhealthy") {
-      if (this.healthy && leased && this.append({ _tag: "ReportRecovered", node: me, cause: { kind: "checker", by: me } }, `recovered-${me}-${m.incarnation}@${seq}`, now)) return
+      const restore = this.staleReport !== null ? this.restoreOf(this.staleReport.seq) : null
+      const cmd: Command = restore !== null && restore.length > 0
+        ? { _tag: "ReportRecovered", node: me, cause: { kind: "checker", by: me, detail: "stale unhealthy report withdrawn" }, restore }
+        : { _tag: "ReportRecovered", node: me, cause: { kind: "checker", by: me } }
+      if (this.healthy && leased && this.append(cmd, `recovered-${me}-${m.incarnation}@${seq}`, now)) return
     } else if (m.status === "draining") {
       if (!this.wantDrain && this.healthy && leased && this.append({ _tag: "Resume", node: me, cause: c }, `resume-${me}-${m.incarnation}@${seq}`, now)) return
     }
@@ -725,6 +1002,9 @@ export class NodeController {
     }
   }
 }
+
+const sameBucket = (a: { state: string; owner: string | null }, b: { state: string; owner: string | null }): boolean =>
+  a === b || JSON.stringify(a) === JSON.stringify(b)
 
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => {
   if (a === b) return true

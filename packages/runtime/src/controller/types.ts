@@ -63,6 +63,12 @@ export interface Suspicion {
    * its heartbeat shows it folded that, or it rejoins with a new incarnation. Absent: false.
    */
   readonly taken?: boolean
+  /**
+   * With `taken`: the log sequence whose folded state the author's failure plan of the node
+   * is pinned to (PROTOCOL.md §4). Survivors adopt the lowest one they hear and claim the
+   * node's buckets only once every live peer they hear publishes the same.
+   */
+  readonly planSeq?: number
 }
 
 /** A heartbeat, published over core NATS every heartbeatMs and on important changes. */
