@@ -1,6 +1,6 @@
 /**
  * `VIPFARM_CPU_PROFILE=FILE`: profile the daemon's CPU from when it is ready until it stops
- * and write a .cpuprofile (Chrome DevTools, speedscope). `node --cpu-prof` cannot be used:
+ * and write a .cpuprofile (Chrome DevTools, speedscope); `{node}` in FILE becomes the node name. `node --cpu-prof` cannot be used:
  * its sampling signals interrupt the BPF verifier (EAGAIN) while the filter loads.
  */
 import { Effect } from "effect"
@@ -12,10 +12,10 @@ const post = (s: Session, method: string, params?: object) =>
   new Promise<unknown>((resolve, reject) => s.post(method, params ?? {}, (e, r) => (e ? reject(e) : resolve(r))))
 
 /** Profile until the scope closes, when `file` is set. */
-export const profileCpuScoped = (file: string | undefined, node: string) =>
-  file === undefined || file === ""
-    ? Effect.void
-    : Effect.acquireRelease(
+export const profileCpuScoped = (path: string | undefined, node: string) => {
+  if (path === undefined || path === "") return Effect.void
+  const file = path.replaceAll("{node}", node)
+  return Effect.acquireRelease(
         Effect.promise(async () => {
           const s = new Session()
           s.connect()
@@ -32,3 +32,4 @@ export const profileCpuScoped = (file: string | undefined, node: string) =>
             s.disconnect()
           })
       )
+}
