@@ -314,6 +314,14 @@ const schedule = (w: World, traffic: Traffic, apps: SimApps | null, timeline: Re
           })
           return
         }
+        case "reader-stall": {
+          w.faultBegins()
+          const p = proc(w, e.node)
+          if (!p?.running) return
+          p.readerStallUntil = w.now + durationOf(e.for)
+          w.note("reader-stall", p.name, `${durationOf(e.for)} ms`)
+          return
+        }
         case "weight": {
           const p = proc(w, e.node)
           if (p) p.weight = e.weight

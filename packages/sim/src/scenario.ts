@@ -79,6 +79,8 @@ export const TimelineEntry = Schema.Union([
   Schema.Struct({ ...node, do: Action("app-broken"), for: Schema.optionalKey(Duration) }),
   Schema.Struct({ ...node, do: Action("pause"), for: Duration }),
   Schema.Struct({ ...node, do: Action("slow"), delay: Duration, for: Duration }),
+  /** The server's log reader stops delivering for `for` (its consumer's NATS node was cut off); the rest of it runs. */
+  Schema.Struct({ ...node, do: Action("reader-stall"), for: Duration }),
   Schema.Struct({ ...node, do: Action("weight"), weight: Weight }),
   Schema.Struct({ at: Duration, do: Action("partition"), groups: Schema.Array(Schema.Array(Name)), for: Schema.optionalKey(Duration) }),
   Schema.Struct({ at: Duration, do: Action("cut"), a: Name, b: Name, oneWay: Schema.optionalKey(Schema.Boolean), for: Schema.optionalKey(Duration) }),
@@ -95,7 +97,7 @@ export type TimelineEntry = typeof TimelineEntry.Type
 
 /** Every timeline action name. */
 export const timelineActions = [
-  "crash", "kill", "restart", "stop", "start", "drain", "resume", "unhealthy", "healthy", "app-crash", "app-broken", "pause", "slow", "weight",
+  "crash", "kill", "restart", "stop", "start", "drain", "resume", "unhealthy", "healthy", "app-crash", "app-broken", "pause", "slow", "reader-stall", "weight",
   "partition", "cut", "heal", "nats-leader-kill", "nats-node-down", "nats-node-up", "syn-flood", "rolling-restart", "scale"
 ] as const
 

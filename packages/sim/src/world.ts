@@ -29,6 +29,8 @@ export interface Proc {
   paused: boolean
   pausedQueue: Array<() => void>
   slowMs: number
+  /** Until then the log reader delivers nothing (a consumer on a cut-off NATS node). */
+  readerStallUntil: number
   healthy: boolean
   boot: number
   logDelivered: number
@@ -138,7 +140,7 @@ export class World {
       const isServer = idx < this.serverCount
       this.procs.push({
         idx, name, role: isServer ? "server" : "witness", weight: isServer ? setup.servers[idx].weight : 0,
-        ctl: null, running: false, paused: false, pausedQueue: [], slowMs: 0, healthy: true, boot: 0, logDelivered: 0,
+        ctl: null, running: false, paused: false, pausedQueue: [], slowMs: 0, readerStallUntil: 0, healthy: true, boot: 0, logDelivered: 0,
         intent: false, crashed: false, appDown: false
       })
     })
@@ -259,6 +261,7 @@ export class World {
     p.paused = false
     p.pausedQueue = []
     p.slowMs = 0
+    p.readerStallUntil = 0
     p.intent = true
     p.logDelivered = 0
     // a restarted daemon (after a kill) counts again as an owner of the buckets it left
@@ -499,7 +502,7 @@ export class World {
     const boot = p.boot
     this.at(this.now + delay, `log-delivery ${p.name}`, () => {
       if (p.boot !== boot || !p.running || p.ctl === null || p.paused) return
-      if (p.logDelivered >= this.log.length || !this.logReachable(p.idx)) return
+      if (p.logDelivered >= this.log.length || !this.logReachable(p.idx) || this.now < p.readerStallUntil) return
       this.input(p, () => {
         const ctl = p.ctl!
         ctl.onLogHead(this.log.length)
