@@ -74,4 +74,16 @@ describe("protocol races found by the simulator (issue 5)", () => {
     expect(r.violations).toEqual([])
     expect(r.timeline.some((l) => l.kind === "takeover-ended" && l.node === "s1" && l.detail === "s4")).toBe(false)
   })
+
+  it("takings the pinned plan does not name wait for the log: two peers failing at once (sweep seed 1742)", () => {
+    // s2 and s1 paused 120 ms apart: s3 recorded s2's failure (giving some of its buckets to s1)
+    // before it took s1 over, s4 had taken both over at once; their fresh plans for those
+    // buckets differed (two live owners while the pinned plan was the only guard)
+    const timeline = [
+      { at: 657, do: "pause", node: "s1", for: 1661 }, { at: 538, do: "pause", node: "s2", for: 2675 }, { at: 1034, do: "pause", node: "s3", for: 1863 },
+      { at: 3383, do: "cut", a: "s4", b: "s3", oneWay: false, for: 819 }, { at: 472, do: "cut", a: "s4", b: "s1", oneWay: true, for: 2340 }
+    ] as Scenario["timeline"]
+    const r = runScenario(generated(timeline), { seed: 1742, stopOnViolation: true })
+    expect(r.violations).toEqual([])
+  })
 })

@@ -69,6 +69,13 @@ interface Pin {
   agreed: boolean
   /** Buckets (table*BUCKETS+bucket) this node takes from the peer in the effective state. */
   held: Array<number>
+  /**
+   * Of those, the ones the pinned plan does not give this node (computed afresh: the bucket
+   * reached the peer after the pin, or its pinned taker is taken over too): their takers depend
+   * on each node's folded state, so they also wait until every live member heard acked this
+   * node's folded seq.
+   */
+  unpinned: Array<number>
   /** When it was pinned (local clock). */
   readonly at: number
 }
@@ -103,6 +110,8 @@ export class NodeController {
   private readonly history = new Map<number, FarmState>()
   /** Pinned failure plans of taken-over peers. */
   private readonly pins = new Map<string, Pin>()
+  /** Every live member heard has folded this node's folded seq: unpinned takings may be claimed. */
+  private peersCaughtUp = false
   private inflight: { msgId: string; at: number } | null = null
   private waitSeq = 0
   private retryAt = 0
@@ -509,7 +518,7 @@ export class NodeController {
       this.log("pin-unavailable", { peer: node, seq, pinned: p.seq })
       return
     }
-    this.pins.set(node, { incarnation, seq, plan: null, agreed: false, held: [], at: now })
+    this.pins.set(node, { incarnation, seq, plan: null, agreed: false, held: [], unpinned: [], at: now })
     this.log("pin", { peer: node, seq })
     this.heartbeatSoon = true
     if (refresh && this.overlay.includes(node)) this.refreshEffective(now, -1)
@@ -583,8 +592,25 @@ export class NodeController {
     return true
   }
 
+  /** Whether every live member this node hears (as in {@link pinAgreed}) acked its folded seq. */
+  private allCaughtUp(now: number): boolean {
+    const me = this.config.node
+    for (const m of this.folded.members) {
+      if (m.name === me || m.status === "down" || this.overlay.includes(m.name) || this.suspicions.has(m.name)) continue
+      const p = this.peers.get(m.name)
+      if (p === undefined || p.last === null || now - p.acceptedAt >= this.config.expireAfterMs) continue
+      if (p.last.seq < this.folded.seq) return false
+    }
+    return true
+  }
+
   private updateAgreement(now: number): void {
     let changed = false
+    const caughtUp = this.allCaughtUp(now)
+    if (caughtUp !== this.peersCaughtUp) {
+      this.peersCaughtUp = caughtUp
+      for (const n of this.overlay) if ((this.pins.get(n)?.unpinned.length ?? 0) > 0) changed = true
+    }
     for (const n of this.overlay) {
       const pin = this.pins.get(n)
       if (pin === undefined) continue
@@ -672,14 +698,28 @@ export class NodeController {
       s = applyEvent(s, ev)
       // what this node takes from n: held back until the pin is agreed
       const held: Array<number> = []
+      const unpinned: Array<number> = []
+      let mine: Set<number> | null = null
       for (let t = 0; t < s.tables.length; t++) {
         const ta = prev.tables[t]
         if (ta === s.tables[t]) continue
-        for (let b = 0; b < BUCKETS; b++) if (heldBy(ta[b], n) && claimant(s, t, b) === me) held.push(t * BUCKETS + b)
+        for (let b = 0; b < BUCKETS; b++) {
+          if (!heldBy(ta[b], n) || claimant(s, t, b) !== me) continue
+          const idx = t * BUCKETS + b
+          held.push(idx)
+          if (mine === null) {
+            mine = new Set()
+            for (const x of plan ?? []) if (x.to === me) mine.add(x.table * BUCKETS + x.bucket)
+          }
+          // a bucket moving from this node to n goes back to this node: its own flows, nobody else's
+          if (!mine.has(idx) && !(ta[b].state === "moving" && ta[b].owner === me)) unpinned.push(idx)
+        }
       }
       const pin = this.pins.get(n)
+      if (seq > 0) this.peersCaughtUp = false // a new entry: the peers ack it first
       if (pin !== undefined) {
         pin.held = held
+        pin.unpinned = unpinned
         if (plan === null) pin.agreed = false
       }
     }
@@ -787,8 +827,9 @@ export class NodeController {
     // takings from a peer whose pinned plan the live peers do not all publish yet
     for (const n of this.overlay) {
       const pin = this.pins.get(n)
-      if (pin === undefined || pin.agreed) continue
-      for (const idx of pin.held) t[idx] = hold(idx)
+      if (pin === undefined) continue
+      if (!pin.agreed) for (const idx of pin.held) t[idx] = hold(idx)
+      else if (!this.peersCaughtUp) for (const idx of pin.unpinned) t[idx] = hold(idx)
     }
     return t
   }
