@@ -73,8 +73,9 @@ const checkBalanced = (s: FarmState) => {
     expect(n).toBeLessThanOrEqual(q.get(m.name)!.hi)
   }
   if (live.length > 0) expect(s.tables[0].every((b) => effectiveOwner(b) !== null)).toBe(true)
-  // a draining member keeps its buckets only while nobody else can take them
-  for (const m of s.members.filter((m) => (!isEligible(m) || m.weight === 0) && !(m.status === "draining" && live.length === 0))) {
+  // a draining member, or one set to weight 0, keeps its buckets only while nobody else can take them
+  const keeps = (m: FarmState["members"][number]) => live.length === 0 && (m.status === "draining" || (isEligible(m) && m.weight === 0))
+  for (const m of s.members.filter((m) => (!isEligible(m) || m.weight === 0) && !keeps(m))) {
     expect(s.tables[0].some((b) => effectiveOwner(b) === m.name)).toBe(false)
   }
 }
