@@ -12,73 +12,29 @@
  *   claimant is proven fenced: two live servers never take the same bucket's new flows.
  * - Decisions go through domain `decide` and are appended conditionally on the last
  *   folded sequence with deterministic message ids, one append in flight.
+ *
+ * This class holds the state and orders the steps; the rules live in pure helpers:
+ * `suspicions.ts` (own suspicions), `overlay.ts` (the overlay and what this node takes),
+ * `pins.ts` (pinned failure plans and their agreement), `claims.ts` (claims waiting for acks,
+ * held-back tables), `handoffs.ts` (open hand-offs, done, completable), `heartbeat.ts` (the
+ * heartbeat published), `decisions.ts` (what to append), `liveness.ts` (lease, majority).
  */
-import {
-  applyEntry,
-  applyEvent,
-  type Command,
-  type Cause,
-  decide,
-  EVENT_VERSION,
-  type FarmEvent,
-  type FarmState,
-  findMember,
-  initialState,
-  localTables,
-  LocalBucket,
-  MAX_TABLES,
-  BUCKETS,
-  rebalanceMoves,
-  holdings,
-  failurePlan,
-  heldBy,
-  MEMBER_FAILED_PLAN_VERSION,
-  type PlannedTaker,
-  type RestoredBucket
-} from "@vipfarm/domain"
+import { applyEntry, BUCKETS, type Command, decide, type FarmState, findMember, initialState, localTables, MAX_TABLES } from "@vipfarm/domain"
 import { Result } from "effect"
-import { leaseDeadline, majoritySuspects, type OwnSuspicion, type PeerView } from "./liveness.ts"
-import type { Action, AppendResult, ControllerConfig, Heartbeat, Suspicion } from "./types.ts"
+import { type ClaimWait, holdBack, releaseWaits, updateWaits } from "./claims.ts"
+import { decisions, restoreOf } from "./decisions.ts"
+import { allOldOwnersDone, doneHandoffs, type HandoffView, handoffView } from "./handoffs.ts"
+import { buildHeartbeat } from "./heartbeat.ts"
+import { leaseDeadline, type OwnSuspicion, type PeerView } from "./liveness.ts"
+import { applyFailure, nextOverlay, type SuspicionsHeard, takings } from "./overlay.ts"
+import { allCaughtUp, appliedPlan, HISTORY, type PeersHeard, type Pin, pinAgreed, planOf } from "./pins.ts"
+import { updateSuspicions } from "./suspicions.ts"
+import type { Action, AppendResult, ControllerConfig, Heartbeat } from "./types.ts"
 
 const ZERO_TABLES = new Uint8Array(MAX_TABLES * BUCKETS)
 
-/** Who takes a bucket's new flows in a state: the receiver while it moves, else the owner. */
-const claimant = (state: FarmState, t: number, b: number): string | null => {
-  const table = state.tables[t]
-  if (table === undefined) return null
-  const s = table[b]
-  return s.state === "moving" ? s.to : s.owner
-}
-
 /** How long a node keeps a stale unhealthy report unacknowledged while it withdraws it (§8). */
 const STALE_REPORT_MAX_MS = 5000
-
-/** Folded states kept by seq, for failure plans pinned to an earlier position (§4). */
-const HISTORY = 512
-
-/**
- * A taken-over peer's failure plan, pinned to the folded state at `seq` (the lowest heard):
- * the takers do not change with entries folded while the peer is taken over.
- */
-interface Pin {
-  readonly incarnation: number
-  readonly seq: number
-  /** bucket -> taker, computed once the state at `seq` is folded (null: not yet). */
-  plan: Array<PlannedTaker> | null
-  /** Every live peer heard publishes the same pin: this node may claim its takings. */
-  agreed: boolean
-  /** Buckets (table*BUCKETS+bucket) this node takes from the peer in the effective state. */
-  held: Array<number>
-  /**
-   * Of those, the ones the pinned plan does not give this node (computed afresh: the bucket
-   * reached the peer after the pin, or its pinned taker is taken over too): their takers depend
-   * on each node's folded state, so they also wait until every live member heard acked this
-   * node's folded seq.
-   */
-  unpinned: Array<number>
-  /** When it was pinned (local clock). */
-  readonly at: number
-}
 
 /** The pure controller of one node. */
 export class NodeController {
@@ -102,7 +58,7 @@ export class NodeController {
   private lastEmittedTables: Uint8Array | null = null
   private lastEmittedDeadline = -1
   /** Buckets (table*BUCKETS+bucket) held back until `peer` folded `seq`. */
-  private readonly waits = new Map<number, { peer: string; seq: number; inbound: boolean }>()
+  private readonly waits = new Map<number, ClaimWait>()
   /** Seq at which a node was last removed by the log (MemberFailed / MemberLeft). */
   private readonly removedAt = new Map<string, number>()
   private readonly handoffStart = new Map<string, number>()
@@ -136,11 +92,11 @@ export class NodeController {
   private flowCountFresh = false
   private nextHeartbeat = 0
   private heartbeatSoon = false
-  private rebalanceCheckedAt = -1
-  private rebalanceWanted = false
+  /** Whether a rebalance is wanted, checked once per folded seq. */
+  private readonly rebalance = { checkedAt: -1, wanted: false }
   private actions: Array<Action> = []
   private votersCache: { seq: number; voters: Array<string> } | null = null
-  private handoffCache: { seq: number; open: Array<string>; owners: Map<string, Set<string>>; mine: Map<string, Array<number>> } | null = null
+  private handoffCache: { seq: number; view: HandoffView } | null = null
   /** Keep-serving restart: heartbeats ask the peers to hold this node's share for `ms` (see {@link pauseFor}). */
   private pausing: { ms: number; since: number } | null = null
   /** A restarted process whose filter still serves an inherited lease until then: heartbeats ask the peers to hold as long. */
@@ -261,30 +217,6 @@ export class NodeController {
     this.flowCountFresh = false
     this.heartbeatSoon = true
     this.log("stale-report-ended", { why })
-  }
-
-  /**
-   * The buckets this node's stale MemberUnhealthy (at `seq`) took, as they were before it,
-   * where the folded state still has them as the report's plan left them.
-   */
-  private restoreOf(seq: number): Array<RestoredBucket> | null {
-    const pre = this.history.get(seq - 1)
-    const post = this.history.get(seq)
-    if (pre === undefined || post === undefined) return null
-    const me = this.config.node
-    const out: Array<RestoredBucket> = []
-    for (let t = 0; t < pre.tables.length; t++) {
-      const a = pre.tables[t]
-      const b = post.tables[t]
-      const c = this.folded.tables[t]
-      if (a === b || b === undefined || c === undefined) continue
-      for (let i = 0; i < a.length; i++) {
-        const x = a[i]
-        if (!heldBy(x, me) || sameBucket(b[i], x) || !sameBucket(c[i], b[i])) continue
-        out.push(x.state === "moving" ? { table: t, bucket: i, owner: x.owner!, to: x.to, handoff: x.handoff } : { table: t, bucket: i, owner: me })
-      }
-    }
-    return out
   }
 
   /**
@@ -433,53 +365,12 @@ export class NodeController {
   }
 
   private updateSuspicions(now: number): void {
-    const me = this.config.node
-    const grace = Math.max(this.startedAt, this.resumedAt)
-    for (const m of this.folded.members) {
-      if (m.name === me) continue
-      if (m.status === "down") {
-        // the log removed it, but a voter that has not folded that yet may still be taking it
-        // over on our word: keep the promise fresh until the peer acks or rejoins (onHeartbeat)
-        const s = this.suspicions.get(m.name)
-        if (s !== undefined && s.incarnation === m.incarnation) s.until = Math.max(s.until, now + this.config.holdMs)
-        continue
-      }
-      const p = this.peers.get(m.name)
-      const heardAt = p === undefined || p.acceptedAt === -Infinity ? grace : Math.max(p.acceptedAt, grace)
-      const s = this.suspicions.get(m.name)
-      if (s === undefined) {
-        if (now - heardAt >= this.config.expireAfterMs) {
-          this.suspicions.set(m.name, {
-            node: m.name,
-            incarnation: m.incarnation,
-            heard: p === undefined ? -1 : p.acceptedSentAt,
-            until: now + this.config.holdMs,
-            heardAgain: false,
-            taken: false
-          })
-          this.heartbeatSoon = true
-          this.log("suspect", { peer: m.name, incarnation: m.incarnation })
-        }
-      } else if (s.incarnation !== m.incarnation && m.incarnation > s.incarnation) {
-        // the log says the peer rejoined: its old incarnation owns nothing any more
-        this.suspicions.delete(m.name)
-        this.pins.delete(m.name)
-      } else if (!s.heardAgain || s.taken) {
-        // a taken-over peer stays suspected until the log removes it (it must rejoin: its
-        // buckets went to others, who may hold flows in them)
-        s.until = Math.max(s.until, now + this.config.holdMs)
-      } else if (now >= s.until && this.removedAt.get(m.name) === undefined) {
-        this.suspicions.delete(m.name)
-        this.pins.delete(m.name)
-        const p = this.peers.get(m.name)
-        if (p !== undefined && p.last !== null) {
-          // heard again meanwhile: grant from its latest heartbeat on
-          p.acceptedSentAt = p.last.sentAt
-          p.acceptedAt = now
-        }
-        this.log("suspicion-ended", { peer: m.name, incarnation: s.incarnation })
-      }
+    const st = {
+      me: this.config.node, folded: this.folded, peers: this.peers, suspicions: this.suspicions, pins: this.pins, removedAt: this.removedAt,
+      holdMs: this.config.holdMs, expireAfterMs: this.config.expireAfterMs, grace: Math.max(this.startedAt, this.resumedAt),
+      log: (op: string, fields: Record<string, string | number | boolean>) => this.log(op, fields)
     }
+    if (updateSuspicions(st, now)) this.heartbeatSoon = true
   }
 
   /**
@@ -525,88 +416,18 @@ export class NodeController {
   }
 
   /** The pinned plan of `node` (null until the state it is pinned to is folded). */
-  private planOf(node: string): Array<PlannedTaker> | null {
-    const pin = this.pins.get(node)
-    if (pin === undefined) return null
-    if (pin.plan !== null) return pin.plan
-    const st = this.history.get(pin.seq)
-    if (st === undefined) return null
-    const tables = failurePlan(st, node)
-    const plan: Array<PlannedTaker> = []
-    for (let t = 0; t < st.tables.length; t++) {
-      const before = st.tables[t]
-      const after = tables[t]
-      if (before === after) continue
-      for (let b = 0; b < before.length; b++) {
-        if (!heldBy(before[b], node)) continue
-        const to = after[b].owner
-        if (to !== null && to !== node) plan.push({ table: t, bucket: b, to })
-      }
-    }
-    pin.plan = plan
-    return plan
+  private planOf(node: string): ReturnType<typeof planOf> {
+    return planOf(this.pins, this.history, node)
   }
 
-  /**
-   * The takers of `node`'s buckets in the effective state (the pinned plan as applied here,
-   * with every peer taken over at once): what DeclareFailed records, so that the log lands the
-   * failures on the same takers in whatever order they are appended.
-   */
-  private appliedPlan(node: string): Array<PlannedTaker> {
-    const plan: Array<PlannedTaker> = []
-    for (let t = 0; t < this.folded.tables.length; t++) {
-      const before = this.folded.tables[t]
-      const after = this.effective.tables[t]
-      if (after === undefined || before === after) continue
-      for (let b = 0; b < before.length; b++) {
-        if (!heldBy(before[b], node)) continue
-        const to = after[b].owner
-        if (to !== null && to !== node) plan.push({ table: t, bucket: b, to })
-      }
-    }
-    return plan
-  }
-
-  /**
-   * Whether every live peer this node hears publishes the same pin of `node` as this node:
-   * only then does it claim its takings (two survivors with plans pinned at different seqs
-   * would otherwise both take a bucket).
-   */
-  private pinAgreed(node: string, now: number): boolean {
-    const pin = this.pins.get(node)
-    if (pin === undefined || pin.plan === null) return false
-    const me = this.config.node
-    for (const m of this.folded.members) {
-      if (m.name === me || m.name === node || m.status === "down" || this.overlay.includes(m.name) || this.suspicions.has(m.name)) continue
-      const p = this.peers.get(m.name)
-      if (p === undefined || p.last === null || now - p.acceptedAt >= this.config.expireAfterMs) continue
-      let same = false
-      for (const x of p.last.suspects) {
-        if (x.node === node) {
-          same = x.taken === true && x.incarnation === pin.incarnation && x.planSeq === pin.seq
-          break
-        }
-      }
-      if (!same) return false
-    }
-    return true
-  }
-
-  /** Whether every live member this node hears (as in {@link pinAgreed}) acked its folded seq. */
-  private allCaughtUp(now: number): boolean {
-    const me = this.config.node
-    for (const m of this.folded.members) {
-      if (m.name === me || m.status === "down" || this.overlay.includes(m.name) || this.suspicions.has(m.name)) continue
-      const p = this.peers.get(m.name)
-      if (p === undefined || p.last === null || now - p.acceptedAt >= this.config.expireAfterMs) continue
-      if (p.last.seq < this.folded.seq) return false
-    }
-    return true
+  /** Who is live and what they last said, for pin agreement and acks. */
+  private peersHeard(): PeersHeard {
+    return { me: this.config.node, folded: this.folded, overlay: this.overlay, suspicions: this.suspicions, peers: this.peers, expireAfterMs: this.config.expireAfterMs }
   }
 
   private updateAgreement(now: number): void {
     let changed = false
-    const caughtUp = this.allCaughtUp(now)
+    const caughtUp = allCaughtUp(this.peersHeard(), now)
     if (caughtUp !== this.peersCaughtUp) {
       this.peersCaughtUp = caughtUp
       for (const n of this.overlay) if ((this.pins.get(n)?.unpinned.length ?? 0) > 0) changed = true
@@ -614,7 +435,7 @@ export class NodeController {
     for (const n of this.overlay) {
       const pin = this.pins.get(n)
       if (pin === undefined) continue
-      const a = this.planOf(n) !== null && this.pinAgreed(n, now)
+      const a = this.planOf(n) !== null && pinAgreed(this.peersHeard(), this.pins.get(n), n, now)
       if (a !== pin.agreed) {
         pin.agreed = a
         if (pin.held.length > 0) changed = true
@@ -627,39 +448,11 @@ export class NodeController {
     }
   }
 
-  private suspicionOf(voter: string, node: string): Suspicion | undefined {
-    if (voter === this.config.node) return this.suspicions.get(node)
-    const hb = this.peers.get(voter)?.last
-    if (hb === null || hb === undefined) return undefined
-    for (const s of hb.suspects) if (s.node === node) return s
-    return undefined
-  }
-
   private updateOverlay(now: number): void {
-    // candidates: members suspected by anyone
-    let any = this.suspicions.size > 0
-    if (!any) {
-      for (const p of this.peers.values()) {
-        if (p.last !== null && p.last.suspects.length > 0) {
-          any = true
-          break
-        }
-      }
+    const heard: SuspicionsHeard = {
+      me: this.config.node, folded: this.folded, overlay: this.overlay, suspicions: this.suspicions, peers: this.peers, fenceAfterMs: this.config.fenceAfterMs
     }
-    let next: Array<string> = []
-    if (any) {
-      const voters = this.voters()
-      for (const m of this.folded.members) {
-        if (m.status === "down" || m.name === this.config.node) continue
-        // once applied, the overlay stands while this node's taken suspicion does (renewed until the
-        // log removes the peer): a slow node seeing the majority's suspicions late let it flap
-        const own = this.suspicions.get(m.name)
-        const sticky = this.overlay.includes(m.name) && own !== undefined && own.taken && own.incarnation === m.incarnation
-        if (sticky || majoritySuspects(voters, m.name, m.incarnation, now, this.config.fenceAfterMs, (v) => this.suspicionOf(v, m.name))) {
-          next.push(m.name)
-        }
-      }
-    }
+    const next = nextOverlay(heard, () => this.voters(), now)
     if (next.length === this.overlay.length && next.every((n, i) => n === this.overlay[i])) return
     for (const n of next) {
       if (!this.overlay.includes(n)) this.log("takeover", { peer: n })
@@ -669,10 +462,6 @@ export class NodeController {
     for (const n of this.overlay) if (!next.includes(n)) this.log("takeover-ended", { peer: n })
     this.overlay = next
     this.refreshEffective(now, -1)
-  }
-
-  private cause(detail?: string): Cause {
-    return detail === undefined ? { kind: "daemon", by: this.config.node } : { kind: "daemon", by: this.config.node, detail }
   }
 
   /** Recompute the effective state; `seq` > 0 when a log entry caused it (claims then wait for acks). */
@@ -687,34 +476,12 @@ export class NodeController {
     for (const n of kept) {
       const m = findMember(s, n)!
       if (this.pins.get(n)?.incarnation !== m.incarnation) this.pinAt(n, m.incarnation, this.folded.seq, now, false)
-      const pinned = this.planOf(n)
-      // a pinned taker that is taken over too takes nothing (its buckets follow its own plan)
-      const plan = pinned === null || kept.length === 1 ? pinned : pinned.filter((x) => !kept.includes(x.to))
-      const cause: Cause = { kind: "lease", by: me }
-      const ev: FarmEvent = plan === null
-        ? { _tag: "MemberFailed", v: EVENT_VERSION, cause, node: n, detectedBy: me, incarnation: m.incarnation }
-        : { _tag: "MemberFailed", v: MEMBER_FAILED_PLAN_VERSION, cause, node: n, detectedBy: me, incarnation: m.incarnation, plan }
       const prev = s
-      s = applyEvent(s, ev)
+      const applied = applyFailure(s, me, n, m.incarnation, this.planOf(n), kept)
+      const plan = applied.plan
+      s = applied.state
       // what this node takes from n: held back until the pin is agreed
-      const held: Array<number> = []
-      const unpinned: Array<number> = []
-      let mine: Set<number> | null = null
-      for (let t = 0; t < s.tables.length; t++) {
-        const ta = prev.tables[t]
-        if (ta === s.tables[t]) continue
-        for (let b = 0; b < BUCKETS; b++) {
-          if (!heldBy(ta[b], n) || claimant(s, t, b) !== me) continue
-          const idx = t * BUCKETS + b
-          held.push(idx)
-          if (mine === null) {
-            mine = new Set()
-            for (const x of plan ?? []) if (x.to === me) mine.add(x.table * BUCKETS + x.bucket)
-          }
-          // a bucket moving from this node to n goes back to this node: its own flows, nobody else's
-          if (!mine.has(idx) && !(ta[b].state === "moving" && ta[b].owner === me)) unpinned.push(idx)
-        }
-      }
+      const { held, unpinned } = takings(prev, s, me, n, plan)
       const pin = this.pins.get(n)
       if (seq > 0) this.peersCaughtUp = false // a new entry: the peers ack it first
       if (pin !== undefined) {
@@ -731,56 +498,12 @@ export class NodeController {
   }
 
   private updateClaims(before: FarmState, after: FarmState, seq: number, now: number): void {
-    const me = this.config.node
-    const n = Math.max(before.tables.length, after.tables.length)
-    for (let t = 0; t < n; t++) {
-      const ta = before.tables[t]
-      const tb = after.tables[t]
-      if (ta === tb) continue
-      for (let b = 0; b < BUCKETS; b++) {
-        const next = claimant(after, t, b)
-        const idx = t * BUCKETS + b
-        if (next !== me) {
-          if (this.waits.size > 0) this.waits.delete(idx)
-          continue
-        }
-        const prev = claimant(before, t, b)
-        let peer = prev
-        let inbound = false
-        if (prev === me) {
-          // the receiver of a move becomes its owner (hand-off completed, the old owner failed its
-          // checks): it takes the old owner's established flows only once the old owner folded
-          // that, as the old owner keeps accepting them until then (seed 69, old timing: a UDP
-          // packet accepted twice); meanwhile it keeps taking new flows only (MOVING_IN)
-          const x = ta?.[b]
-          const y = tb?.[b]
-          if (x === undefined || y === undefined || x.state !== "moving" || y.state === "moving" || x.owner === null || x.owner === me) continue
-          peer = x.owner
-          inbound = true
-        }
-        if (peer === null) continue
-        if (this.overlay.includes(peer)) continue
-        const pm = findMember(this.folded, peer)
-        if (pm !== undefined && pm.status === "down") continue // taken by the log after a majority proved it fenced
-        this.waits.set(idx, { peer, seq: seq > 0 ? seq : this.folded.seq, inbound })
-      }
-    }
+    updateWaits(this.waits, this.config.node, this.folded, this.overlay, before, after, seq)
     if (this.waits.size > 0) this.checkWaits(now)
   }
 
   private checkWaits(now: number): void {
-    let changed = false
-    for (const [idx, w] of this.waits) {
-      const p = this.peers.get(w.peer)
-      const acked = p?.last !== null && p?.last !== undefined && p.last.seq >= w.seq
-      const pm = findMember(this.folded, w.peer)
-      const gone = (pm === undefined || pm.status === "down") && (p === undefined || now - p.acceptedAt > this.config.expireAfterMs)
-      if (acked || gone || this.overlay.includes(w.peer)) {
-        this.waits.delete(idx)
-        changed = true
-      }
-    }
-    if (changed) {
+    if (releaseWaits(this.waits, this.peers, this.folded, this.overlay, this.config.expireAfterMs, now)) {
       this.tablesDirty = true
       this.flowCountFresh = false
     }
@@ -822,15 +545,7 @@ export class NodeController {
     // (a restarted daemon's first tables keep MOVING_OUT: the filter it inherits served them)
     const prev = this.prevServed ? this.tables : null
     this.prevServed = true
-    const hold = (idx: number): number => (prev !== null && prev[idx] === LocalBucket.FOREIGN ? LocalBucket.FOREIGN : LocalBucket.MOVING_OUT)
-    for (const [idx, w] of this.waits) t[idx] = !w.inbound ? hold(idx) : t[idx] === LocalBucket.OWNED ? LocalBucket.MOVING_IN : t[idx]
-    // takings from a peer whose pinned plan the live peers do not all publish yet
-    for (const n of this.overlay) {
-      const pin = this.pins.get(n)
-      if (pin === undefined) continue
-      if (!pin.agreed) for (const idx of pin.held) t[idx] = hold(idx)
-      else if (!this.peersCaughtUp) for (const idx of pin.unpinned) t[idx] = hold(idx)
-    }
+    holdBack(t, prev, this.waits, this.overlay, this.pins, this.peersCaughtUp)
     return t
   }
 
@@ -854,78 +569,31 @@ export class NodeController {
   }
 
   /** Open hand-offs of the folded state and their old owners, computed once per folded seq. */
-  private handoffView(): { open: Array<string>; owners: Map<string, Set<string>>; mine: Map<string, Array<number>> } {
-    if (this.handoffCache !== null && this.handoffCache.seq === this.folded.seq) return this.handoffCache
-    const open: Array<string> = []
-    const owners = new Map<string, Set<string>>()
-    const mine = new Map<string, Array<number>>()
-    for (let ti = 0; ti < this.folded.tables.length; ti++) {
-      const t = this.folded.tables[ti]
-      for (let bi = 0; bi < t.length; bi++) {
-        const b = t[bi]
-        if (b.state !== "moving") continue
-        if (b.owner === this.config.node) {
-          const m = mine.get(b.handoff)
-          if (m === undefined) mine.set(b.handoff, [ti * BUCKETS + bi])
-          else m.push(ti * BUCKETS + bi)
-        }
-        let o = owners.get(b.handoff)
-        if (o === undefined) {
-          o = new Set()
-          owners.set(b.handoff, o)
-          open.push(b.handoff)
-        }
-        o.add(b.owner)
-      }
-    }
-    this.handoffCache = { seq: this.folded.seq, open, owners, mine }
-    return this.handoffCache
+  private handoffView(): HandoffView {
+    if (this.handoffCache !== null && this.handoffCache.seq === this.folded.seq) return this.handoffCache.view
+    this.handoffCache = { seq: this.folded.seq, view: handoffView(this.folded, this.config.node) }
+    return this.handoffCache.view
   }
 
   private doneHandoffs(now: number): Array<string> {
-    const me = this.config.node
-    const out: Array<string> = []
-    const view = this.handoffView()
-    for (const h of view.open) {
-      if (!view.owners.get(h)!.has(me)) continue
-      const started = this.handoffStart.get(h) ?? now
-      let flows = this.movingOutFlows
-      if (this.bucketFlows !== null) flows = this.bucketFlows.get(h) ?? 1
-      if ((this.flowCountFresh && flows === 0) || now - started >= this.config.handoffMaxMs) out.push(h)
-    }
-    return out
+    return doneHandoffs(this.handoffView(), this.config.node, this.handoffStart, { movingOutFlows: this.movingOutFlows, bucketFlows: this.bucketFlows, flowCountFresh: this.flowCountFresh }, this.config.handoffMaxMs, now)
   }
 
   private publishHeartbeat(now: number): void {
     this.heartbeatSoon = false
     this.nextHeartbeat = now + this.config.heartbeatMs
-    const echo: Array<readonly [string, number]> = []
-    for (const [name, p] of this.peers) {
-      if (p.acceptedSentAt < 0 || this.suspicions.has(name)) continue
-      if (now - p.acceptedAt >= this.config.expireAfterMs) continue
-      echo.push([name, p.acceptedSentAt])
-    }
-    const suspects: Array<Suspicion> = []
-    for (const s of this.suspicions.values()) {
-      const pin = s.taken ? this.pins.get(s.node) : undefined
-      suspects.push(
-        s.taken
-          ? pin !== undefined && pin.incarnation === s.incarnation
-            ? { node: s.node, incarnation: s.incarnation, heard: s.heard, until: s.until, taken: true, planSeq: pin.seq }
-            : { node: s.node, incarnation: s.incarnation, heard: s.heard, until: s.until, taken: true }
-          : { node: s.node, incarnation: s.incarnation, heard: s.heard, until: s.until }
-      )
-    }
-    const hb: Heartbeat = {
+    const hb = buildHeartbeat({
       node: this.config.node,
       incarnation: this.incarnation,
       seq: this.staleReport !== null ? Math.min(this.folded.seq, this.staleReport.seq - 1) : this.folded.seq,
-      sentAt: now,
-      echo,
-      suspects,
+      peers: this.peers,
+      suspicions: this.suspicions,
+      pins: this.pins,
+      expireAfterMs: this.config.expireAfterMs,
       done: this.config.role === "server" ? this.doneHandoffs(now) : [],
-      ...(this.pausing !== null ? { pause: this.pausing.ms } : this.holdingUntil > now ? { pause: Math.ceil(this.holdingUntil - now) } : {})
-    }
+      pausingMs: this.pausing !== null ? this.pausing.ms : null,
+      holdingUntil: this.holdingUntil
+    }, now)
     this.actions.push({ _tag: "PublishHeartbeat", heartbeat: hb })
   }
 
@@ -945,21 +613,6 @@ export class NodeController {
     return true
   }
 
-  private allOldOwnersDone(h: string, now: number): boolean {
-    const owners = this.handoffView().owners.get(h) ?? new Set<string>()
-    for (const o of owners) {
-      if (o === this.config.node) {
-        if (!this.doneHandoffs(now).includes(h)) return false
-        continue
-      }
-      if (this.overlay.includes(o)) continue
-      const p = this.peers.get(o)
-      const recent = p !== undefined && p.last !== null && now - p.acceptedAt < this.config.expireAfterMs
-      if (!recent || !p!.last!.done.includes(h)) return false
-    }
-    return true
-  }
-
   private reconcile(now: number): void {
     if (this.exited || this.pausing !== null) return
     if (this.inflight !== null) {
@@ -968,84 +621,28 @@ export class NodeController {
     }
     if (now < this.retryAt || this.folded.seq < this.waitSeq || this.folded.seq < this.knownHead) return
     const me = this.config.node
-    const seq = this.folded.seq
-    // 1. failures proven by a majority: make the log say so (first, in name order); a node
-    // without a lease (itself taken over, e.g. restarted during a stall) records no plan: its
-    // own buckets would be in it
-    for (const n of this.overlay) {
-      const m = findMember(this.folded, n)
-      if (m === undefined || m.status === "down") continue
-      if (this.config.role === "server" && now >= this.deadline) return
-      // the log records the takers this node applied (the same pin as every live peer once agreed)
-      const pin = this.pins.get(n)
-      // once agreed (or, with a peer that never publishes a pin, after expireAfterMs)
-      if (pin === undefined || this.planOf(n) === null || (!pin.agreed && now - pin.at < this.config.expireAfterMs)) return
-      const plan = this.appliedPlan(n)
-      if (this.append({ _tag: "DeclareFailed", node: n, by: me, cause: { kind: "lease", by: me }, plan }, `failed-${n}-${m.incarnation}`, now)) return
-    }
-    // wait only while a proven failure is not in the log yet (a dead peer stays suspected for ever)
-    if (this.overlay.some((n) => { const x = findMember(this.folded, n); return x !== undefined && x.status !== "down" })) return
-    const m = findMember(this.folded, me)
-    const c = this.cause()
-    // a node without a lease asks for no buckets (it could not serve them)
-    const leased = now < this.deadline
-    // 2. own membership
-    if (this.stopping !== null) {
-      if (m === undefined || m.status === "down") {
+    const candidates = decisions({
+      config: this.config, folded: this.folded, overlay: this.overlay, pins: this.pins, deadline: this.deadline, healthy: this.healthy,
+      wantDrain: this.wantDrain, failing: this.failing, staleReport: this.staleReport, stopping: this.stopping,
+      planOf: (n) => this.planOf(n),
+      appliedPlan: (n) => appliedPlan(this.folded, this.effective, n),
+      restoreOf: (seq) => restoreOf(this.history, this.folded, me, seq),
+      handoffs: () => this.handoffView(),
+      allOldOwnersDone: (h) =>
+        allOldOwnersDone(this.handoffView(), h, me, () => this.doneHandoffs(now), this.overlay, this.peers, this.config.expireAfterMs, now),
+      rebalance: this.rebalance
+    }, now)
+    for (const d of candidates) {
+      if (d._tag === "Exit") {
         this.exited = true
         this.log("exit", {})
         this.actions.push({ _tag: "Exit" })
         return
       }
-      const overdue = now - this.stopping.since >= this.config.stopMaxMs
-      if (m.status === "joining" || m.status === "unhealthy" || (m.status === "draining" && (m.drained || holdings(this.folded, me) === 0 || overdue))) {
-        if (this.append({ _tag: "Leave", node: me, cause: c }, `leave-${me}-${m.incarnation}@${seq}`, now)) return
-      } else if (m.status === "up") {
-        if (this.append({ _tag: "Drain", node: me, cause: c }, `drain-${me}-${m.incarnation}@${seq}`, now)) return
-      }
-    } else if (m === undefined || m.status === "down") {
-      if (!leased) return
-      const cmd: Command = {
-        _tag: "Join", node: me, address: this.config.address, weight: this.config.weight, priority: this.config.priority,
-        rulesDigest: this.config.rulesDigest, cause: c
-      }
-      if (this.append(cmd, `join-${me}-${(m?.incarnation ?? 0) + 1}@${seq}`, now)) return
-    } else if (m.status === "joining") {
-      if (this.healthy && leased && !this.wantDrain && this.append({ _tag: "Ready", node: me, cause: c }, `ready-${me}-${m.incarnation}@${seq}`, now)) return
-    } else if (m.status === "up") {
-      if (!this.healthy) {
-        if (this.append({ _tag: "ReportUnhealthy", node: me, checker: this.failing.checker, reason: this.failing.reason, cause: { kind: "checker", by: me, detail: `${this.failing.checker}: ${this.failing.reason}` } }, `unhealthy-${me}-${m.incarnation}@${seq}`, now)) return
-      } else if (this.wantDrain) {
-        if (this.append({ _tag: "Drain", node: me, cause: c }, `drain-${me}-${m.incarnation}@${seq}`, now)) return
-      }
-    } else if (m.status === "unhealthy") {
-      const restore = this.staleReport !== null ? this.restoreOf(this.staleReport.seq) : null
-      const cmd: Command = restore !== null && restore.length > 0
-        ? { _tag: "ReportRecovered", node: me, cause: { kind: "checker", by: me, detail: "stale unhealthy report withdrawn" }, restore }
-        : { _tag: "ReportRecovered", node: me, cause: { kind: "checker", by: me } }
-      if (this.healthy && leased && this.append(cmd, `recovered-${me}-${m.incarnation}@${seq}`, now)) return
-    } else if (m.status === "draining") {
-      if (!this.wantDrain && this.healthy && leased && this.append({ _tag: "Resume", node: me, cause: c }, `resume-${me}-${m.incarnation}@${seq}`, now)) return
-    }
-    // 3. hand-offs whose old owners are all done
-    const open = this.handoffView().open
-    for (const h of open) {
-      if (this.allOldOwnersDone(h, now) && this.append({ _tag: "CompleteHandoff", handoff: h, cause: c }, `complete-${h}`, now)) return
-    }
-    // 4. convergence: the lowest-named up member rebalances when nothing moves
-    if (open.length === 0 && m !== undefined && m.status === "up" && leased) {
-      if (this.rebalanceCheckedAt !== seq) {
-        this.rebalanceCheckedAt = seq
-        const firstUp = this.folded.members.find((x) => x.status === "up")
-        this.rebalanceWanted = firstUp?.name === me && rebalanceMoves(this.folded).length > 0
-      }
-      if (this.rebalanceWanted && this.append({ _tag: "Rebalance", cause: c }, `rebalance@${seq}`, now)) return
+      if (this.append(d.cmd, d.msgId, now)) return
     }
   }
 }
-
-const sameBucket = (a: { state: string; owner: string | null }, b: { state: string; owner: string | null }): boolean =>
-  a === b || JSON.stringify(a) === JSON.stringify(b)
 
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => {
   if (a === b) return true

@@ -1,0 +1,126 @@
+/**
+ * Pinned failure plans (PROTOCOL.md §4): a taken-over peer's plan is pinned to the folded state
+ * at the lowest seq heard, so its takers do not change with entries folded meanwhile; a node
+ * claims its takings only once every live peer heard publishes the same pin (agreement), and
+ * the takings the pin does not name only once every live member acked its folded seq.
+ * Pure helpers over the controller's state; the {@link NodeController} owns the maps.
+ */
+import { type FarmState, failurePlan, heldBy, type PlannedTaker } from "@vipfarm/domain"
+import type { OwnSuspicion, PeerView } from "./liveness.ts"
+
+/** Folded states kept by seq, for failure plans pinned to an earlier position (§4). */
+export const HISTORY = 512
+
+/**
+ * A taken-over peer's failure plan, pinned to the folded state at `seq` (the lowest heard):
+ * the takers do not change with entries folded while the peer is taken over.
+ */
+export interface Pin {
+  readonly incarnation: number
+  readonly seq: number
+  /** bucket -> taker, computed once the state at `seq` is folded (null: not yet). */
+  plan: Array<PlannedTaker> | null
+  /** Every live peer heard publishes the same pin: this node may claim its takings. */
+  agreed: boolean
+  /** Buckets (table*BUCKETS+bucket) this node takes from the peer in the effective state. */
+  held: Array<number>
+  /**
+   * Of those, the ones the pinned plan does not give this node (computed afresh: the bucket
+   * reached the peer after the pin, or its pinned taker is taken over too): their takers depend
+   * on each node's folded state, so they also wait until every live member heard acked this
+   * node's folded seq.
+   */
+  unpinned: Array<number>
+  /** When it was pinned (local clock). */
+  readonly at: number
+}
+
+/**
+ * The pinned plan of `node` (null until the state it is pinned to is folded); computed once
+ * and kept in the pin.
+ */
+export const planOf = (pins: Map<string, Pin>, history: Map<number, FarmState>, node: string): Array<PlannedTaker> | null => {
+  const pin = pins.get(node)
+  if (pin === undefined) return null
+  if (pin.plan !== null) return pin.plan
+  const st = history.get(pin.seq)
+  if (st === undefined) return null
+  const tables = failurePlan(st, node)
+  const plan: Array<PlannedTaker> = []
+  for (let t = 0; t < st.tables.length; t++) {
+    const before = st.tables[t]
+    const after = tables[t]
+    if (before === after) continue
+    for (let b = 0; b < before.length; b++) {
+      if (!heldBy(before[b], node)) continue
+      const to = after[b].owner
+      if (to !== null && to !== node) plan.push({ table: t, bucket: b, to })
+    }
+  }
+  pin.plan = plan
+  return plan
+}
+
+/**
+ * The takers of `node`'s buckets in the effective state (the pinned plan as applied here,
+ * with every peer taken over at once): what DeclareFailed records, so that the log lands the
+ * failures on the same takers in whatever order they are appended.
+ */
+export const appliedPlan = (folded: FarmState, effective: FarmState, node: string): Array<PlannedTaker> => {
+  const plan: Array<PlannedTaker> = []
+  for (let t = 0; t < folded.tables.length; t++) {
+    const before = folded.tables[t]
+    const after = effective.tables[t]
+    if (after === undefined || before === after) continue
+    for (let b = 0; b < before.length; b++) {
+      if (!heldBy(before[b], node)) continue
+      const to = after[b].owner
+      if (to !== null && to !== node) plan.push({ table: t, bucket: b, to })
+    }
+  }
+  return plan
+}
+
+/** What {@link pinAgreed} and {@link allCaughtUp} read: who is live and what they last said. */
+export interface PeersHeard {
+  readonly me: string
+  readonly folded: FarmState
+  readonly overlay: ReadonlyArray<string>
+  readonly suspicions: ReadonlyMap<string, OwnSuspicion>
+  readonly peers: ReadonlyMap<string, PeerView>
+  readonly expireAfterMs: number
+}
+
+/**
+ * Whether every live peer this node hears publishes the same pin of `node` as this node:
+ * only then does it claim its takings (two survivors with plans pinned at different seqs
+ * would otherwise both take a bucket).
+ */
+export const pinAgreed = (h: PeersHeard, pin: Pin | undefined, node: string, now: number): boolean => {
+  if (pin === undefined || pin.plan === null) return false
+  for (const m of h.folded.members) {
+    if (m.name === h.me || m.name === node || m.status === "down" || h.overlay.includes(m.name) || h.suspicions.has(m.name)) continue
+    const p = h.peers.get(m.name)
+    if (p === undefined || p.last === null || now - p.acceptedAt >= h.expireAfterMs) continue
+    let same = false
+    for (const x of p.last.suspects) {
+      if (x.node === node) {
+        same = x.taken === true && x.incarnation === pin.incarnation && x.planSeq === pin.seq
+        break
+      }
+    }
+    if (!same) return false
+  }
+  return true
+}
+
+/** Whether every live member this node hears (as in {@link pinAgreed}) acked its folded seq. */
+export const allCaughtUp = (h: PeersHeard, now: number): boolean => {
+  for (const m of h.folded.members) {
+    if (m.name === h.me || m.status === "down" || h.overlay.includes(m.name) || h.suspicions.has(m.name)) continue
+    const p = h.peers.get(m.name)
+    if (p === undefined || p.last === null || now - p.acceptedAt >= h.expireAfterMs) continue
+    if (p.last.seq < h.folded.seq) return false
+  }
+  return true
+}
