@@ -13,7 +13,7 @@ import { type ConsumerInfo, jetstreamManager } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { connectNats, ensureStream, type EventLog, type LogRecord, makeNatsEventLog, streamNames } from "./eventLog.ts"
 import { followLog } from "./logFollower.ts"
-import { freePort, testDir, testNatsServer, type TestNatsServer } from "./natsTestServer.ts"
+import { freePort, sleep, testDir, testNatsServer, type TestNatsServer, waitFor } from "./natsTestServer.ts"
 
 const tmp = testDir("vipfarm-cluster-")
 let servers: Array<TestNatsServer> = []
@@ -34,15 +34,6 @@ afterAll(async () => {
   tmp.remove()
 })
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-const waitFor = async (cond: () => boolean, ms: number, what: string) => {
-  const deadline = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await sleep(20)
-  }
-}
 
 /** Retry an effect failing with LogError until it succeeds (bounded); the errors seen on the way. */
 const retrying = async <A>(what: string, eff: Effect.Effect<A, { readonly message: string }>, ms: number) => {

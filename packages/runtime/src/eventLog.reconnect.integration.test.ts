@@ -10,7 +10,7 @@ import { Effect, Exit, Fiber, Scope, Stream } from "effect"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { type AppendResult, connectNats, ensureStream, type EventLog, LogError, type LogRecord, makeNatsEventLog } from "./eventLog.ts"
 import { followLog } from "./logFollower.ts"
-import { freePort, testDir, testNatsServer, type TestNatsServer } from "./natsTestServer.ts"
+import { freePort, sleep, testDir, testNatsServer, type TestNatsServer, waitFor } from "./natsTestServer.ts"
 
 const tmp = testDir("vipfarm-reconnect-")
 let server: TestNatsServer
@@ -27,16 +27,6 @@ afterAll(async () => {
   tmp.remove()
 })
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-/** Wait (bounded) until `cond` holds. */
-const waitFor = async (cond: () => boolean, ms: number, what: string) => {
-  const deadline = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await sleep(20)
-  }
-}
 
 /** A connection with the daemon's options (tight pings, reconnect every 200 ms, forever). */
 const connect = async (name: string) => {

@@ -109,3 +109,15 @@ export const testDir = (prefix: string) => {
   const dir = mkdtempSync(join(tmpdir(), prefix))
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) }
 }
+
+/** Sleep `ms`. */
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** Wait (bounded) until `cond` holds. */
+export const waitFor = async (cond: () => boolean, ms: number, what: string) => {
+  const deadline = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+    await sleep(20)
+  }
+}
