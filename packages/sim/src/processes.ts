@@ -1,0 +1,149 @@
+/**
+ * The processes of the simulated world: servers and witnesses running the real node
+ * controller. Starting (a fresh controller folding the log), crashing a machine, SIGKILL of a
+ * daemon, delivering inputs (honouring pause and slowness) and carrying out the controller's
+ * actions. Free functions over a World (see world.ts).
+ */
+import { NodeController, type Action, type ControllerConfig } from "../../runtime/src/controller/index.ts"
+import { anyPausedOrSlow, beginFailover, networkWhole, setFilter, survivorsHaveMajority, ZERO } from "./claims.ts"
+import { append, publish, scheduleLogDelivery } from "./natsLog.ts"
+import type { Proc, World } from "./world.ts"
+
+function controllerConfig(w: World, p: Proc): ControllerConfig {
+  const t = w.setup.timing
+  return {
+    farm: w.setup.farm, node: p.name, role: p.role, address: `198.18.1.${p.idx + 1}`, weight: p.weight, priority: p.idx + 1,
+    rulesDigest: "sim", witnesses: w.setup.witnesses, heartbeatMs: t.heartbeatMs, fenceAfterMs: t.fenceAfterMs,
+    expireAfterMs: t.expireAfterMs, holdMs: t.holdMs, handoffMaxMs: t.handoffMaxMs, retryMs: 50, stopMaxMs: 60_000
+  }
+}
+
+/** Start (or restart) a process: a fresh controller that folds the log from the start. */
+export function start(w: World, p: Proc): void {
+  if (p.running) return
+  p.boot++
+  p.running = true
+  p.crashed = false
+  p.paused = false
+  p.pausedQueue = []
+  p.slowMs = 0
+  p.readerStallUntil = 0
+  p.intent = true
+  p.logDelivered = 0
+  // a restarted daemon (after a kill) counts again as an owner of the buckets it left
+  for (const f of w.failovers) if (f.exclude === p.idx && f.doneAt === null) f.exclude = -1
+  w.onStart(p)
+  p.ctl = new NodeController(controllerConfig(w, p), w.now)
+  const h = w.healthOf(p)
+  p.ctl.onAppHealth(h.healthy, h.failing)
+  p.ctl.onLogHead(w.log.length)
+  const boot = p.boot
+  const tick = (): void => {
+    if (!p.running || p.boot !== boot) return
+    if (!p.paused) input(w, p, () => {
+      p.ctl!.onFlowCounts(p.idx < w.serverCount && w.movingOut[p.idx] > 0 ? w.flowsPerBucket(p.idx) : ZERO)
+      p.ctl!.tick(w.now)
+    })
+    w.at(w.now + w.setup.timing.tickMs, `tick ${p.name}`, tick)
+  }
+  w.at(w.now + w.rng.uniform(0, w.setup.timing.tickMs), `tick ${p.name}`, tick)
+  scheduleLogDelivery(w, p, w.rng.uniform(...w.setup.nats.delivery))
+  w.note("start", p.name, p.role)
+}
+
+/** Crash a machine: process, kernel filter and sockets gone. */
+export function crash(w: World, p: Proc): void {
+  if (!p.running && p.crashed) return
+  const wasRunning = p.running
+  p.running = false
+  p.crashed = true
+  p.intent = false
+  p.ctl = null
+  w.onDown(p, "crash")
+  if (p.idx < w.serverCount) {
+    const budget = wasRunning && networkWhole(w) && !anyPausedOrSlow(w) && survivorsHaveMajority(w, p)
+    beginFailover(w, p, "crash", budget)
+    w.sockGen[p.idx]++
+    w.faultGen[p.idx]++
+    setFilter(w, p.idx, ZERO, 0)
+  }
+  w.note("crash", p.name)
+}
+
+/** SIGKILL of a server's daemon only (see World.kill). */
+export function kill(w: World, p: Proc): void {
+  if (!p.running) return
+  p.running = false
+  p.crashed = true
+  p.intent = false
+  p.ctl = null
+  w.onDown(p, "kill")
+  if (p.idx < w.serverCount) {
+    const budget = networkWhole(w) && !anyPausedOrSlow(w) && survivorsHaveMajority(w, p)
+    beginFailover(w, p, "kill", budget)
+  }
+  w.note("kill", p.name, "daemon SIGKILL; filter fences at its deadline")
+}
+
+/** Deliver an input to a process (honouring pause and slowness), then act on its actions. */
+export function input(w: World, p: Proc, fn: () => void): void {
+  if (!p.running || p.ctl === null) return
+  if (p.paused) {
+    p.pausedQueue.push(fn)
+    return
+  }
+  if (p.slowMs > 0) {
+    const boot = p.boot
+    const slow = p.slowMs
+    p.slowMs = 0
+    w.at(w.now + slow, `slow ${p.name}`, () => {
+      if (p.running && p.boot === boot) {
+        const s = p.slowMs
+        p.slowMs = 0
+        input(w, p, fn)
+        p.slowMs = s
+      }
+    })
+    p.slowMs = slow
+    return
+  }
+  fn()
+  act(w, p)
+}
+
+function act(w: World, p: Proc): void {
+  const ctl = p.ctl
+  if (ctl === null) return
+  for (const a of ctl.drainActions()) perform(w, p, a)
+}
+
+function perform(w: World, p: Proc, a: Action): void {
+  switch (a._tag) {
+    case "PublishHeartbeat":
+      publish(w, p, a.heartbeat)
+      return
+    case "Append":
+      append(w, p, a.events, a.expectLastSeq, a.msgId)
+      return
+    case "SetFilter":
+      if (p.idx < w.serverCount) setFilter(w, p.idx, a.tables, a.deadlineMs)
+      return
+    case "Log":
+      if (a.op === "takeover" || a.op === "takeover-ended" || a.op === "suspicion-ended" || a.op === "fenced" || a.op === "unfenced" || a.op === "suspect" || a.op === "exit" || a.op === "pin" || a.op === "pin-agreed" || a.op === "pin-unavailable" || a.op.startsWith("stale-report")) {
+        w.note(a.op, p.name, String(a.fields.peer ?? "") + (a.fields.taken === true ? " (taken over elsewhere)" : "") + (a.fields.seq !== undefined && a.op.startsWith("pin") ? ` @${a.fields.seq}` : ""))
+      }
+      return
+    case "Exit":
+      p.running = false
+      p.intent = false
+      p.ctl = null
+      if (p.idx < w.serverCount) {
+        setFilter(w, p.idx, ZERO, 0)
+        w.sockGen[p.idx]++
+      }
+      w.note("exited", p.name)
+      w.onDown(p, "exit")
+      w.onExit(p)
+      return
+  }
+}
