@@ -177,7 +177,7 @@ describe.skipIf(!root)("a weighted farm (lab x1)", () => {
       // the minority's own view: fenced, so it serves nothing whatever its table says
       const s1view = await status(lab, "s1")
       expect(s1view.filter.fenced).toBe(true)
-      console.log(`split brain: s1 fenced and the majority held all buckets ${fencedAt} ms after the cut; longest unanswered stretch of a c1 address after 1 s: ${worstGap} ms; s1 sees log ${s1view.log.sequence}, the majority ${(await status(lab, "s2")).log.sequence}`)
+      console.log(`split brain: s1 fenced and the majority held all buckets ${fencedAt} ms after the cut; longest unanswered stretch of a c1 address after 1 s: ${worstGap} ms (prober-stalled samples not counted: ${p1.reduce((k, p) => k + (p.lagged ?? 0), 0)}); s1 sees log ${s1view.log.sequence}, the majority ${(await status(lab, "s2")).log.sequence}`)
     } finally {
       await Effect.runPromise(labHealPartition(lab))
     }

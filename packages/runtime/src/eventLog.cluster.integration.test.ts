@@ -8,12 +8,11 @@
  * has (as the daemon's follower does) gets every record exactly once, in order.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { Effect, Exit, Scope, Stream } from "effect"
+import { Effect, Exit, Stream } from "effect"
 import { type ConsumerInfo, jetstreamManager } from "@nats-io/jetstream"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { connectNats, ensureStream, type EventLog, type LogRecord, makeNatsEventLog, streamNames } from "./eventLog.ts"
-import { followLog } from "./logFollower.ts"
-import { freePort, sleep, testDir, testNatsServer, type TestNatsServer, waitFor } from "./natsTestServer.ts"
+import { follower, freePort, sleep, testDir, testNatsServer, type TestNatsServer, waitFor } from "./natsTestServer.ts"
 
 const tmp = testDir("vipfarm-cluster-")
 let servers: Array<TestNatsServer> = []
@@ -99,22 +98,8 @@ describe("the log on a 3-node NATS cluster", () => {
     const victim = servers.find((s) => s.name === consumers[0].cluster?.leader)
     expect(victim).toBeDefined()
     if (victim === undefined) return
-    const follow = await (async () => {
-      // the daemon's follower, with its own consumer (on any node)
-      const got: Array<LogRecord> = []
-      const scope = await Effect.runPromise(Scope.make())
-      await Effect.runPromise(
-        followLog({
-          eventLog: log,
-          node: "itest",
-          folded: () => (got.length === 0 ? 0 : got[got.length - 1].seq),
-          head: () => head,
-          onRecord: (r) => void got.push(r),
-          now: () => performance.now()
-        }).pipe(Scope.provide(scope))
-      )
-      return { got, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
-    })()
+    // the daemon's follower, with its own consumer (on any node)
+    const follow = await follower(log, () => head)
     try {
       await waitFor(() => follow.got.length === 3, 10_000, "the follower's records 1..3")
       const killedAt = Date.now()

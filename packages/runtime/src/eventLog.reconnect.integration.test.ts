@@ -6,11 +6,10 @@
  * followLog.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { Effect, Exit, Fiber, Scope, Stream } from "effect"
+import { Effect, Fiber, Stream } from "effect"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { type AppendResult, connectNats, ensureStream, type EventLog, LogError, type LogRecord, makeNatsEventLog } from "./eventLog.ts"
-import { followLog } from "./logFollower.ts"
-import { freePort, sleep, testDir, testNatsServer, type TestNatsServer, waitFor } from "./natsTestServer.ts"
+import { follower, freePort, sleep, testDir, testNatsServer, type TestNatsServer, waitFor } from "./natsTestServer.ts"
 
 const tmp = testDir("vipfarm-reconnect-")
 let server: TestNatsServer
@@ -55,22 +54,6 @@ const rawReader = (log: EventLog["Service"]) => {
   return { got, fiber }
 }
 
-/** The daemon's follower (ordered consumer, direct reads, reader restarts) folding into `got`. */
-const follower = async (log: EventLog["Service"], head: () => number) => {
-  const got: Array<LogRecord> = []
-  const scope = await Effect.runPromise(Scope.make())
-  await Effect.runPromise(
-    followLog({
-      eventLog: log,
-      node: "itest",
-      folded: () => (got.length === 0 ? 0 : got[got.length - 1].seq),
-      head,
-      onRecord: (r) => void got.push(r),
-      now: () => performance.now()
-    }).pipe(Scope.provide(scope))
-  )
-  return { got, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
-}
 
 const seqs = (rs: ReadonlyArray<LogRecord>) => rs.map((r) => r.seq)
 

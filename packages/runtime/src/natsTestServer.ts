@@ -4,6 +4,9 @@
  * Every wait is bounded; `kill` waits for the process to exit.
  */
 import { type ChildProcess, spawn } from "node:child_process"
+import { Effect, Exit, Scope } from "effect"
+import type { EventLog, LogRecord } from "./eventLog.ts"
+import { followLog } from "./logFollower.ts"
 import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createServer, type AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
@@ -120,4 +123,21 @@ export const waitFor = async (cond: () => boolean, ms: number, what: string) => 
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
     await sleep(20)
   }
+}
+
+/** The daemon's follower (ordered consumer, direct reads, reader restarts) folding into `got`. */
+export const follower = async (log: EventLog["Service"], head: () => number) => {
+  const got: Array<LogRecord> = []
+  const scope = await Effect.runPromise(Scope.make())
+  await Effect.runPromise(
+    followLog({
+      eventLog: log,
+      node: "itest",
+      folded: () => (got.length === 0 ? 0 : got[got.length - 1].seq),
+      head,
+      onRecord: (r) => void got.push(r),
+      now: () => performance.now()
+    }).pipe(Scope.provide(scope))
+  )
+  return { got, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
 }

@@ -108,7 +108,7 @@ export const addressesOf = (lab: LabState, client = "c1"): Array<string> => [...
 export type HttpResult = Array<{ src: string; server: string | null; error?: string }>
 
 /** A poll probe's samples: per address, [epochMs, server|null] at each change. */
-export type PollResult = Array<{ src: string; samples: Array<[number, string | null]> }>
+export type PollResult = Array<{ src: string; samples: Array<[number, string | null]>; lagged?: number }>
 
 /** A hold probe's report per connection. */
 export type HoldResult = Array<{ src: string; servers: Array<string>; answers: number; reset: boolean; error: string | null; maxGapMs: number }>

@@ -2,7 +2,8 @@
  * The lab's client probe, run inside a client namespace:
  *   node probe.mjs http VIP ADDR...         one GET per source address → JSON [{src, server}]
  *   node probe.mjs poll VIP SECONDS ADDR...  per source address, a GET every 50 ms (100 ms timeout)
- *     → JSON [{src, samples: [[epochMs, server|null], ...]}] (only changes are kept)
+ *     → JSON [{src, samples: [[epochMs, server|null], ...], lagged}] (only changes are kept;
+ *     `lagged` counts timeouts noticed late, with the prober itself stalled: not samples)
  *   node probe.mjs hold VIP SECONDS ADDR... one long-lived TCP connection per source
  *     address to VIP:7000, a line every 50 ms; → JSON per connection: the servers that answered,
  *     whether it was reset, the longest gap between answers, and when answers resumed after gaps.
@@ -73,15 +74,19 @@ const main = async () => {
     const out = await Promise.all(rest.slice(1, 257).map(async (src) => {
       /** @type {Array<[number, string | null]>} */
       const samples = []
+      let lagged = 0
       while (Date.now() < until) {
         const started = Date.now()
         const r = await httpOnce(src, 100)
         const last = samples[samples.length - 1]
-        if (last === undefined || last[1] !== r.server) samples.push([started, r.server])
+        // a timeout noticed 60 ms late says this prober was stalled (CPU), not that nobody
+        // answered: such a sample is no evidence either way and is only counted
+        if (r.server === null && r.error === "timeout" && Date.now() - started > 160) lagged++
+        else if (last === undefined || last[1] !== r.server) samples.push([started, r.server])
         await new Promise((res) => setTimeout(res, Math.max(0, 50 - (Date.now() - started))))
       }
       samples.push([Date.now(), samples[samples.length - 1]?.[1] ?? null])
-      return { src, samples }
+      return { src, samples, lagged }
     }))
     process.stdout.write(JSON.stringify(out) + "\n")
   } else if (mode === "hold") {
