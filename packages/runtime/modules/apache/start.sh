@@ -1,7 +1,7 @@
 #!/bin/sh
 # Start apache2 (it daemonizes). Fails, with apache's message, if the configuration is broken.
 # alive PID: running (a zombie, dead and waiting for its reaper, does not count)
-alive() { [ -n "$1" ] && [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -c1)" != Z ]; }
+alive() { st=$(sed 's/.*) //' "/proc/${1:-0}/stat" 2>/dev/null | cut -c1); [ -n "$1" ] && [ -n "$st" ] && [ "$st" != Z ]; }
 set -e
 . ./env.sh
 if [ -s "$APACHE_PID" ] && alive "$(cat "$APACHE_PID")"; then

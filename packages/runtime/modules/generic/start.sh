@@ -2,7 +2,7 @@
 # Run APP_COMMAND in its own session (so vipfarm's command timeouts never touch it),
 # output appended to APP_LOG, pid in APP_PIDFILE.
 # alive PID: running (a zombie, dead and waiting for its reaper, does not count)
-alive() { [ -n "$1" ] && [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -c1)" != Z ]; }
+alive() { st=$(sed 's/.*) //' "/proc/${1:-0}/stat" 2>/dev/null | cut -c1); [ -n "$1" ] && [ -n "$st" ] && [ "$st" != Z ]; }
 if [ -s "$APP_PIDFILE" ] && alive "$(cat "$APP_PIDFILE")"; then
   echo "already running (pid $(cat "$APP_PIDFILE"))"
   exit 0

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Start nginx (it daemonizes). Fails, with nginx's first error as the last line, if the
 # configuration is broken.
-# alive PID: running (a zombie, dead and waiting for its reaper, does not count)
-alive() { [ -n "$1" ] && [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -c1)" != Z ]; }
+# alive PID: running (a zombie, dead and waiting for its reaper, does not count; the state is
+# read once: a process reaped between two reads must not look alive)
+alive() { st=$(sed 's/.*) //' "/proc/${1:-0}/stat" 2>/dev/null | cut -c1); [ -n "$1" ] && [ -n "$st" ] && [ "$st" != Z ]; }
 if [ -s "$NGINX_PID" ] && alive "$(cat "$NGINX_PID")"; then
   echo "nginx already running (pid $(cat "$NGINX_PID"))"
   exit 0
