@@ -25,9 +25,9 @@ import { type ClaimWait, holdBack, releaseWaits, updateWaits } from "./claims.ts
 import { decisions, restoreOf } from "./decisions.ts"
 import { allOldOwnersDone, doneHandoffs, type HandoffView, handoffView } from "./handoffs.ts"
 import { buildHeartbeat } from "./heartbeat.ts"
-import { leaseDeadline, type OwnSuspicion, type PeerView } from "./liveness.ts"
-import { applyFailure, nextOverlay, type SuspicionsHeard, takings } from "./overlay.ts"
-import { allCaughtUp, appliedPlan, HISTORY, type PeersHeard, type Pin, pinAgreed, planOf } from "./pins.ts"
+import { type Heard, leaseDeadline, type OwnSuspicion, type PeerView } from "./liveness.ts"
+import { applyFailure, nextOverlay, takings } from "./overlay.ts"
+import { allCaughtUp, appliedPlan, HISTORY, type Pin, pinAgreed, planOf } from "./pins.ts"
 import { updateSuspicions } from "./suspicions.ts"
 import type { Action, AppendResult, ControllerConfig, Heartbeat } from "./types.ts"
 
@@ -420,14 +420,18 @@ export class NodeController {
     return planOf(this.pins, this.history, node)
   }
 
-  /** Who is live and what they last said, for pin agreement and acks. */
-  private peersHeard(): PeersHeard {
-    return { me: this.config.node, folded: this.folded, overlay: this.overlay, suspicions: this.suspicions, peers: this.peers, expireAfterMs: this.config.expireAfterMs }
+  /** What this node has heard, for the overlay, pin agreement and acks (a view of its fields). */
+  private heard(): Heard {
+    return {
+      me: this.config.node, folded: this.folded, overlay: this.overlay, suspicions: this.suspicions, peers: this.peers,
+      fenceAfterMs: this.config.fenceAfterMs, expireAfterMs: this.config.expireAfterMs
+    }
   }
 
   private updateAgreement(now: number): void {
     let changed = false
-    const caughtUp = allCaughtUp(this.peersHeard(), now)
+    const heard = this.heard()
+    const caughtUp = allCaughtUp(heard, now)
     if (caughtUp !== this.peersCaughtUp) {
       this.peersCaughtUp = caughtUp
       for (const n of this.overlay) if ((this.pins.get(n)?.unpinned.length ?? 0) > 0) changed = true
@@ -435,7 +439,7 @@ export class NodeController {
     for (const n of this.overlay) {
       const pin = this.pins.get(n)
       if (pin === undefined) continue
-      const a = this.planOf(n) !== null && pinAgreed(this.peersHeard(), this.pins.get(n), n, now)
+      const a = this.planOf(n) !== null && pinAgreed(heard, pin, n, now)
       if (a !== pin.agreed) {
         pin.agreed = a
         if (pin.held.length > 0) changed = true
@@ -449,10 +453,7 @@ export class NodeController {
   }
 
   private updateOverlay(now: number): void {
-    const heard: SuspicionsHeard = {
-      me: this.config.node, folded: this.folded, overlay: this.overlay, suspicions: this.suspicions, peers: this.peers, fenceAfterMs: this.config.fenceAfterMs
-    }
-    const next = nextOverlay(heard, () => this.voters(), now)
+    const next = nextOverlay(this.heard(), () => this.voters(), now)
     if (next.length === this.overlay.length && next.every((n, i) => n === this.overlay[i])) return
     for (const n of next) {
       if (!this.overlay.includes(n)) this.log("takeover", { peer: n })

@@ -11,6 +11,7 @@
  * before `until`, and any k voters granting V intersect them, so V is fenced at T.
  * (Clocks are assumed to run at the same rate and agree within the margins.)
  */
+import type { FarmState } from "@vipfarm/domain"
 import type { Heartbeat, Suspicion } from "./types.ts"
 
 /** What a node knows of one peer. */
@@ -23,6 +24,20 @@ export interface PeerView {
   acceptedAt: number
   /** This node's own send time the peer last echoed (its lease grant), or -Infinity. */
   grant: number
+}
+
+/**
+ * What a node has heard, as the overlay, pin agreement and ack checks read it: its folded
+ * state and overlay, its own suspicions, and the last heartbeat of each peer.
+ */
+export interface Heard {
+  readonly me: string
+  readonly folded: FarmState
+  readonly overlay: ReadonlyArray<string>
+  readonly suspicions: ReadonlyMap<string, OwnSuspicion>
+  readonly peers: ReadonlyMap<string, PeerView>
+  readonly fenceAfterMs: number
+  readonly expireAfterMs: number
 }
 
 /** A suspicion held by this node, with the bookkeeping to end it. */

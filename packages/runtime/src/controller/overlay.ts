@@ -15,22 +15,12 @@ import {
   MEMBER_FAILED_PLAN_VERSION,
   type PlannedTaker
 } from "@vipfarm/domain"
-import { majoritySuspects, type OwnSuspicion, type PeerView } from "./liveness.ts"
+import { type Heard, majoritySuspects } from "./liveness.ts"
 import { claimant } from "./claims.ts"
 import type { Suspicion } from "./types.ts"
 
-/** What the overlay is computed from: this node's suspicions and the last heartbeat of each peer. */
-export interface SuspicionsHeard {
-  readonly me: string
-  readonly folded: FarmState
-  readonly overlay: ReadonlyArray<string>
-  readonly suspicions: ReadonlyMap<string, OwnSuspicion>
-  readonly peers: ReadonlyMap<string, PeerView>
-  readonly fenceAfterMs: number
-}
-
 /** `voter`'s suspicion of `node`: this node's own, else the one in the voter's last heartbeat. */
-export const suspicionOf = (h: SuspicionsHeard, voter: string, node: string): Suspicion | undefined => {
+export const suspicionOf = (h: Heard, voter: string, node: string): Suspicion | undefined => {
   if (voter === h.me) return h.suspicions.get(node)
   const hb = h.peers.get(voter)?.last
   if (hb === null || hb === undefined) return undefined
@@ -42,7 +32,7 @@ export const suspicionOf = (h: SuspicionsHeard, voter: string, node: string): Su
  * The next overlay, in member order: the members a majority of `voters` suspects (or, once
  * applied, while this node's taken suspicion of them stands).
  */
-export const nextOverlay = (h: SuspicionsHeard, voters: () => Array<string>, now: number): Array<string> => {
+export const nextOverlay = (h: Heard, voters: () => Array<string>, now: number): Array<string> => {
   // candidates: members suspected by anyone
   let any = h.suspicions.size > 0
   if (!any) {

@@ -6,7 +6,8 @@
  * Pure helpers over the controller's state; the {@link NodeController} owns the maps.
  */
 import { type FarmState, failurePlan, heldBy, type PlannedTaker } from "@vipfarm/domain"
-import type { OwnSuspicion, PeerView } from "./liveness.ts"
+import type { Heard } from "./liveness.ts"
+import type { Heartbeat } from "./types.ts"
 
 /** Folded states kept by seq, for failure plans pinned to an earlier position (§4). */
 export const HISTORY = 512
@@ -81,14 +82,17 @@ export const appliedPlan = (folded: FarmState, effective: FarmState, node: strin
   return plan
 }
 
-/** What {@link pinAgreed} and {@link allCaughtUp} read: who is live and what they last said. */
-export interface PeersHeard {
-  readonly me: string
-  readonly folded: FarmState
-  readonly overlay: ReadonlyArray<string>
-  readonly suspicions: ReadonlyMap<string, OwnSuspicion>
-  readonly peers: ReadonlyMap<string, PeerView>
-  readonly expireAfterMs: number
+/**
+ * The last heartbeats of the live members this node hears: not itself, not down, not taken
+ * over or suspected, heard within `expireAfterMs`; `except` is skipped too.
+ */
+function* liveHeard(h: Heard, now: number, except?: string): Generator<Heartbeat> {
+  for (const m of h.folded.members) {
+    if (m.name === h.me || m.name === except || m.status === "down" || h.overlay.includes(m.name) || h.suspicions.has(m.name)) continue
+    const p = h.peers.get(m.name)
+    if (p === undefined || p.last === null || now - p.acceptedAt >= h.expireAfterMs) continue
+    yield p.last
+  }
 }
 
 /**
@@ -96,14 +100,11 @@ export interface PeersHeard {
  * only then does it claim its takings (two survivors with plans pinned at different seqs
  * would otherwise both take a bucket).
  */
-export const pinAgreed = (h: PeersHeard, pin: Pin | undefined, node: string, now: number): boolean => {
+export const pinAgreed = (h: Heard, pin: Pin | undefined, node: string, now: number): boolean => {
   if (pin === undefined || pin.plan === null) return false
-  for (const m of h.folded.members) {
-    if (m.name === h.me || m.name === node || m.status === "down" || h.overlay.includes(m.name) || h.suspicions.has(m.name)) continue
-    const p = h.peers.get(m.name)
-    if (p === undefined || p.last === null || now - p.acceptedAt >= h.expireAfterMs) continue
+  for (const last of liveHeard(h, now, node)) {
     let same = false
-    for (const x of p.last.suspects) {
+    for (const x of last.suspects) {
       if (x.node === node) {
         same = x.taken === true && x.incarnation === pin.incarnation && x.planSeq === pin.seq
         break
@@ -115,12 +116,7 @@ export const pinAgreed = (h: PeersHeard, pin: Pin | undefined, node: string, now
 }
 
 /** Whether every live member this node hears (as in {@link pinAgreed}) acked its folded seq. */
-export const allCaughtUp = (h: PeersHeard, now: number): boolean => {
-  for (const m of h.folded.members) {
-    if (m.name === h.me || m.status === "down" || h.overlay.includes(m.name) || h.suspicions.has(m.name)) continue
-    const p = h.peers.get(m.name)
-    if (p === undefined || p.last === null || now - p.acceptedAt >= h.expireAfterMs) continue
-    if (p.last.seq < h.folded.seq) return false
-  }
+export const allCaughtUp = (h: Heard, now: number): boolean => {
+  for (const last of liveHeard(h, now)) if (last.seq < h.folded.seq) return false
   return true
 }
