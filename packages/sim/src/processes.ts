@@ -51,15 +51,20 @@ export function start(w: World, p: Proc): void {
   w.note("start", p.name, p.role)
 }
 
-/** Crash a machine: process, kernel filter and sockets gone. */
-export function crash(w: World, p: Proc): void {
-  if (!p.running && p.crashed) return
-  const wasRunning = p.running
+/** The process is gone (crash or SIGKILL): it holds no controller and is not wanted back. */
+function down(w: World, p: Proc, fault: "crash" | "kill"): void {
   p.running = false
   p.crashed = true
   p.intent = false
   p.ctl = null
-  w.onDown(p, "crash")
+  w.onDown(p, fault)
+}
+
+/** Crash a machine: process, kernel filter and sockets gone. */
+export function crash(w: World, p: Proc): void {
+  if (!p.running && p.crashed) return
+  const wasRunning = p.running
+  down(w, p, "crash")
   if (p.idx < w.serverCount) {
     const budget = wasRunning && networkWhole(w) && !anyPausedOrSlow(w) && survivorsHaveMajority(w, p)
     beginFailover(w, p, "crash", budget)
@@ -73,11 +78,7 @@ export function crash(w: World, p: Proc): void {
 /** SIGKILL of a server's daemon only (see World.kill). */
 export function kill(w: World, p: Proc): void {
   if (!p.running) return
-  p.running = false
-  p.crashed = true
-  p.intent = false
-  p.ctl = null
-  w.onDown(p, "kill")
+  down(w, p, "kill")
   if (p.idx < w.serverCount) {
     const budget = networkWhole(w) && !anyPausedOrSlow(w) && survivorsHaveMajority(w, p)
     beginFailover(w, p, "kill", budget)
