@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { Effect, Exit, Scope } from "effect"
+import { expect } from "vitest"
 import type { EventLog, LogRecord } from "./eventLog.ts"
 import { followLog } from "./logFollower.ts"
 import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -140,4 +141,17 @@ export const follower = async (log: EventLog["Service"], head: () => number) => 
     }).pipe(Scope.provide(scope))
   )
   return { got, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
+}
+
+/**
+ * After a short quiet time (nothing more may come), each reader holds records 1..n exactly
+ * once, in order, each with the entry that was appended at its sequence.
+ */
+export const expectExactlyOnce = async (readers: ReadonlyArray<ReadonlyArray<LogRecord>>, entries: ReadonlyMap<number, unknown>, n: number) => {
+  await sleep(300)
+  const want = Array.from({ length: n }, (_, i) => i + 1)
+  for (const got of readers) {
+    expect(got.map((r) => r.seq)).toEqual(want)
+    for (const r of got) expect(r.entry).toEqual(entries.get(r.seq))
+  }
 }
