@@ -135,6 +135,14 @@ export const makeNatsEventLog = (nc: NatsConnection, farm: string): EventLog["Se
   const js = jetstream(nc, { timeout: 2000 })
   const { stream, subject } = streamNames(farm)
   const encoder = new TextEncoder()
+  // one manager for direct reads, made on first use; no API check: that asks the meta leader,
+  // which a partition may have taken away
+  let direct: ReturnType<typeof jetstreamManager> | undefined
+  const directReads = () =>
+    (direct ??= jetstreamManager(nc, { timeout: 1000, checkAPI: false }).catch((e) => {
+      direct = undefined // not kept: the next read tries again
+      throw e
+    }))
   return {
     append: (entry, { expectLastSeq, msgId }) =>
       Effect.tryPromise({
@@ -218,9 +226,7 @@ export const makeNatsEventLog = (nc: NatsConnection, farm: string): EventLog["Se
     read: (seq) =>
       Effect.tryPromise({
         try: async (): Promise<LogRecord | undefined> => {
-          // no API check: that asks the meta leader, which a partition may have taken away
-          const jsm = await jetstreamManager(nc, { timeout: 1000, checkAPI: false })
-          const m = await jsm.direct.getMessage(stream, { seq })
+          const m = await (await directReads()).direct.getMessage(stream, { seq })
           return m === null ? undefined : { seq: m.seq, entry: recordEntry(m) }
         },
         catch: failWith("read")
