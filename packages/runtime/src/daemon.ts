@@ -29,7 +29,7 @@ import { EventStore, type EventsPage } from "./events.ts"
 import { scopedHostSetupKept } from "./hostNet.ts"
 import { acquireFilterKept, attachFilter, encodeTables, RESTART_EXIT_CODE, restartStatePath, type RestartState, tablesOf, takeRestartState, writeRestartState } from "./restart.ts"
 // end ops
-import { recordHash } from "@vipfarm/domain" // audit chain
+import { ChainTail } from "./audit/chainTail.ts" // audit chain
 
 /** CLOCK_MONOTONIC in ms: the clock of the controller and of the filter's deadline. */
 export const monotonicMs = (): number => Number(process.hrtime.bigint() / 1_000_000n)
@@ -208,8 +208,14 @@ export const runDaemon = (config: Config) =>
 
       // audit chain: each record appended commits to the hash of the record it follows (the last
       // one folded: appends are conditional on it). The last records folded are kept to hash on demand.
-      const chainTail = new Map<number, unknown>()
-      const prevFor = (seq: number): string => (chainTail.has(seq) ? recordHash(chainTail.get(seq)) : "")
+      // A record not held any more is refused (ChainGapError, logged), never written with prev "" (a broken chain).
+      const chainTail = new ChainTail(64)
+      const prevFor = (seq: number): string | null => {
+        const p = chainTail.prevFor(seq)
+        if (p._tag === "Success") return p.success
+        log("error", "audit.chain-gap", { node, seq, error: p.failure.message })
+        return null
+      }
       // end audit chain
 
       const run = (actions: ReadonlyArray<Action>) => {
@@ -219,7 +225,12 @@ export const runDaemon = (config: Config) =>
               nc.publish(hbSubject, JSON.stringify(a.heartbeat))
               break
             case "Append": {
-              const record = { v: 1 as const, events: a.events, prev: prevFor(a.expectLastSeq) } // audit chain
+              const prev = prevFor(a.expectLastSeq) // audit chain
+              if (prev === null) {
+                ctl.onAppendResult(a.msgId, { ok: false, error: "unavailable" }, monotonicMs())
+                break
+              }
+              const record = { v: 1 as const, events: a.events, prev } // audit chain
               Effect.runPromise(Effect.result(eventLog.append(record, { expectLastSeq: a.expectLastSeq, msgId: a.msgId }))).then((r) => {
                 const now = monotonicMs()
                 if (Result.isFailure(r)) {
@@ -285,8 +296,7 @@ export const runDaemon = (config: Config) =>
       // the log: every record in order, folded by the controller (see logFollower.ts)
       const onRecord = (r: LogRecord) => {
         if (r.seq > ctl.foldedState.seq + 1) return ctl.onLogEntry(r.seq, r.entry, monotonicMs()) // logs the gap, folds nothing
-        chainTail.set(r.seq, r.entry) // audit chain
-        if (chainTail.size > 64) chainTail.delete(chainTail.keys().next().value as number) // audit chain
+        chainTail.add(r.seq, r.entry) // audit chain
         ctl.onLogEntry(r.seq, r.entry, monotonicMs())
         events.add(r.seq, r.entry) // ops
         metrics?.onRecord(r.entry) // ops
@@ -370,8 +380,9 @@ export const runDaemon = (config: Config) =>
           configCheckedAt = st.seq
           if (st.vips.length === 0 && config.vips.length > 0) {
             const d = decide({ _tag: "Configure", vips: config.vips, cause: { kind: "config", by: node, detail: config.file } }, st)
-            if (Result.isSuccess(d)) {
-              Effect.runPromise(Effect.result(eventLog.append({ v: 1, events: d.success, prev: prevFor(st.seq) }, { expectLastSeq: st.seq, msgId: `config-${st.seq}` }))).then((r) => // audit chain: prev
+            const prev = prevFor(st.seq) // audit chain
+            if (Result.isSuccess(d) && prev !== null) {
+              Effect.runPromise(Effect.result(eventLog.append({ v: 1, events: d.success, prev }, { expectLastSeq: st.seq, msgId: `config-${st.seq}` }))).then((r) => // audit chain: prev
                 log("info", "config.proposed", { node, seq: st.seq, result: Result.isSuccess(r) ? r.success._tag : r.failure.message })
               )
             }
@@ -388,7 +399,8 @@ export const runDaemon = (config: Config) =>
       yield* serveControl(config.control, {
         status: () => ({
           ...statusOf(ctl.effectiveState, node, { fenced: ctl.leaseDeadline <= monotonicMs(), deadlineMs: ctl.leaseDeadline, mode: null, leaving: false }),
-          app: app?.status() ?? null
+          app: app?.status() ?? null,
+          chain: chainTail.head() // audit chain: the head an operator records
         }),
         buckets: () => {
           const st = ctl.effectiveState
@@ -406,7 +418,7 @@ export const runDaemon = (config: Config) =>
           ctl.resume()
           return { ok: true, node, op: "resume" }
         },
-        events: (from: number): EventsPage => ({ farm: config.farm, node, ...events.from(from) }), // ops
+        events: (from: number): EventsPage => ({ farm: config.farm, node, ...events.from(from), chain: chainTail.head() }), // ops; audit chain head
         restart: () => keepRestart() // ops
       })
 

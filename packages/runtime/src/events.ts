@@ -20,6 +20,8 @@ export interface EventsPage {
   /** The last sequence folded. */
   readonly last: number
   readonly records: ReadonlyArray<FoldedRecord>
+  /** The audit chain's head as this server folded it (sequence and record hash): record it to pin the log. */
+  readonly chain?: { readonly seq: number; readonly head: string }
 }
 
 /** The last `capacity` folded records. */
