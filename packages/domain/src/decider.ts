@@ -5,7 +5,7 @@
  * every server then folds them with the reducer.
  */
 import { Result, Schema } from "effect"
-import { type Cause, EVENT_VERSION, type FarmEvent, MEMBER_FAILED_PLAN_VERSION, MEMBER_RECOVERED_RESTORE_VERSION, type Move, type PlannedTaker, type RestoredBucket } from "./events.ts"
+import { type ApplicationState, type Cause, EVENT_VERSION, type FarmEvent, MEMBER_FAILED_PLAN_VERSION, MEMBER_RECOVERED_RESTORE_VERSION, type Move, type PlannedTaker, type RestoredBucket } from "./events.ts"
 import { evacuationMoves, holdings, rebalanceMoves } from "./plan.ts"
 import { applyEvent } from "./reducer.ts"
 import type { Vip } from "./rules.ts"
@@ -26,6 +26,15 @@ export type Command =
   | { readonly _tag: "SetWeight"; readonly node: string; readonly weight: number; readonly cause: Cause }
   | { readonly _tag: "Configure"; readonly vips: ReadonlyArray<Vip>; readonly cause: Cause }
   | { readonly _tag: "Rebalance"; readonly cause: Cause }
+  | {
+    readonly _tag: "ReportApplication"
+    readonly node: string
+    readonly state: ApplicationState
+    readonly reason: string
+    readonly restarts?: number
+    readonly checker?: string
+    readonly cause: Cause
+  }
 
 /** A command that makes no sense in the current state. */
 export class CommandRejected extends Schema.TaggedError<CommandRejected>()("CommandRejected", {
@@ -142,5 +151,14 @@ const firstEvents = (cmd: Command, state: FarmState): Decision => {
       return Result.succeed([{ _tag: "ConfigChanged", v, cause, vips: cmd.vips }])
     case "Rebalance":
       return Result.succeed([])
+    case "ReportApplication": {
+      const m = findMember(state, cmd.node)
+      if (m === undefined) return no(cmd, `node ${cmd.node} is not a member`)
+      return Result.succeed([{
+        _tag: "ApplicationChanged", v, cause, node: cmd.node, incarnation: m.incarnation, state: cmd.state, reason: cmd.reason,
+        ...(cmd.restarts === undefined ? {} : { restarts: cmd.restarts }),
+        ...(cmd.checker === undefined ? {} : { checker: cmd.checker })
+      }])
+    }
   }
 }

@@ -136,6 +136,26 @@ export const HandoffStarted = Schema.TaggedStruct("HandoffStarted", {
 })
 /** A graceful hand-off is over: every bucket still moving in it now belongs to its new owner. */
 export const HandoffCompleted = Schema.TaggedStruct("HandoffCompleted", { ...base, handoff: Schema.String })
+/** What a member's application is doing, as its supervisor reports it. */
+export const ApplicationState = Schema.Literals(["running", "restarting", "left", "stopped", "healing", "failed"])
+/** What a member's application is doing. */
+export type ApplicationState = typeof ApplicationState.Type
+
+/**
+ * The supervisor of a member's application reports a change (started, restarted, stopped,
+ * healing after a checker failed, given up). Informational: ownership is unchanged; the
+ * member's `application` records the latest report of its current incarnation.
+ */
+export const ApplicationChanged = Schema.TaggedStruct("ApplicationChanged", {
+  ...base,
+  node: NodeName,
+  incarnation: Incarnation,
+  state: ApplicationState,
+  reason: Schema.String,
+  restarts: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
+  checker: Schema.optionalKey(Schema.String)
+})
+
 /** The farm's services changed. */
 export const ConfigChanged = Schema.TaggedStruct("ConfigChanged", { ...base, vips: Schema.Array(Vip) })
 
@@ -153,7 +173,8 @@ export const FarmEvent = Schema.Union([
   WeightChanged,
   HandoffStarted,
   HandoffCompleted,
-  ConfigChanged
+  ConfigChanged,
+  ApplicationChanged
 ])
 /** Every farm event. */
 export type FarmEvent = typeof FarmEvent.Type

@@ -24,6 +24,8 @@ const arbCommand: fc.Arbitrary<Command> = fc.oneof(
   fc.constantFrom(...NODES).map((node): Command => ({ _tag: "ReportRecovered", node, cause })),
   fc.record({ node: fc.constantFrom(...NODES), weight: fc.constantFrom(0, 10, 100, 250) }).map(({ node, weight }): Command => ({ _tag: "SetWeight", node, weight, cause })),
   fc.constant<Command>({ _tag: "CompleteHandoff", handoff: "*", cause }),
+  fc.record({ node: fc.constantFrom(...NODES), state: fc.constantFrom("running", "restarting", "left", "stopped", "healing", "failed" as const), restarts: fc.option(fc.nat(5), { nil: undefined }) })
+    .map(({ node, state, restarts }): Command => ({ _tag: "ReportApplication", node, state, reason: "supervisor", ...(restarts === undefined ? {} : { restarts }), cause })),
   fc.constant<Command>({ _tag: "Configure", vips: [{ address: "198.18.0.100", rules: [{ proto: "tcp", ports: [80], affinity: "client-ip" }, { proto: "udp", ports: ["53"], affinity: "client-ip-port", mode: "single-host" }] }], cause })
 )
 
@@ -196,7 +198,8 @@ describe("reducer and deciders", () => {
     const arbEntry = fc.oneof(
       fc.anything(),
       fc.record({
-        _tag: fc.constantFrom("MemberJoined", "MemberReady", "MemberFailed", "HandoffStarted", "HandoffCompleted", "DrainStarted", "MemberLeft"),
+        _tag: fc.constantFrom("MemberJoined", "MemberReady", "MemberFailed", "HandoffStarted", "HandoffCompleted", "DrainStarted", "MemberLeft", "ApplicationChanged"),
+        state: fc.constantFrom("running", "healing", "failed", "bogus"), reason: fc.constant("r"), restarts: fc.integer({ min: -1, max: 3 }),
         v: fc.constant(EVENT_VERSION), cause: fc.constant(cause), node: fc.constantFrom(...NODES), address: fc.constant("a"),
         weight: fc.integer({ min: -1, max: 200 }), priority: fc.constant(1), rulesDigest: fc.constant("d"), incarnation: fc.integer({ min: 0, max: 3 }),
         detectedBy: fc.constant("s1"), handoff: fc.constantFrom("a", "b"), mode: fc.constantFrom("graceful", "takeover"),
@@ -212,6 +215,44 @@ describe("reducer and deciders", () => {
       }
       checkTables(s)
     }), { numRuns: 200 })
+  })
+})
+
+describe("ApplicationChanged", () => {
+  const join = (node: string) => execute(execute(initialState("web"), { _tag: "Join", node, address: "198.18.0.1", weight: 100, priority: 1, rulesDigest: "d", cause }).state, { _tag: "Ready", node, cause }).state
+
+  it("records the application's state on the member, changes no bucket", () => {
+    const s = settle(join("s1"))
+    const r = execute(s, { _tag: "ReportApplication", node: "s1", state: "healing", reason: "checker http failed", restarts: 2, checker: "http", cause })
+    expect(r.refused).toBeNull()
+    expect(r.events).toEqual([{ _tag: "ApplicationChanged", v: EVENT_VERSION, cause, node: "s1", incarnation: 1, state: "healing", reason: "checker http failed", restarts: 2, checker: "http" }])
+    expect(r.state.members[0].application).toEqual({ state: "healing", reason: "checker http failed", restarts: 2, checker: "http" })
+    expect(r.state.tables).toBe(s.tables)
+    const again = execute(r.state, { _tag: "ReportApplication", node: "s1", state: "running", reason: "restarted", cause })
+    expect(again.state.members[0].application).toEqual({ state: "running", reason: "restarted" })
+  })
+
+  it("is refused for a non-member and rejected for a stale or unknown incarnation", () => {
+    const s = join("s1")
+    expect(execute(s, { _tag: "ReportApplication", node: "s9", state: "running", reason: "r", cause }).refused).toMatch(/s9 is not a member/)
+    const ev = (node: string, incarnation: number): FarmEvent => ({ _tag: "ApplicationChanged", v: EVENT_VERSION, cause, node, incarnation, state: "failed", reason: "gave up" })
+    expect(applyEvent(s, ev("s9", 1)).lastRejection?.reason).toMatch(/ApplicationChanged: node s9 is not a member/)
+    const rejoined = execute(execute(s, { _tag: "DeclareFailed", node: "s1", by: "s2", cause }).state,
+      { _tag: "Join", node: "s1", address: "198.18.0.1", weight: 100, priority: 1, rulesDigest: "d", cause }).state
+    expect(rejoined.members[0].incarnation).toBe(2)
+    const stale = applyEvent(rejoined, ev("s1", 1))
+    expect(stale.rejected).toBe(rejoined.rejected + 1)
+    expect(stale.lastRejection?.reason).toMatch(/incarnation 1 is not the current one \(2\)/)
+    expect(stale.members).toEqual(rejoined.members)
+    expect(applyEvent(rejoined, ev("s1", 3)).rejected).toBe(rejoined.rejected + 1)
+  })
+
+  it("rejects an unknown application state or a negative restart count", () => {
+    const s = join("s1")
+    const base = { _tag: "ApplicationChanged", v: EVENT_VERSION, cause, node: "s1", incarnation: 1, reason: "r" }
+    expect(applyEntry(s, { ...base, state: "dancing" }).lastRejection?.reason).toMatch(/state/)
+    expect(applyEntry(s, { ...base, state: "running", restarts: -1 }).lastRejection?.reason).toMatch(/restarts/)
+    expect(applyEntry(s, { ...base, state: "running", restarts: 1 }).members[0].application).toEqual({ state: "running", reason: "r", restarts: 1 })
   })
 })
 

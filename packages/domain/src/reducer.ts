@@ -7,7 +7,7 @@ import { Result, Schema } from "effect"
 import { decodeEvent, type FarmEvent } from "./events.ts"
 import { failurePlan, pinnedFailurePlan, restoredTables } from "./plan.ts"
 import { tableCount } from "./rules.ts"
-import { type BucketState, type BucketTable, emptyTable, type FarmState, findMember, isEligible, type Member } from "./state.ts"
+import { type BucketState, type BucketTable, emptyTable, type FarmState, findMember, isEligible, type Member, type MemberApplication } from "./state.ts"
 
 /** An event that cannot apply to the state it meets; `reason` says why. */
 export class EventRejected extends Schema.TaggedError<EventRejected>()("EventRejected", {
@@ -163,6 +163,19 @@ export const evolve = (state: FarmState, event: FarmEvent): Result.Result<FarmSt
       return applyHandoff(state, event)
     case "HandoffCompleted":
       return ok(completeHandoff(state, event.handoff))
+    case "ApplicationChanged": {
+      if (member === undefined) return reject(event, `node ${event.node} is not a member`)
+      if (member.incarnation !== event.incarnation) {
+        return reject(event, `incarnation ${event.incarnation} is not the current one (${member.incarnation})`)
+      }
+      const application: MemberApplication = {
+        state: event.state,
+        reason: event.reason,
+        ...(event.restarts === undefined ? {} : { restarts: event.restarts }),
+        ...(event.checker === undefined ? {} : { checker: event.checker })
+      }
+      return ok(withMember(state, event.node, (m) => ({ ...m, application })))
+    }
     case "ConfigChanged": {
       const n = tableCount(event.vips)
       if (n > 16) return reject(event, `vips: ${n} tables needed, at most 16 (15 single-host rules)`)

@@ -23,6 +23,16 @@ export interface Member {
   readonly unhealthy: { readonly checker: string; readonly reason: string } | null
   /** True once DrainFinished was folded for the current drain. */
   readonly drained: boolean
+  /** The application's last reported state (ApplicationChanged); absent until the first report. */
+  readonly application?: MemberApplication
+}
+
+/** A member application's last reported state. */
+export interface MemberApplication {
+  readonly state: "running" | "restarting" | "left" | "stopped" | "healing" | "failed"
+  readonly reason: string
+  readonly restarts?: number
+  readonly checker?: string
 }
 
 /** One bucket's ownership. */
