@@ -1,7 +1,7 @@
 /** `farm status`, `farm drain`, `farm resume`: talk to the local daemon's control socket. */
 import { Console, Effect } from "effect"
 import { Command } from "effect/cli"
-import { callControl, formatStatus, type Status } from "@vipfarm/runtime"
+import { callControl, type ChainHead, formatChainHead, formatStatus, type Status } from "@vipfarm/runtime"
 import { configFlag, jsonFlag, socketFlag, socketOf } from "./socket.ts"
 
 /** `farm status [--json]`. */
@@ -12,7 +12,8 @@ export const status = Command.make(
     Effect.gen(function* () {
       const path = yield* socketOf(config, socket)
       const s = (yield* callControl(path, "GET", "/status")) as Status
-      yield* Console.log(json ? JSON.stringify(s, null, 2) : formatStatus(s))
+      // the audit chain head (record it to pin the log: farm audit --verify FILE --expect-head HASH)
+      yield* Console.log(json ? JSON.stringify(s, null, 2) : `${formatStatus(s)}\n${formatChainHead((s as { chain?: ChainHead }).chain)}`)
     })
 ).pipe(Command.withDescription("show the farm as this server sees it"))
 
