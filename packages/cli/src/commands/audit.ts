@@ -5,6 +5,7 @@
 import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { AuditError, type AuditSource, exportSource, loadConfig, serveAudit, verifyFile } from "@vipfarm/runtime"
+import { jsonFlag } from "./socket.ts"
 
 const opt = (name: string, description: string) => Flag.String(name).pipe(Flag.withDescription(description), Flag.optional)
 
@@ -22,16 +23,32 @@ export const audit = Command.make(
     listen: Flag.String("listen").pipe(Flag.withDescription("ADDR:PORT to serve the viewer on; not loopback needs a token"), Flag.withDefault("127.0.0.1:8700")),
     token: opt("token", "the token every request must carry (generated and printed when not on loopback)"),
     export: opt("export", "write the log as JSON lines to FILE (- for stdout) and exit"),
-    verify: opt("verify", "verify the hash chain of an exported FILE; exit 1 naming the first bad seq")
+    verify: opt("verify", "verify the hash chain of an exported FILE; exit 1 naming the first bad seq"),
+    expectHead: opt("expect-head", "with --verify: the head hash recorded earlier (farm status/events, the viewer) must be in the log: detects a rewritten log"),
+    expectSeq: Flag.Int("expect-seq").pipe(
+      Flag.withDescription("with --verify: the log must reach this seq (with --expect-head: the recorded head's seq): detects a log cut short"), Flag.optional
+    ),
+    json: jsonFlag
   },
   (o) =>
     Effect.gen(function* () {
       if (Option.isSome(o.verify)) {
-        const r = yield* verifyFile(o.verify.value)
-        if (!r.ok) return yield* new AuditError({ message: `${o.verify.value}: chain broken at ${r.reason}` })
-        yield* Console.log(`${o.verify.value}: chain verifies: ${r.reason}; head ${r.head || "-"}`)
+        const file = o.verify.value
+        const anchor = Option.isSome(o.expectHead) || Option.isSome(o.expectSeq)
+          ? { head: Option.getOrNull(o.expectHead), seq: Option.getOrNull(o.expectSeq) }
+          : null
+        const r = yield* verifyFile(file, anchor)
+        if (o.json) yield* Console.log(JSON.stringify({ file, ...r }, null, 2))
+        const chainBroken = r.firstBad !== undefined
+        if (chainBroken) return yield* new AuditError({ message: `${file}: chain broken at ${r.reason}` })
+        if (r.anchor !== null && !r.anchor.ok) return yield* new AuditError({ message: `${file}: chain verifies (${r.reason}) but not against the recorded head: ${r.anchor.reason}` })
+        if (!o.json) {
+          yield* Console.log(`${file}: chain verifies: ${r.reason}; head seq ${r.lastSeq} ${r.head || "-"}`)
+          if (r.anchor !== null) yield* Console.log(`${file}: recorded head: ${r.anchor.reason}`)
+        }
         return
       }
+      if (Option.isSome(o.expectHead) || Option.isSome(o.expectSeq)) return yield* new AuditError({ message: "--expect-head and --expect-seq go with --verify FILE" })
       const config = Option.isSome(o.config) ? yield* loadConfig(o.config.value) : null
       const servers = Option.isSome(o.nats) ? o.nats.value.split(",").map((s) => s.trim()).filter((s) => s !== "") : config?.nats.servers
       const farm = Option.getOrNull(o.farm) ?? config?.farm ?? null

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs"
 import { Console, Effect, Option, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import {
-  type BucketsDoc, callControl, checkConfig, eventsHeader, type EventsPage, formatBuckets, formatRecord, loadConfig, recordJsonLines,
+  type BucketsDoc, callControl, checkConfig, eventsHeader, formatChainHead, type EventsPage, formatBuckets, formatRecord, loadConfig, recordJsonLines,
   summarizeBuckets
 } from "@vipfarm/runtime"
 import { configFlag, socketFlag, socketOf, jsonFlag } from "./socket.ts"
@@ -27,12 +27,14 @@ export const events = Command.make(
           if (page.first > next && page.records.length > 0) yield* Console.log(`(the daemon keeps records from ${page.first}; older ones are in the JetStream log)`)
           yield* Console.log(eventsHeader())
         }
-        first = false
         for (const r of page.records) {
           const lines = json ? recordJsonLines(r) : formatRecord(r)
           for (const l of lines) yield* Console.log(l)
           next = r.seq + 1
         }
+        // the audit chain head as this server folded it (record it: farm audit --verify FILE --expect-head HASH)
+        if (first && !json) yield* Console.log(formatChainHead(page.chain))
+        first = false
         if (!follow) return
         if (page.records.length === 0) yield* Effect.sleep("500 millis")
       }

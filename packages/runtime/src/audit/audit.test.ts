@@ -3,6 +3,8 @@ import { Effect, Result } from "effect"
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { request } from "node:http"
 import { tmpdir } from "node:os"
+import { spawnSync } from "node:child_process"
+import { fileURLToPath } from "node:url"
 import {
   addressWords, bucketOf, type Command, chainedRecord, decide, farmSeed, foldLog, initialState, openHandoffs, recordHash, applyEntry, type FarmState
 } from "@vipfarm/domain"
@@ -175,6 +177,69 @@ describe("export and verify", () => {
     expect(r).toMatchObject({ ok: false, firstBad: 11 })
     expect(r.reason).toMatch(/seq 11: prev does not match the hash of seq 10/)
   })
+
+  // the chain alone verifies a log cut short or rewritten with recomputed hashes: the recorded head catches both
+  const recordedHead = { seq: records.length, head: recordHash(records.at(-1)!.entry) }
+  const writeExport = (name: string, rs: ReadonlyArray<AuditRecord>) => {
+    writeFileSync(`${dir}/${name}`, rs.map((r) => exportLine(FARM, r) + "\n").join(""))
+    return `${dir}/${name}`
+  }
+  /** The whole log rewritten: one event changed, every prev after it recomputed. */
+  const rewritten = (() => {
+    let prev = ""
+    return records.map((r, i) => {
+      const old = r.entry as { events: Array<{ cause?: { by?: string } }> }
+      const events = i === 20 ? old.events.map((e, j) => (j === 0 ? { ...e, cause: { ...e.cause, by: "mallory" } } : e)) : old.events
+      const entry = chainedRecord(events, prev)
+      prev = recordHash(entry)
+      return { ...r, entry }
+    })
+  })()
+
+  it("a truncated tail verifies alone but not against the recorded seq", async () => {
+    const file = writeExport("short.jsonl", records.slice(0, records.length - 5))
+    expect(await Effect.runPromise(verifyFile(file))).toMatchObject({ ok: true, anchor: null })
+    const bySeq = await Effect.runPromise(verifyFile(file, { seq: recordedHead.seq, head: null }))
+    expect(bySeq.ok).toBe(false)
+    expect(bySeq.firstBad).toBeUndefined()
+    expect(bySeq.anchor?.reason).toBe(`the log ends at seq ${records.length - 5} but the recorded head is seq ${records.length}: records ${records.length - 4}..${records.length} were cut off`)
+    const byHead = await Effect.runPromise(verifyFile(file, { seq: null, head: recordedHead.head }))
+    expect(byHead).toMatchObject({ ok: false, anchor: { ok: false, seq: null } })
+    expect(byHead.anchor?.reason).toMatch(/^no record hashes to the recorded head/)
+  })
+
+  it("a rewritten stream with recomputed hashes verifies alone but not against the recorded head", async () => {
+    const file = writeExport("rewritten.jsonl", rewritten)
+    const alone = await Effect.runPromise(verifyFile(file))
+    expect(alone.ok).toBe(true)
+    expect(alone.head).not.toBe(recordedHead.head)
+    const r = await Effect.runPromise(verifyFile(file, recordedHead))
+    expect(r).toMatchObject({ ok: false, anchor: { ok: false } })
+    expect(r.anchor?.reason).toMatch(new RegExp(`^seq ${recordedHead.seq} hashes to [0-9a-f]{16}…, not the recorded head ${recordedHead.head.slice(0, 16)}…: the log up to seq ${recordedHead.seq} was rewritten$`))
+  })
+
+  it("the untouched log, grown since the head was recorded, verifies against it", async () => {
+    const file = writeExport("grown.jsonl", records)
+    const older = { seq: 30, head: recordHash(records[29].entry) }
+    expect(await Effect.runPromise(verifyFile(file, older))).toMatchObject({ ok: true, anchor: { ok: true, seq: 30 } })
+    expect(await Effect.runPromise(verifyFile(file, { seq: null, head: older.head }))).toMatchObject({ ok: true, anchor: { ok: true, seq: 30 } })
+    expect(await Effect.runPromise(verifyFile(file, recordedHead))).toMatchObject({ ok: true, anchor: { ok: true, seq: recordedHead.seq } })
+    // a malformed anchor names its flag
+    const bad = await Effect.runPromise(Effect.result(verifyFile(file, { seq: null, head: "abc" })))
+    expect(Result.isFailure(bad) && bad.failure.message).toMatch(/^--expect-head: expected 64 lower-case hex digits/)
+  })
+
+  it("farm audit --verify --expect-head --json: exit 1 and the anchor's reason for a rewritten log, exit 0 for the real one", () => {
+    const bin = fileURLToPath(new URL("../../../cli/bin/farm.mjs", import.meta.url))
+    const run = (file: string) => spawnSync(process.execPath, [bin, "audit", "--verify", file, "--expect-seq", String(recordedHead.seq), "--expect-head", recordedHead.head, "--json"], { encoding: "utf8", timeout: 60_000 })
+    const good = run(writeExport("cli-good.jsonl", records))
+    expect(good.status, good.stderr).toBe(0)
+    expect(JSON.parse(good.stdout)).toMatchObject({ ok: true, head: recordedHead.head, lastSeq: recordedHead.seq, anchor: { ok: true, seq: recordedHead.seq } })
+    const bad = run(writeExport("cli-bad.jsonl", rewritten))
+    expect(bad.status).toBe(1)
+    expect(JSON.parse(bad.stdout)).toMatchObject({ ok: false, anchor: { ok: false } })
+    expect(bad.stderr).toMatch(/chain verifies .* but not against the recorded head: seq \d+ hashes to/)
+  }, 90_000)
 })
 
 describe("the audit HTTP API", () => {

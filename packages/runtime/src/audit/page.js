@@ -71,6 +71,11 @@ const renderChain = (c) => {
   b.dataset.ok = String(c.ok)
   b.textContent = c.ok ? `chain verified · ${c.count} records` : `chain BROKEN at seq ${c.firstBad}`
   b.title = `${c.reason}${c.head ? `\nhead ${c.head}` : ""}`
+  // the head an operator records to pin the log (a truncated or rewritten log no longer holds it)
+  const h = $("chain-head")
+  h.dataset.seq = String(c.lastSeq)
+  h.dataset.head = c.head
+  h.textContent = c.head ? `${c.ok ? "head" : "last good"} seq ${c.lastSeq} · ${c.head}` : ""
 }
 
 // ---- state and time travel ---------------------------------------------------------------

@@ -3,7 +3,7 @@
  */
 import { Effect, Schema } from "effect"
 import { writeFileSync } from "node:fs"
-import { verifyChain, type VerifyResult } from "@vipfarm/domain"
+import { type Anchor, anchorProblem, type AnchoredVerify, verifyAnchored } from "./anchor.ts"
 import { natsConnection } from "../eventLog.ts"
 import { log } from "../log.ts"
 import { AuditModel, type AuditRecord } from "./model.ts"
@@ -61,9 +61,13 @@ export const exportSource = (s: AuditSource, out: string): Effect.Effect<number,
     )
   )
 
-/** Verify the chain of an export file. */
-export const verifyFile = (file: string): Effect.Effect<VerifyResult, AuditError> =>
-  Effect.try({ try: () => verifyChain(readExport(file).records), catch: fail })
+/** Verify the chain of an export file and, when given, that it holds the recorded head (see anchor.ts). */
+export const verifyFile = (file: string, anchor: Anchor | null = null): Effect.Effect<AnchoredVerify, AuditError> =>
+  Effect.suspend(() => {
+    const problem = anchor === null ? null : anchorProblem(anchor)
+    if (problem !== null) return Effect.fail(new AuditError({ message: problem }))
+    return Effect.try({ try: () => verifyAnchored(readExport(file).records, anchor), catch: fail })
+  })
 
 /** Options of the viewer. */
 export interface ServeOptions {
