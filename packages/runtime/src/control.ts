@@ -1,7 +1,8 @@
 /**
  * The daemon's local control socket: a small HTTP/JSON API on a Unix socket
  * (`GET /status`, `GET /buckets`, `GET /events?from=N`, `POST /drain`, `POST /resume`,
- * `POST /restart`), and the client `farm status` uses.
+ * `POST /restart`, `POST /app/start`, `POST /app/stop`, `POST /app/reload`), and the client
+ * `farm status` uses.
  */
 import { mkdirSync, rmSync, chmodSync } from "node:fs"
 import { dirname } from "node:path"
@@ -20,7 +21,16 @@ export interface ControlHandlers {
   readonly events?: (from: number) => unknown
   /** Exit for a restart that keeps serving (`POST /restart`). */
   readonly restart?: () => Promise<unknown>
+  /** The application module's operator commands (`POST /app/start|stop|reload`); absent without `app:`. */
+  readonly app?: {
+    readonly start: () => Promise<unknown>
+    readonly stop: () => Promise<unknown>
+    readonly reload: () => Promise<unknown>
+  }
 }
+
+/** A request the daemon refuses in its current state (answered 409 with the message). */
+export class ControlRefused extends Error {}
 
 /** The control socket could not be opened or answered badly. */
 export class ControlError extends Schema.TaggedError<ControlError>()("ControlError", {
@@ -48,6 +58,11 @@ export const serveControl = (path: string, handlers: ControlHandlers) =>
             if (route === "POST /resume") return void handlers.resume().then((b) => reply(200, b), (e) => reply(500, { error: String(e) }))
             if (handlers.events && req.method === "GET" && (req.url === "/events" || req.url?.startsWith("/events?"))) return reply(200, handlers.events(eventsFromQuery(req.url)))
             if (handlers.restart && route === "POST /restart") return void handlers.restart().then((b) => reply(200, b), (e) => reply(500, { error: String(e) }))
+            const app = /^POST \/app\/(start|stop|reload)$/.exec(route)?.[1] as "start" | "stop" | "reload" | undefined
+            if (app !== undefined) {
+              if (handlers.app === undefined) return reply(409, { error: "this daemon supervises no application (its configuration has no app: module)" })
+              return void handlers.app[app]().then((b) => reply(200, b), (e) => reply(e instanceof ControlRefused ? 409 : 500, { error: e instanceof Error ? e.message : String(e) }))
+            }
             reply(404, { error: `no such endpoint: ${route}` })
           })
           server.once("error", reject)
@@ -69,14 +84,14 @@ export const serveControl = (path: string, handlers: ControlHandlers) =>
       )
   )
 
-/** Call the control API of the daemon listening on `path`. */
-export const callControl = (path: string, method: "GET" | "POST", route: string): Effect.Effect<unknown, ControlError> =>
+/** Call the control API of the daemon listening on `path` (no answer within `timeoutMs`: an error). */
+export const callControl = (path: string, method: "GET" | "POST", route: string, timeoutMs = 5000): Effect.Effect<unknown, ControlError> =>
   Effect.tryPromise({
     try: () =>
       new Promise<unknown>((resolve, reject) => {
         // agent: false: a fresh connection per call. A pooled keep-alive socket the daemon closed
         // while this process's event loop was busy (spawnSync in tests) would fail with EPIPE.
-        const req = request({ socketPath: path, method, path: route, timeout: 5000, agent: false }, (res) => {
+        const req = request({ socketPath: path, method, path: route, timeout: timeoutMs, agent: false }, (res) => {
           let body = ""
           res.setEncoding("utf8")
           res.on("data", (c) => (body += c))
@@ -90,7 +105,7 @@ export const callControl = (path: string, method: "GET" | "POST", route: string)
             }
           })
         })
-        req.on("timeout", () => req.destroy(new Error("no answer within 5 s")))
+        req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)))
         req.on("error", reject)
         req.end()
       }),

@@ -15,13 +15,13 @@ import { ensureStream, makeNatsEventLog, natsConnection, type EventLog, type Log
 import { followLog } from "./logFollower.ts"
 import { profileCpuScoped } from "./cpuProfile.ts"
 import { interfaceInfo } from "./hostNet.ts"
-import { serveControl } from "./control.ts"
+import { ControlRefused, serveControl } from "./control.ts"
 import { statusOf } from "./status.ts"
 import { announcementFrames, sendFrames } from "./announce.ts"
 import { classifier, flowsPerBucket, hostTcpSockets } from "./flows.ts"
 import { log } from "./log.ts"
 import { loadModule } from "./app/module.ts"
-import { makeSupervisor } from "./app/runner.ts"
+import { type AppSupervisor, makeSupervisor } from "./app/runner.ts"
 // ops: metrics, events, keep-serving restart
 import { findMember } from "@vipfarm/domain"
 import { FarmMetrics, serveMetrics } from "./metrics.ts"
@@ -135,7 +135,8 @@ export const runDaemon = (config: Config) =>
       log("info", "host.ready", { node, vips: config.vips.map((v) => v.address).join(","), vmac: macMode })
 
       // 4. the application: the server asks for buckets only once its checkers pass
-      const app = config.app === null ? null : yield* loadModule(config.app.module, { vars: config.app.vars }).pipe(Effect.flatMap((m) => makeSupervisor(m, { node })))
+      // (a keep-serving restart adopts the application the previous process ran: see restart.ts)
+      const app = config.app === null ? null : yield* loadModule(config.app.module, { vars: config.app.vars }).pipe(Effect.flatMap((m) => makeSupervisor(m, { node, handover: inherited?.app ?? null })))
 
       // 5. the controller
       const t0 = monotonicMs()
@@ -170,7 +171,7 @@ export const runDaemon = (config: Config) =>
         }
       })
       // end ops
-      ctl.onAppHealth(app === null)
+      ctl.onAppHealth(app === null || app.healthy())
       app?.onReport((r) => {
         log(r._tag === "Ready" || r._tag === "ReportRecovered" ? "info" : "warn", `app.${r._tag}`, { node, ...("checker" in r ? { checker: r.checker } : {}), ...("reason" in r ? { reason: r.reason } : {}) })
         ctl.onAppHealth(
@@ -419,7 +420,8 @@ export const runDaemon = (config: Config) =>
           return { ok: true, node, op: "resume" }
         },
         events: (from: number): EventsPage => ({ farm: config.farm, node, ...events.from(from), chain: chainTail.head() }), // ops; audit chain head
-        restart: () => keepRestart() // ops
+        restart: () => keepRestart(), // ops
+        ...(app === null ? {} : { app: appControl(app, node) })
       })
 
       // ops: Prometheus metrics; keep-serving restart (farm restart = POST /restart, or SIGUSR2)
@@ -450,7 +452,7 @@ export const runDaemon = (config: Config) =>
               v: 1, farm: config.farm, node, interface: config.interface, mode: xdpMode, deadlineMs: d,
               tables: encodeTables(installed ?? (adopting !== null ? tablesOf(adopting) : new Uint8Array(MAX_TABLES * BUCKETS))),
               vips: filterVips, udpFlows: filter.readFlows("udp_flows").map((f) => ({ tuple: f.tuple, lastSeenNs: String(f.lastSeenNs) })),
-              host: hostRecord, incarnation: ctl.incarnation, seq: ctl.foldedState.seq
+              host: hostRecord, incarnation: ctl.incarnation, seq: ctl.foldedState.seq, app: app?.handover() ?? null
             })
           }
           log(granted ? "info" : "warn", "daemon.restart", {
@@ -491,6 +493,37 @@ export const runDaemon = (config: Config) =>
       exited = true
     })
   )
+
+/**
+ * The operator's application commands on the control socket (`farm app start|stop|reload`):
+ * start a stopped application (the server rejoins once its checkers pass), stop it (the
+ * server leaves first), run the module's reload command.
+ */
+const appControl = (app: AppSupervisor["Service"], node: string) => ({
+  start: async () => {
+    const before = app.status()
+    if (before.phase !== "stopped") {
+      throw new ControlRefused(`the application ${app.module.name} is ${before.state} (${before.phase}); start applies to a stopped application`)
+    }
+    log("info", "app.operator", { node, module: app.module.name, op: "start" })
+    await Effect.runPromise(app.start)
+    const st = app.status()
+    return { ok: st.state === "up", node, op: "app.start", app: st }
+  },
+  stop: async () => {
+    const before = app.status()
+    log("info", "app.operator", { node, module: app.module.name, op: "stop", from: before.phase })
+    if (before.phase !== "stopped") await Effect.runPromise(app.stop)
+    return { ok: true, node, op: "app.stop", ...(before.phase === "stopped" ? { detail: "already stopped" } : {}), app: app.status() }
+  },
+  reload: async () => {
+    log("info", "app.operator", { node, module: app.module.name, op: "reload" })
+    const r = await Effect.runPromise(app.reload)
+    if (r === null) throw new ControlRefused(`module ${app.module.name} has no reload command`)
+    if (!r.ok) throw new Error(`reload of ${app.module.name} failed: ${r.error}${r.tail ? `\n${r.tail}` : ""}`)
+    return { ok: true, node, op: "app.reload", durationMs: Math.round(r.durationMs), output: r.tail, app: app.status() }
+  }
+})
 
 const countBucket = (affinity: AffinityName, f: FlowTuple, seed: number) =>
   bucketOf(affinity, { src: f.src, dst: f.dst, sport: f.sport, dport: f.dport, packetId: 0, fragment: false }, seed)

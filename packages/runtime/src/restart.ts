@@ -9,13 +9,16 @@
  * The next process (systemd restarts it) loads a fresh filter object, writes the inherited
  * deadline, tables, VIPs and UDP flows into it, and attaches it over the running one (an
  * atomic replace: no frame sees no program); its heartbeats keep asking for the rest of the
- * inherited lease until its own controller serves again with the same incarnation.
+ * inherited lease until its own controller serves again with the same incarnation. An
+ * application module's standing is handed over too: a running, healthy application is
+ * adopted (not started, not reported unhealthy), an operator-stopped one stays stopped.
  */
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { Effect } from "effect"
 import { BUCKETS, MAX_TABLES, type Vip } from "@vipfarm/domain"
 import { BpfError, type FilterHandle, type FlowEntry, loadFilter, type XdpMode } from "@vipfarm/filter-xdp"
 import type { HostRecord } from "./hostNet.ts"
+import type { AppHandover } from "./app/policy.ts"
 
 /** Exit status of a keep-serving restart (EX_TEMPFAIL): the unit restarts on it (RestartForceExitStatus=75). */
 export const RESTART_EXIT_CODE = 75
@@ -36,6 +39,12 @@ export interface RestartState {
   readonly host: HostRecord
   readonly incarnation: number
   readonly seq: number
+  /**
+   * The application's standing (absent: no module, or an older daemon): the next daemon
+   * adopts an application the farm has up instead of reporting it unhealthy until its
+   * checkers pass (which would move the server's buckets away and back).
+   */
+  readonly app?: AppHandover | null
 }
 
 /** Where a daemon with this control socket keeps its restart state. */

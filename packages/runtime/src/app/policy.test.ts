@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { DEFAULT_POLICY, initPolicy, nextWakeAt, type PolicyAction, type PolicyConfig, type PolicyInput, type PolicyState, step, viewOf } from "./policy.ts"
+import { DEFAULT_POLICY, handoverOf, initPolicy, nextWakeAt, type PolicyAction, type PolicyConfig, type PolicyInput, type PolicyState, step, viewOf } from "./policy.ts"
 
 /** A scripted run: feed inputs at given times, collect the actions. */
 const run = (config: Partial<PolicyConfig> = {}) => {
@@ -150,6 +150,36 @@ describe("policy", () => {
     p.feed(20, { _tag: "StopDone", ok: true, error: null })
     expect(p.state.phase).toBe("stopped")
     expect(p.feed(30, up)).toEqual([])
+  })
+
+  it("a keep-serving restart hands the application over: adopted up without a command or a report", () => {
+    const old = run({ maxRestarts: 2, windowMs: 60_000 })
+    old.feed(0, { _tag: "Start" })
+    old.feed(10, { _tag: "StartDone", ok: true, error: null })
+    old.feed(500, up)
+    old.feed(1000, down("http", "status 500"))
+    old.feed(1100, { _tag: "RestartDone", ok: true, error: null })
+    old.feed(1600, up)
+    const h = handoverOf(old.state, "nginx", 5000)
+    expect(h).toEqual({ module: "nginx", standing: "up", restartsAgoMs: [4000] })
+    // the new process (its own clock): no start, no Ready, counted restarts kept
+    const p = run({ maxRestarts: 2, windowMs: 60_000 })
+    expect(p.feed(100, { _tag: "Adopt", restartsAgoMs: h.restartsAgoMs })).toEqual([])
+    expect(viewOf(p.state, 100)).toMatchObject({ state: "up", farm: "up", restarts: 1 })
+    expect(p.feed(200, up)).toEqual([]) // already up: nothing to report
+    // the checkers still decide: a failure is reported and restarted; the window still counts the old restart
+    expect(p.feed(300, down("http", "status 500"))).toEqual(["ReportUnhealthy(http: status 500)", "RunRestart"])
+    expect(p.feed(400, { _tag: "RestartDone", ok: false, error: "exit 1" })).toEqual(["Leave(2 restarts in 60 s used up: restart: exit 1)"])
+    expect(p.feed(500, { _tag: "Adopt", restartsAgoMs: [] })).toEqual([]) // only from stopped
+    expect(p.state.phase).toBe("left")
+  })
+
+  it("the handover says stopped after an operator stop and other while failing", () => {
+    const p = run()
+    p.feed(0, { _tag: "Start" })
+    expect(handoverOf(p.state, "m", 1).standing).toBe("other")
+    p.feed(5, { _tag: "Stop" })
+    expect(handoverOf(p.state, "m", 6).standing).toBe("stopped")
   })
 
   it("is deterministic: the same inputs give the same outputs", () => {

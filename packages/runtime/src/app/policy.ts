@@ -94,6 +94,12 @@ export type PolicyInput =
   | { readonly _tag: "Start" }
   /** Stop the application and leave (operator, or daemon shut-down). */
   | { readonly _tag: "Stop" }
+  /**
+   * Take over an application that a previous daemon ran and the farm has as up (`farm
+   * restart`): no command runs and nothing is reported; the checkers (reset) decide from here.
+   * `restartsAgoMs`: the restarts the previous daemon counted, as ages.
+   */
+  | { readonly _tag: "Adopt"; readonly restartsAgoMs: ReadonlyArray<number> }
   /** The health summary changed (or was re-read). */
   | { readonly _tag: "Health"; readonly allUp: boolean; readonly failing: Failure | null }
   /** The start, restart or stop command finished. */
@@ -193,6 +199,12 @@ const handle = (s: PolicyState, input: PolicyInput, now: number): Step => {
     case "Start":
       if (s.phase !== "stopped") return none
       return { state: phase(s, "starting", now, { ...unknownHealth, restarts: [], failure: null }), actions: [{ _tag: "RunStart" }] }
+    case "Adopt":
+      if (s.phase !== "stopped") return none
+      return {
+        state: phase(s, "up", now, { ...unknownHealth, farm: "up", failure: null, deadline: null, restarts: input.restartsAgoMs.map((a) => now - a) }),
+        actions: []
+      }
     case "Stop":
       if (s.phase === "stopped" || s.phase === "stopping") return none
       return { state: phase(s, "stopping", now, { farm: "left", deadline: null }), actions: [...leaveAction(s, "application stopped by the operator"), { _tag: "RunStop" }] }
@@ -247,6 +259,25 @@ export const nextWakeAt = (s: PolicyState): number | null => {
   }
   return null
 }
+
+/**
+ * What a daemon exiting for a keep-serving restart hands to the next one about its
+ * application: `up` (the farm has it up: adopt it), `stopped` (an operator stopped it: leave
+ * it stopped) or `other` (failing or starting: start it afresh).
+ */
+export interface AppHandover {
+  readonly module: string
+  readonly standing: "up" | "stopped" | "other"
+  /** The restarts counted in the current window, as ages (ms). */
+  readonly restartsAgoMs: ReadonlyArray<number>
+}
+
+/** The handover of the policy at `now` (see {@link AppHandover}). */
+export const handoverOf = (s: PolicyState, module: string, now: number): AppHandover => ({
+  module,
+  standing: s.phase === "up" && s.farm === "up" ? "up" : s.phase === "stopped" || s.phase === "stopping" ? "stopped" : "other",
+  restartsAgoMs: s.restarts.filter((t) => t > now - s.config.windowMs).map((t) => Math.max(0, now - t))
+})
 
 /** The operator-visible state. */
 export interface AppStateView {

@@ -21,7 +21,7 @@ import {
 } from "./health.ts"
 import { type AppModule, loadModule, type ModuleOptions } from "./module.ts"
 import {
-  type AppStateView, type FarmReport, initPolicy, nextWakeAt, type PolicyAction, type PolicyInput, type PolicyState, step, viewOf
+  type AppHandover, type AppStateView, type FarmReport, handoverOf, initPolicy, nextWakeAt, type PolicyAction, type PolicyInput, type PolicyState, step, viewOf
 } from "./policy.ts"
 import { probeChecker } from "./probes.ts"
 
@@ -46,6 +46,12 @@ export interface SupervisorOptions {
   readonly node?: string
   /** Start the application at once (default true); false: wait for `start()`. */
   readonly autoStart?: boolean
+  /**
+   * What the previous daemon handed over (`farm restart`): `up` adopts the running
+   * application (no start command, no report: the checkers decide from here), `stopped`
+   * leaves it stopped, `other` starts it as usual. Ignored for another module.
+   */
+  readonly handover?: AppHandover | null
 }
 
 type Listener = (r: FarmReport, at: number) => void
@@ -71,10 +77,24 @@ export class Supervisor {
     this.policy = initPolicy(module.policy, now)
   }
 
-  /** Begin checking and start the application (unless `autoStart: false`). */
+  /** Begin checking and start the application (unless `autoStart: false`, or a handover says otherwise). */
   run(): void {
     this.schedule(0)
-    if (this.options.autoStart !== false) this.feed({ _tag: "Start" })
+    const h = this.options.handover
+    const standing = h != null && h.module === this.module.name ? h.standing : null
+    if (standing !== null) log("info", "app.handover", { node: this.options.node, module: this.module.name, standing, restarts: h!.restartsAgoMs.length })
+    if (standing === "up") this.feed({ _tag: "Adopt", restartsAgoMs: h!.restartsAgoMs })
+    else if (standing !== "stopped" && this.options.autoStart !== false) this.feed({ _tag: "Start" })
+  }
+
+  /** Whether the farm may count this server's application as healthy now (adopted, or up). */
+  healthy(): boolean {
+    return this.policy.phase === "up" && this.policy.farm === "up"
+  }
+
+  /** What to hand to the next daemon of a keep-serving restart. */
+  handover(): AppHandover {
+    return handoverOf(this.policy, this.module.name, monotonic())
   }
 
   /** Be told of every farm-facing report; returns an unsubscribe function. */
@@ -271,6 +291,10 @@ export class AppSupervisor extends Context.Service<AppSupervisor, {
   readonly onReport: (f: (r: FarmReport) => void) => () => void
   /** The application's state for `farm status`. */
   readonly status: () => AppStatus
+  /** Whether the farm may count the application as healthy now (adopted, or up). */
+  readonly healthy: () => boolean
+  /** What to hand to the next daemon of a keep-serving restart. */
+  readonly handover: () => AppHandover
   /** Operator start after a stop. */
   readonly start: Effect.Effect<void>
   /** Operator stop: leave the farm and stop the application. */
@@ -307,6 +331,8 @@ export const makeSupervisor = (module: AppModule, options: SupervisorOptions = {
       reports: Stream.fromQueue(queue),
       onReport: (f) => sup.onReport((r) => f(r)),
       status: () => sup.status(),
+      healthy: () => sup.healthy(),
+      handover: () => sup.handover(),
       start: Effect.promise(() => sup.start()),
       stop: Effect.promise(() => sup.stop()),
       reload: Effect.promise(() => sup.reload()),
