@@ -2,7 +2,7 @@
  * The daemon's configuration file (YAML), validated with Effect Schema. Every error names
  * the file, the line and the key, and the daemon refuses to start on any.
  */
-import { readFileSync } from "node:fs"
+import { existsSync, readFileSync, statSync } from "node:fs"
 import { dirname, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { hostname } from "node:os"
@@ -10,6 +10,7 @@ import { Effect, Result, Schema } from "effect"
 import { decodeYaml, parseYaml, parseYamlAll, YamlError, yamlIssues } from "./yamlSchema.ts"
 import { Vip } from "@vipfarm/domain"
 import { defaultTiming } from "./controller/types.ts"
+import { parseModule } from "./app/module.ts"
 
 /** A NATS server URL. */
 const NatsUrl = Schema.String.check(Schema.isPattern(/^(nats|tls|ws|wss):\/\/[^\s/]+$/))
@@ -96,6 +97,38 @@ const moduleDir = (module: string, file: string): string => {
   return resolve(dirname(file), module)
 }
 
+/** The modules shipped with vipfarm (`app.module: NAME`). */
+const SHIPPED = ["apache", "generic", "nginx"]
+
+/**
+ * The configured application module, checked as the daemon will load it: `app.module` names a
+ * shipped module or a directory holding `module.yaml`, and that file is valid with the
+ * configured vars. A problem with `app.module` itself names the config file's line; one inside
+ * `module.yaml` names that file's line and key. Reads files; touches nothing.
+ */
+export const appModuleErrors = (config: Config, text: string): Array<ConfigError> => {
+  if (config.app === null) return []
+  const doc = parseYaml(text, config.file)
+  const at = (problem: string) =>
+    new ConfigError({ file: config.file, line: Result.isSuccess(doc) ? doc.success.lineOf(["app", "module"]) : 1, key: "app.module", problem })
+  const written = Result.isSuccess(doc) ? String((doc.success.value as { app?: { module?: unknown } }).app?.module ?? "") : ""
+  const dir = config.app.module
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+    return [at(/^[a-z]+$/.test(written)
+      ? `no shipped module ${JSON.stringify(written)} (shipped: ${SHIPPED.join(", ")}); a module of your own is a directory: write a path, e.g. ./${written}`
+      : `no module directory ${dir}`)]
+  }
+  const file = `${dir}/module.yaml`
+  let moduleText: string
+  try {
+    moduleText = readFileSync(file, "utf8")
+  } catch (e) {
+    return [at(`${dir} holds no readable module.yaml (${(e as Error).message})`)]
+  }
+  const m = parseModule(moduleText, file, dir, { vars: config.app.vars })
+  return Result.isFailure(m) ? [m.failure] : []
+}
+
 /**
  * Every YAML and schema error of configuration text (empty when it decodes), in file order;
  * `farm config check` shows them all, {@link parseConfig} the first.
@@ -113,7 +146,7 @@ export const checkConfig = (text: string, file: string): Array<ConfigError> => {
   const errors = configErrors(text, file)
   if (errors.length > 0) return errors
   const r = parseConfig(text, file)
-  return Result.isFailure(r) ? [r.failure] : []
+  return Result.isFailure(r) ? [r.failure] : appModuleErrors(r.success, text)
 }
 
 /** Parse and validate configuration text; `file` is used in error messages only. */
@@ -166,7 +199,7 @@ export const parseConfig = (text: string, file: string): Result.Result<Config, C
   })
 }
 
-/** Read and validate a configuration file. */
+/** Read and validate a configuration file, its application module included (the daemon refuses to start on any error). */
 export const loadConfig = (file: string): Effect.Effect<Config, ConfigError> =>
   Effect.suspend(() => {
     let text: string
@@ -176,5 +209,7 @@ export const loadConfig = (file: string): Effect.Effect<Config, ConfigError> =>
       return Effect.fail(new YamlError({ file, line: 0, key: "", problem: `cannot read: ${(e as Error).message}` }))
     }
     const r = parseConfig(text, file)
-    return Result.isSuccess(r) ? Effect.succeed(r.success) : Effect.fail(r.failure)
+    if (Result.isFailure(r)) return Effect.fail(r.failure)
+    const app = appModuleErrors(r.success, text)
+    return app.length > 0 ? Effect.fail(app[0]) : Effect.succeed(r.success)
   })
