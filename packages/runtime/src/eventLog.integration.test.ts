@@ -28,8 +28,8 @@ describe("event log on JetStream", () => {
     const log = makeNatsEventLog(nc, farm)
     const last = await Effect.runPromise(log.lastSeq)
     expect(last).toBe(0)
-    const a = { v: 1, events: [{ _tag: "MemberJoined", v: 1, cause, node: "s1", address: "a", weight: 100, priority: 1, rulesDigest: "d", incarnation: 1 }] }
-    const b = { v: 1, events: [{ _tag: "MemberJoined", v: 1, cause, node: "s2", address: "b", weight: 100, priority: 2, rulesDigest: "d", incarnation: 1 }] }
+    const a = { v: 1, events: [{ _tag: "MemberJoined", v: 1, cause, node: "s1", address: "198.18.0.1", weight: 100, priority: 1, rulesDigest: "d", incarnation: 1 }] }
+    const b = { v: 1, events: [{ _tag: "MemberJoined", v: 1, cause, node: "s2", address: "198.18.0.2", weight: 100, priority: 2, rulesDigest: "d", incarnation: 1 }] }
     const [ra, rb] = await Promise.all([
       Effect.runPromise(log.append(a, { expectLastSeq: 0, msgId: `${farm}-a` })),
       Effect.runPromise(log.append(b, { expectLastSeq: 0, msgId: `${farm}-b` }))
@@ -52,7 +52,7 @@ describe("event log on JetStream", () => {
     const existing = await Effect.runPromise(log.records(1).pipe(Stream.take(1), Stream.runCollect))
     for (const r of existing) state = applyEntry(state, r.entry)
     const cmds: Array<Command> = [
-      { _tag: "Join", node: "s3", address: "c", weight: 100, priority: 3, rulesDigest: "d", cause },
+      { _tag: "Join", node: "s3", address: "198.18.0.3", weight: 100, priority: 3, rulesDigest: "d", cause },
       { _tag: "Ready", node: "s3", cause }
     ]
     let seq = 1

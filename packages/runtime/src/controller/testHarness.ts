@@ -29,7 +29,7 @@ export class Harness {
 
   add(node: string, role: "server" | "witness" = "server", witnesses: Array<string> = []): NodeController {
     const cfg: ControllerConfig = {
-      ...defaultTiming, farm: "web", node, role, address: node, weight: 100, priority: 1, rulesDigest: "d", witnesses, handoffMaxMs: 5000
+      ...defaultTiming, farm: "web", node, role, address: `198.18.1.${this.nodes.size + 1}`, weight: 100, priority: 1, rulesDigest: "d", witnesses, handoffMaxMs: 5000
     }
     const c = new NodeController(cfg, this.now)
     c.onAppHealth(true)
