@@ -1,11 +1,26 @@
 /**
  * NATS in the simulated world: core NATS heartbeats (pub/sub with delay, loss and cut links)
  * and the JetStream log (ordered conditional appends with msg-id dedupe, delivery delay to
- * each process's reader, leader-election stalls, periodic catch-up). Free functions over a
- * World (see world.ts), which holds the log's state.
+ * each process's reader, the stream leader and its re-election stalls, periodic catch-up).
+ * Free functions over a World (see world.ts), which holds the log's state.
+ *
+ * The stream leader: the log's stream is an R3 (RN) raft group whose leader lives on one
+ * NATS node, n1 at the start. It is lost when its node goes down (`nats-node-down`), when it
+ * is cut off from a majority of the NATS nodes (a partition or cut between NATS nodes: raft
+ * needs direct links to a quorum), when the cluster loses its quorum, or by
+ * `nats-leader-kill` (its process restarts at once). Losing a follower (or any other
+ * endpoint's links) changes nothing while the leader keeps a quorum. A lost leader starts an
+ * election: appends stall (time out, as a publish with no stream leader does) for a draw of
+ * `nats.stall` (default uniform 4.4–7.8 s: nats-server 2.9's raft election timeout is drawn
+ * in 4–9 s, and the time from SIGKILL of the leader's node to appends back was measured at
+ * up to 7.8 s on the project's 2-vCPU VM, see BENCHMARKS.md); then a node that has a quorum
+ * becomes leader (the next after the old one, in name order). With no quorum the cluster
+ * waits leaderless, and an election of the same drawn length starts when a quorum forms
+ * again. The cluster notices a change of NATS nodes or links within {@link WATCH_MS} (it
+ * watches on a simulated timer, and before each append commits).
  */
 import type { FarmEvent } from "@vipfarm/domain"
-import type { Heartbeat, NodeController } from "../../runtime/src/controller/index.ts"
+import { type Heartbeat, type NodeController, majority } from "../../runtime/src/controller/index.ts"
 import type { Proc, World } from "./world.ts"
 
 /** One network delay, drawn from the network PRNG. */
@@ -53,6 +68,7 @@ export function append(w: World, p: Proc, events: ReadonlyArray<FarmEvent>, expe
     w.at(w.now + timeout, `append-timeout ${p.name}`, () => answer({ ok: false, error: "timeout" }))
     return
   }
+  watchLeader(w)
   const [lo, hi] = w.setup.nats.appendLatency
   const at = Math.max(w.now, w.stallUntil) + w.rng.uniform(lo, hi)
   if (at - w.now > timeout) {
@@ -60,6 +76,7 @@ export function append(w: World, p: Proc, events: ReadonlyArray<FarmEvent>, expe
     return
   }
   w.at(at, `append ${msgId} by ${p.name}`, () => {
+    watchLeader(w)
     if (w.now < w.stallUntil) {
       answer({ ok: false, error: "timeout" })
       return
@@ -120,8 +137,9 @@ export function scheduleLogDelivery(w: World, p: Proc, delay: number): void {
   })
 }
 
-/** Periodic catch-up of every process (after heals, pauses, reconnects). */
+/** Periodic catch-up of every process (after heals, pauses, reconnects), and the watch of the stream leader. */
 export function startCatchUp(w: World): void {
+  startLeaderWatch(w)
   const loop = (): void => {
     for (const p of w.procs) if (p.running && p.logDelivered < w.log.length) scheduleLogDelivery(w, p, 0)
     w.at(w.now + 100, "log-catch-up", loop)
@@ -129,11 +147,129 @@ export function startCatchUp(w: World): void {
   w.at(100, "log-catch-up", loop)
 }
 
-/** A JetStream leader election: appends stall for a drawn 4.4–7.8 s. */
-export function leaderKill(w: World): void {
+/** How often (simulated ms) the NATS cluster looks at its nodes and links for a lost stream leader. */
+export const WATCH_MS = 10
+
+/** The stream leader's state of one world (kept here: the world holds only `stallUntil`). */
+interface Leadership {
+  /** Index in setup.natsNodes of the stream leader; -1 while an election runs or no quorum. */
+  leader: number
+  /** When the running election ends (-1: none; Infinity: no quorum, waiting for one). */
+  electionEnds: number
+  /** Elections so far (also those waiting for a quorum). */
+  elections: number
+}
+
+const leadership = new WeakMap<World, Leadership>()
+
+const stateOf = (w: World): Leadership => {
+  let s = leadership.get(w)
+  if (s === undefined) {
+    s = { leader: 0, electionEnds: -1, elections: 0 }
+    leadership.set(w, s)
+  }
+  return s
+}
+
+/** Name of the current stream leader, or null while there is none (election or no quorum). */
+export function streamLeader(w: World): string | null {
+  const s = stateOf(w)
+  return s.leader < 0 ? null : w.setup.natsNodes[s.leader]
+}
+
+/** Whether NATS node i is up and has direct links both ways to a quorum of the cluster (itself included). */
+function hasQuorum(w: World, i: number): boolean {
+  if (!w.natsUp[i]) return false
+  const n = w.setup.natsNodes.length
+  const a = w.natsBase + i
+  let peers = 1
+  for (let j = 0; j < n; j++) {
+    if (j === i || !w.natsUp[j]) continue
+    const b = w.natsBase + j
+    if (w.link(a, b) && w.link(b, a)) peers++
+  }
+  return peers >= majority(n)
+}
+
+/** The node an election makes leader: the next one after `after` that has a quorum (`avoid` only if no other can), or -1. */
+function candidate(w: World, after: number, avoid: number): number {
+  const n = w.setup.natsNodes.length
+  let fallback = -1
+  for (let k = 1; k <= n; k++) {
+    const i = (after + k + n) % n
+    if (!hasQuorum(w, i)) continue
+    if (i !== avoid) return i
+    fallback = i
+  }
+  return fallback
+}
+
+/** Start an election: appends stall for a drawn time (or until a quorum forms, with none now). */
+function elect(w: World, s: Leadership, from: number, avoid: number, why: string): void {
+  s.leader = -1
+  s.elections++
+  w.logStats.stalls++
+  if (candidate(w, from, avoid) < 0) {
+    s.electionEnds = Infinity
+    w.stallUntil = Infinity
+    w.note("nats-no-leader", "", `${why}; no quorum: appends stall until one forms`)
+    return
+  }
   const [lo, hi] = w.setup.nats.stall
   const d = w.rng.uniform(lo, hi)
-  w.stallUntil = Math.max(w.stallUntil, w.now + d)
-  w.logStats.stalls++
-  w.note("nats-leader-kill", "", `appends stall ${Math.round(d)} ms`)
+  const ends = Math.max(w.stallUntil === Infinity ? 0 : w.stallUntil, w.now + d)
+  s.electionEnds = ends
+  w.stallUntil = ends
+  w.note("nats-election", "", `${why}; appends stall ${Math.round(ends - w.now)} ms`)
+  w.at(ends, "nats-election-ends", () => {
+    if (s.leader >= 0 || s.electionEnds !== ends) return
+    const next = candidate(w, from, avoid)
+    if (next < 0) {
+      s.electionEnds = Infinity
+      w.stallUntil = Infinity
+      w.note("nats-no-leader", "", "election ended without a quorum: appends stall until one forms")
+      return
+    }
+    s.leader = next
+    s.electionEnds = -1
+    w.note("nats-leader", w.setup.natsNodes[next], "stream leader elected; appends resume")
+  })
+}
+
+/** Look at the NATS nodes and links: a leader without its quorum is lost; a quorum regained starts an election. */
+export function watchLeader(w: World): void {
+  const s = stateOf(w)
+  if (s.leader >= 0) {
+    if (!hasQuorum(w, s.leader)) {
+      const name = w.setup.natsNodes[s.leader]
+      elect(w, s, s.leader, s.leader, `stream leader ${name} ${w.natsUp[s.leader] ? "cut off from the NATS majority" : "down"}`)
+    }
+  } else if (s.electionEnds === Infinity && candidate(w, 0, -1) >= 0) {
+    elect(w, s, -1, -1, "a NATS quorum formed again")
+  }
+}
+
+/** Watch the NATS cluster for a lost stream leader every {@link WATCH_MS}. */
+export function startLeaderWatch(w: World): void {
+  const loop = (): void => {
+    watchLeader(w)
+    w.at(w.now + WATCH_MS, "nats-watch", loop)
+  }
+  w.at(0, "nats-watch", loop)
+}
+
+/**
+ * `nats-leader-kill`: the stream leader's process dies and restarts at once (its node stays
+ * up); another node with a quorum is elected after the drawn stall. With no leader (an
+ * election running, or no quorum) there is nothing to kill.
+ */
+export function leaderKill(w: World): void {
+  const s = stateOf(w)
+  watchLeader(w)
+  if (s.leader < 0) {
+    w.note("nats-leader-kill", "", "no stream leader to kill")
+    return
+  }
+  const name = w.setup.natsNodes[s.leader]
+  elect(w, s, s.leader, s.leader, `stream leader ${name} killed`)
 }

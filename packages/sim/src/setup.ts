@@ -18,6 +18,10 @@ export interface FlowSpec {
   readonly gapMs: number
   readonly idle: number
   readonly maxDurationMs: number
+  /** TCP: share of connections ended by a client RST (the others by FIN). */
+  readonly rstShare: number
+  /** TCP: share of long-lived connections, their duration and packet gap. */
+  readonly long: { readonly share: number; readonly durationMs: number; readonly gapMs: number }
 }
 
 /** A rule as the simulated clients use it. */
@@ -127,12 +131,24 @@ const flowSpec = (f: NonNullable<NonNullable<Scenario["load"]>["tcp"]> | undefin
     sigma: f.packets?.sigma ?? d.sigma,
     gapMs: f.gap === undefined ? d.gapMs : durationMs(f.gap),
     idle: f.idle ?? d.idle,
-    maxDurationMs: f.maxDuration === undefined ? d.maxDurationMs : durationMs(f.maxDuration)
+    maxDurationMs: f.maxDuration === undefined ? d.maxDurationMs : durationMs(f.maxDuration),
+    rstShare: f.rst ?? d.rstShare,
+    long: {
+      share: f.long?.share ?? d.long.share,
+      durationMs: f.long?.duration === undefined ? d.long.durationMs : durationMs(f.long.duration),
+      gapMs: f.long?.gap === undefined ? d.long.gapMs : durationMs(f.long.gap)
+    }
   }
 }
 
-const DEFAULT_TCP: FlowSpec = { flowsPerSec: 2000, clients: 20000, medianPackets: 8, maxPackets: 2000, sigma: 1.2, gapMs: 20, idle: 0.01, maxDurationMs: 20_000 }
-const DEFAULT_UDP: FlowSpec = { flowsPerSec: 300, clients: 5000, medianPackets: 20, maxPackets: 500, sigma: 1, gapMs: 50, idle: 0, maxDurationMs: 20_000 }
+const DEFAULT_TCP: FlowSpec = {
+  flowsPerSec: 2000, clients: 20000, medianPackets: 8, maxPackets: 2000, sigma: 1.2, gapMs: 20, idle: 0.01, maxDurationMs: 20_000,
+  rstShare: 0.05, long: { share: 0.002, durationMs: 12_000, gapMs: 500 }
+}
+const DEFAULT_UDP: FlowSpec = {
+  flowsPerSec: 300, clients: 5000, medianPackets: 20, maxPackets: 500, sigma: 1, gapMs: 50, idle: 0, maxDurationMs: 20_000,
+  rstShare: 0, long: { share: 0, durationMs: 0, gapMs: 0 }
+}
 
 /** Resolve a scenario: defaults, durations, server names, rules. */
 export const resolveSetup = (s: Scenario): Setup => {
@@ -181,6 +197,9 @@ export const resolveSetup = (s: Scenario): Setup => {
     nats: {
       appendLatency: s.nats?.appendLatency ?? [0.5, 4],
       delivery: s.nats?.delivery ?? [1, 2],
+      // a stream leader re-election (natsLog.ts): uniform in 4.4-7.8 s, the measured span on this
+      // project's VM (up to 7.8 s from SIGKILL of the leader's node to appends back; nats-server
+      // 2.9's raft election timeout is drawn in 4-9 s); see BENCHMARKS.md
       stall: s.nats?.stall ?? [4400, 7800],
       appendTimeoutMs: ms(s.nats?.appendTimeout, 1000)
     },

@@ -87,13 +87,60 @@ describe("runs", () => {
     expect(html).not.toMatch(/<script src|<link /)
   })
 
-  for (const name of ["steady-state", "crash", "partition", "flapping", "rolling-upgrade", "syn-flood"]) {
+  // every shipped scenario (a new file is covered without editing this list); scale-2-32-2 is
+  // the slowest, about 3 s of CPU (BENCHMARKS.md)
+  for (const name of shippedScenarios()) {
     it(`runs the shipped scenario ${name} clean`, () => {
       const r = runScenario(loadScenario(name), { seed: 1 })
       expect(r.violations).toEqual([])
       expect(r.liveness.converged).toBe(true)
+      expect(r.packets.total).toBeGreaterThan(0)
     })
   }
+
+  it("models the JetStream stream leader: a follower's loss stalls nothing, the leader's node down or cut off stalls appends for a re-election", () => {
+    const r = runScenario(loadScenario("nats-failure"), { seed: 1 })
+    expect(r.violations).toEqual([])
+    const lines = (kind: string) => r.timeline.filter((l) => l.kind === kind)
+    const elections = lines("nats-election")
+    // n2 (a follower) down 3-7 s: no election; n1 (the leader) down at 12 s; n2 (leader by then) cut off at 26 s
+    expect(elections.map((l) => l.atMs)).toEqual([12000, 26000])
+    expect(elections[0].detail).toMatch(/stream leader n1 down/)
+    expect(elections[1].detail).toMatch(/stream leader n2 cut off from the NATS majority/)
+    const leaders = lines("nats-leader")
+    expect(leaders.map((l) => l.node)).toEqual(["n2", "n3"])
+    // each stall is a draw of the scenario's nats.stall (default 4.4-7.8 s)
+    leaders.forEach((l, i) => {
+      const stall = l.atMs - elections[i].atMs
+      expect(stall).toBeGreaterThanOrEqual(4400)
+      expect(stall).toBeLessThanOrEqual(7800)
+    })
+    expect(r.log.stalls).toBe(2)
+    // appends time out while there is no leader; the crash at 13 s still fails over within the budget
+    expect(r.log.timeouts).toBeGreaterThan(0)
+    const s2 = r.failovers.find((f) => f.node === "s2" && f.fault === "crash")!
+    expect(s2.durationMs!).toBeLessThan(1000)
+  })
+
+  it("a NATS cluster that loses its quorum waits leaderless, and elects when a quorum forms again", () => {
+    const r = runScenario({
+      name: "nats-quorum", duration: "20s", servers: { count: 3, weight: 100 },
+      load: { tcp: { flowsPerSec: 200, maxDuration: "2s" }, udp: { flowsPerSec: 0 } },
+      timeline: [
+        { at: "2s", do: "nats-node-down", node: "n2" }, { at: "3s", do: "nats-node-down", node: "n3" },
+        { at: "9s", do: "nats-node-up", node: "n3" }
+      ],
+      liveness: { timeout: "20s" }
+    }, { seed: 3 })
+    expect(r.violations).toEqual([])
+    expect(r.liveness.converged).toBe(true)
+    const nats = r.timeline.filter((l) => l.kind.startsWith("nats-"))
+    // the leader n1 loses its quorum at 3 s (no election can end), a quorum forms at 9 s
+    expect(nats.map((l) => `${l.atMs} ${l.kind} ${l.node}`).slice(2, 5)).toEqual(["3000 nats-no-leader ", "9000 nats-node-up n3", "9000 nats-election "])
+    const leader = nats.find((l) => l.kind === "nats-leader")!
+    expect(leader.atMs - 9000).toBeGreaterThanOrEqual(4400)
+    expect(["n1", "n3"]).toContain(leader.node)
+  })
 
   it("measures the failover of a daemon SIGKILL (the filter fences at its deadline, the new owner resets its flows)", () => {
     const r = runScenario(loadScenario("daemon-kill"), { seed: 1 })
