@@ -5,9 +5,9 @@
  * every server then folds them with the reducer.
  */
 import { Result, Schema } from "effect"
-import { type ApplicationState, type Cause, EVENT_VERSION, type FarmEvent, MEMBER_FAILED_PLAN_VERSION, MEMBER_RECOVERED_RESTORE_VERSION, type Move, type PlannedTaker, type RestoredBucket } from "./events.ts"
+import { type ApplicationState, type Cause, decodeEvent, EVENT_VERSION, type FarmEvent, MEMBER_FAILED_PLAN_VERSION, MEMBER_RECOVERED_RESTORE_VERSION, type Move, type PlannedTaker, type RestoredBucket } from "./events.ts"
 import { evacuationMoves, holdings, rebalanceMoves } from "./plan.ts"
-import { applyEvent } from "./reducer.ts"
+import { foldEvents } from "./reducer.ts"
 import type { Vip } from "./rules.ts"
 import { type FarmState, findMember } from "./state.ts"
 
@@ -49,16 +49,6 @@ const no = (cmd: Command, reason: string): Decision => Result.fail(new CommandRe
 /** A deterministic hand-off id: the log position the decision was made at. */
 export const handoffId = (state: FarmState, kind: string): string => `${kind}@${state.seq}`
 
-/**
- * Fold proposed events onto the state; any rejection means the decision is invalid.
- * Returns the state after them.
- */
-const afterAll = (state: FarmState, events: ReadonlyArray<FarmEvent>): FarmState => {
-  let s = state
-  for (const e of events) s = applyEvent(s, e)
-  return s
-}
-
 const handoff = (state: FarmState, kind: string, mode: "graceful" | "takeover", moves: Array<Move>, cause: Cause): Array<FarmEvent> =>
   moves.length === 0 ? [] : [{ _tag: "HandoffStarted", v: EVENT_VERSION, cause, handoff: handoffId(state, kind), mode, moves }]
 
@@ -68,7 +58,12 @@ export const decide = (cmd: Command, state: FarmState): Decision => {
   const first = firstEvents(cmd, state)
   if (Result.isFailure(first)) return first
   const events = first.success
-  const mid = afterAll(state, events)
+  // what the command brings in must be what every server will decode (the planned moves are the domain's own)
+  for (const e of events) {
+    const d = decodeEvent(e)
+    if (Result.isFailure(d)) return no(cmd, d.failure.message)
+  }
+  const mid = foldEvents(state, events)
   if (mid.rejected !== state.rejected) return no(cmd, mid.lastRejection?.reason ?? "rejected by the reducer")
   const cause = cmd.cause
   let more: Array<FarmEvent> = []
@@ -98,7 +93,7 @@ export const decide = (cmd: Command, state: FarmState): Decision => {
       break
   }
   const all = [...events, ...more]
-  const end = afterAll(state, all)
+  const end = foldEvents(mid, more)
   if (end.rejected !== state.rejected) return no(cmd, end.lastRejection?.reason ?? "rejected by the reducer")
   return Result.succeed(all)
 }

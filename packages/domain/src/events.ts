@@ -4,7 +4,7 @@
  * version and its cause, so that an auditor can see why something happened.
  */
 import { Result, Schema } from "effect"
-import { Vip } from "./rules.ts"
+import { Address, Vip } from "./rules.ts"
 import { BUCKETS } from "./hash.ts"
 import { MAX_TABLES } from "./localView.ts"
 
@@ -28,6 +28,8 @@ const Priority = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 100000
 const Incarnation = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
 const Bucket = Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: BUCKETS - 1 }))
 const Table = Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: MAX_TABLES - 1 }))
+/** A hand-off id: any non-empty text (the deciders write `kind@seq`). */
+const HandoffId = Schema.String.check(Schema.isNonEmpty())
 
 const base = { v: Schema.Literal(EVENT_VERSION), cause: Cause }
 
@@ -35,7 +37,7 @@ const base = { v: Schema.Literal(EVENT_VERSION), cause: Cause }
 export const MemberJoined = Schema.TaggedStruct("MemberJoined", {
   ...base,
   node: NodeName,
-  address: Schema.String,
+  address: Address,
   weight: Weight,
   priority: Priority,
   rulesDigest: Schema.String,
@@ -59,7 +61,7 @@ export const RestoredBucket = Schema.Struct({
   bucket: Bucket,
   owner: NodeName,
   to: Schema.optionalKey(NodeName),
-  handoff: Schema.optionalKey(Schema.String)
+  handoff: Schema.optionalKey(HandoffId)
 })
 /** One bucket as it was before a stale MemberUnhealthy took it. */
 export type RestoredBucket = typeof RestoredBucket.Type
@@ -67,18 +69,23 @@ export type RestoredBucket = typeof RestoredBucket.Type
 /** MemberRecovered version that restores the buckets of a stale unhealthy report. */
 export const MEMBER_RECOVERED_RESTORE_VERSION = 2
 
+/** The server's checkers pass again (version 1: nothing else changes). */
+export const MemberRecoveredV1 = Schema.TaggedStruct("MemberRecovered", { ...base, node: NodeName })
 /**
- * The server's checkers pass again. Version 2 adds `restore`: the report was stale (decided
- * during a log stall, folded after the application recovered) and the server never
- * acknowledged it, so nobody took its buckets: each listed bucket that is still as the
- * unhealthy plan left it gets its state from before the report back (controller PROTOCOL.md §8).
+ * The server's checkers pass again, and `restore` lists its buckets as they were before a
+ * stale unhealthy report: the report was decided during a log stall and folded after the
+ * application recovered, and the server never acknowledged it, so nobody took its buckets:
+ * each listed bucket that is still as the unhealthy plan left it gets its state from before
+ * the report back (controller PROTOCOL.md §8).
  */
-export const MemberRecovered = Schema.TaggedStruct("MemberRecovered", {
-  v: Schema.Literals([EVENT_VERSION, MEMBER_RECOVERED_RESTORE_VERSION]),
+export const MemberRecoveredV2 = Schema.TaggedStruct("MemberRecovered", {
+  v: Schema.Literal(MEMBER_RECOVERED_RESTORE_VERSION),
   cause: Cause,
   node: NodeName,
-  restore: Schema.optionalKey(Schema.Array(RestoredBucket))
+  restore: Schema.Array(RestoredBucket)
 })
+/** The server's checkers pass again: version 1, or version 2 with `restore`. */
+export const MemberRecovered = Schema.Union([MemberRecoveredV1, MemberRecoveredV2])
 /** A peer missed heartbeats from the server (informational; ownership unchanged). */
 export const MemberSuspected = Schema.TaggedStruct("MemberSuspected", { ...base, node: NodeName, by: NodeName })
 /** One bucket's taker in a failure plan carried by MemberFailed (version 2). */
@@ -89,21 +96,22 @@ export type PlannedTaker = typeof PlannedTaker.Type
 /** MemberFailed version that carries the plan the survivors applied ahead of the log. */
 export const MEMBER_FAILED_PLAN_VERSION = 2
 
+const failed = { cause: Cause, node: NodeName, detectedBy: NodeName, incarnation: Incarnation }
+/** The server's lease expired: its computed failure plan applies (version 1). */
+export const MemberFailedV1 = Schema.TaggedStruct("MemberFailed", { v: Schema.Literal(EVENT_VERSION), ...failed })
 /**
- * The server's lease expired: its failure plan applies. Version 2 adds `plan`: the takers
- * the survivors pinned when they applied the failure ahead of the log (controller PROTOCOL.md
- * §4); the reducer gives each listed bucket to its taker when it is still valid (the bucket
- * still held by the node, the taker up), the rest by the computed failure plan. Version 1
- * (no plan) is read as before.
+ * The server's lease expired, and `plan` lists the takers the survivors pinned when they
+ * applied the failure ahead of the log (controller PROTOCOL.md §4): the reducer gives each
+ * listed bucket to its taker when it is still valid (the bucket still held by the node, the
+ * taker up), the rest by the computed failure plan.
  */
-export const MemberFailed = Schema.TaggedStruct("MemberFailed", {
-  v: Schema.Literals([EVENT_VERSION, MEMBER_FAILED_PLAN_VERSION]),
-  cause: Cause,
-  node: NodeName,
-  detectedBy: NodeName,
-  incarnation: Incarnation,
-  plan: Schema.optionalKey(Schema.Array(PlannedTaker))
+export const MemberFailedV2 = Schema.TaggedStruct("MemberFailed", {
+  v: Schema.Literal(MEMBER_FAILED_PLAN_VERSION),
+  ...failed,
+  plan: Schema.Array(PlannedTaker)
 })
+/** The server's lease expired: version 1, or version 2 with the pinned `plan`. */
+export const MemberFailed = Schema.Union([MemberFailedV1, MemberFailedV2])
 /** The server left the farm; anything it still owned is taken over. */
 export const MemberLeft = Schema.TaggedStruct("MemberLeft", { ...base, node: NodeName })
 /** The server drains: its buckets move away, keeping their connections. */
@@ -130,12 +138,12 @@ export type Move = typeof Move.Type
  */
 export const HandoffStarted = Schema.TaggedStruct("HandoffStarted", {
   ...base,
-  handoff: Schema.String,
+  handoff: HandoffId,
   mode: Schema.Literals(["graceful", "takeover"]),
-  moves: Schema.Array(Move)
+  moves: Schema.Array(Move).check(Schema.isMinLength(1))
 })
 /** A graceful hand-off is over: every bucket still moving in it now belongs to its new owner. */
-export const HandoffCompleted = Schema.TaggedStruct("HandoffCompleted", { ...base, handoff: Schema.String })
+export const HandoffCompleted = Schema.TaggedStruct("HandoffCompleted", { ...base, handoff: HandoffId })
 /** What a member's application is doing, as its supervisor reports it. */
 export const ApplicationState = Schema.Literals(["running", "restarting", "left", "stopped", "healing", "failed"])
 /** What a member's application is doing. */
@@ -159,14 +167,37 @@ export const ApplicationChanged = Schema.TaggedStruct("ApplicationChanged", {
 /** The farm's services changed. */
 export const ConfigChanged = Schema.TaggedStruct("ConfigChanged", { ...base, vips: Schema.Array(Vip) })
 
+/**
+ * The schema of each event tag at each version it is written in. A version fixes the shape:
+ * an event decodes only with exactly the fields of its declared version.
+ */
+export const EventVersions = {
+  MemberJoined: { 1: MemberJoined },
+  MemberReady: { 1: MemberReady },
+  MemberUnhealthy: { 1: MemberUnhealthy },
+  MemberRecovered: { 1: MemberRecoveredV1, 2: MemberRecoveredV2 },
+  MemberSuspected: { 1: MemberSuspected },
+  MemberFailed: { 1: MemberFailedV1, 2: MemberFailedV2 },
+  MemberLeft: { 1: MemberLeft },
+  DrainStarted: { 1: DrainStarted },
+  DrainFinished: { 1: DrainFinished },
+  WeightChanged: { 1: WeightChanged },
+  HandoffStarted: { 1: HandoffStarted },
+  HandoffCompleted: { 1: HandoffCompleted },
+  ConfigChanged: { 1: ConfigChanged },
+  ApplicationChanged: { 1: ApplicationChanged }
+} as const
+
 /** Every farm event. */
 export const FarmEvent = Schema.Union([
   MemberJoined,
   MemberReady,
   MemberUnhealthy,
-  MemberRecovered,
+  MemberRecoveredV1,
+  MemberRecoveredV2,
   MemberSuspected,
-  MemberFailed,
+  MemberFailedV1,
+  MemberFailedV2,
   MemberLeft,
   DrainStarted,
   DrainFinished,
@@ -186,15 +217,36 @@ export class MalformedEvent extends Schema.TaggedError<MalformedEvent>()("Malfor
   message: Schema.String
 }) {}
 
-const decode = Schema.decodeUnknownResult(FarmEvent, { onExcessProperty: "error" })
+type AnyEventSchema = Schema.Codec<FarmEvent, unknown>
+const decoders = new Map<string, Map<unknown, (input: unknown) => Result.Result<FarmEvent, Schema.SchemaError>>>(
+  Object.entries(EventVersions).map(([tag, versions]) => [
+    tag,
+    new Map(Object.entries(versions).map(([v, schema]) => [Number(v), Schema.decodeUnknownResult(schema as unknown as AnyEventSchema, { onExcessProperty: "error" })]))
+  ])
+)
 
-/** Decode an untrusted value into a farm event, or a MalformedEvent naming the field. */
+const malformed = (message: string) => Result.fail(new MalformedEvent({ message }))
+
+/**
+ * Decode an untrusted value into a farm event, or a MalformedEvent naming the field: the
+ * `_tag` must be a known event, `v` one of its versions, and the fields exactly those of
+ * that version.
+ */
 export const decodeEvent = (input: unknown): Result.Result<FarmEvent, MalformedEvent> => {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    return malformed(`event is not an object: ${input === null ? "null" : Array.isArray(input) ? "an array" : `a ${typeof input}`}`)
+  }
+  const { _tag: tag, v } = input as { _tag?: unknown; v?: unknown }
+  if (typeof tag !== "string") return malformed(`malformed unknown event: _tag: ${tag === undefined ? "missing" : "not a string"}`)
+  const versions = decoders.get(tag)
+  if (versions === undefined) return malformed(`malformed unknown event: _tag: "${tag.slice(0, 64)}" is not a farm event`)
+  const decode = versions.get(v)
+  if (decode === undefined) {
+    return malformed(`malformed ${tag} event: v: ${v === undefined ? "missing" : JSON.stringify(v) ?? String(v)} is not a version of ${tag} (${[...versions.keys()].join(", ")})`)
+  }
   const r = decode(input)
   if (Result.isSuccess(r)) return Result.succeed(r.success)
-  const tag = typeof input === "object" && input !== null ? (input as { _tag?: unknown })._tag : undefined
-  const known = typeof tag === "string" ? tag : "unknown"
-  return Result.fail(new MalformedEvent({ message: `malformed ${known} event: ${String(r.failure.message ?? r.failure)}` }))
+  return malformed(`malformed ${tag} event: ${String(r.failure.message ?? r.failure)}`)
 }
 
 /** Decode a JSON text into a farm event. */

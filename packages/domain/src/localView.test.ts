@@ -12,7 +12,7 @@ describe("local view", () => {
   it("projects owned, moving and foreign buckets for each server", () => {
     let s = initialState("web")
     for (const node of ["s1", "s2"]) {
-      s = execute(s, { _tag: "Join", node, address: "a", weight: 100, priority: 1, rulesDigest: "d", cause }).state
+      s = execute(s, { _tag: "Join", node, address: "198.18.0.1", weight: 100, priority: 1, rulesDigest: "d", cause }).state
       s = execute(s, { _tag: "Ready", node, cause }).state
     }
     // s1 took everything, then half moves to s2 gracefully
@@ -35,7 +35,7 @@ describe("local view", () => {
   })
 
   it("names the offending field of a malformed event", () => {
-    const r = decodeEventJson(JSON.stringify({ _tag: "MemberJoined", v: 1, cause, node: "s1", address: "a", weight: -5, priority: 1, rulesDigest: "d", incarnation: 1 }))
+    const r = decodeEventJson(JSON.stringify({ _tag: "MemberJoined", v: 1, cause, node: "s1", address: "198.18.0.1", weight: -5, priority: 1, rulesDigest: "d", incarnation: 1 }))
     expect(Result.isFailure(r)).toBe(true)
     if (Result.isFailure(r)) expect(r.failure.message).toMatch(/weight/)
     const j = decodeEventJson("{not json")

@@ -151,7 +151,7 @@ describe("reducer and deciders", () => {
     let { state } = run([
       { _tag: "Configure", vips: [{ address: "198.18.0.100", rules: [{ proto: "udp", ports: [53], affinity: "client-ip", mode: "single-host" }] }], cause },
       ...["s2", "s1", "s3"].flatMap((node): Array<Command> => [
-        { _tag: "Join", node, address: "a", weight: 100, priority: Number(node.slice(1)), rulesDigest: "d", cause },
+        { _tag: "Join", node, address: "198.18.0.1", weight: 100, priority: Number(node.slice(1)), rulesDigest: "d", cause },
         { _tag: "Ready", node, cause }
       ])
     ])
@@ -164,7 +164,7 @@ describe("reducer and deciders", () => {
 
   it("drain moves a member's buckets gracefully, then finishes", () => {
     let { state } = run(["s1", "s2", "s3"].flatMap((node): Array<Command> => [
-      { _tag: "Join", node, address: "a", weight: 100, priority: 1, rulesDigest: "d", cause },
+      { _tag: "Join", node, address: "198.18.0.1", weight: 100, priority: 1, rulesDigest: "d", cause },
       { _tag: "Ready", node, cause }
     ]))
     state = settle(state)
@@ -182,8 +182,8 @@ describe("reducer and deciders", () => {
     const s0 = initialState("web")
     const bad: Array<unknown> = [
       null, 42, "x", {}, { _tag: "MemberJoined" },
-      { _tag: "MemberJoined", v: EVENT_VERSION, cause, node: "bad name!", address: "a", weight: 1, priority: 1, rulesDigest: "d", incarnation: 1 },
-      { _tag: "MemberJoined", v: 2, cause, node: "s1", address: "a", weight: 1, priority: 1, rulesDigest: "d", incarnation: 1 },
+      { _tag: "MemberJoined", v: EVENT_VERSION, cause, node: "bad name!", address: "198.18.0.1", weight: 1, priority: 1, rulesDigest: "d", incarnation: 1 },
+      { _tag: "MemberJoined", v: 2, cause, node: "s1", address: "198.18.0.1", weight: 1, priority: 1, rulesDigest: "d", incarnation: 1 },
       { _tag: "HandoffStarted", v: EVENT_VERSION, cause, handoff: "h", mode: "graceful", moves: [{ table: 0, bucket: 5000, from: null, to: "s1" }] },
       { _tag: "MemberReady", v: EVENT_VERSION, cause, node: "s1", extra: true }
     ]
@@ -200,7 +200,7 @@ describe("reducer and deciders", () => {
       fc.record({
         _tag: fc.constantFrom("MemberJoined", "MemberReady", "MemberFailed", "HandoffStarted", "HandoffCompleted", "DrainStarted", "MemberLeft", "ApplicationChanged"),
         state: fc.constantFrom("running", "healing", "failed", "bogus"), reason: fc.constant("r"), restarts: fc.integer({ min: -1, max: 3 }),
-        v: fc.constant(EVENT_VERSION), cause: fc.constant(cause), node: fc.constantFrom(...NODES), address: fc.constant("a"),
+        v: fc.constant(EVENT_VERSION), cause: fc.constant(cause), node: fc.constantFrom(...NODES), address: fc.constantFrom("198.18.0.1", "2001:db8::1", "a"),
         weight: fc.integer({ min: -1, max: 200 }), priority: fc.constant(1), rulesDigest: fc.constant("d"), incarnation: fc.integer({ min: 0, max: 3 }),
         detectedBy: fc.constant("s1"), handoff: fc.constantFrom("a", "b"), mode: fc.constantFrom("graceful", "takeover"),
         moves: fc.array(fc.record({ table: fc.integer({ min: 0, max: 2 }), bucket: fc.integer({ min: 0, max: 1023 }), from: fc.constantFrom(null, ...NODES), to: fc.constantFrom(...NODES) }), { maxLength: 4 })
@@ -256,9 +256,49 @@ describe("ApplicationChanged", () => {
   })
 })
 
+describe("malformed entries are rejected naming the field", () => {
+  const s0 = initialState("web")
+  const joined = { _tag: "MemberJoined", v: EVENT_VERSION, cause, node: "s1", address: "198.18.0.1", weight: 1, priority: 1, rulesDigest: "d", incarnation: 1 }
+  const move = { table: 0, bucket: 1, from: null, to: "s1" }
+  const cases: Array<[string, unknown, RegExp]> = [
+    ["an unknown _tag", { _tag: "MemberTeleported", v: EVENT_VERSION, cause, node: "s1" }, /_tag: "MemberTeleported" is not a farm event/],
+    ["a missing _tag", { v: EVENT_VERSION, cause, node: "s1" }, /_tag: missing/],
+    ["a version the event does not have", { ...joined, v: 2 }, /v: 2 is not a version of MemberJoined \(1\)/],
+    ["an address that is not an IP", { ...joined, address: "not-an-ip" }, /MemberJoined.*address/s],
+    ["an IPv4 address out of range", { ...joined, address: "198.18.0.256" }, /MemberJoined.*address/s],
+    ["an empty hand-off id", { _tag: "HandoffStarted", v: EVENT_VERSION, cause, handoff: "", mode: "graceful", moves: [move] }, /HandoffStarted.*handoff/s],
+    ["a hand-off without moves", { _tag: "HandoffStarted", v: EVENT_VERSION, cause, handoff: "h", mode: "graceful", moves: [] }, /HandoffStarted.*moves/s],
+    ["an empty completed hand-off id", { _tag: "HandoffCompleted", v: EVENT_VERSION, cause, handoff: "" }, /HandoffCompleted.*handoff/s],
+    ["a record of an unknown version", { v: 99, events: [joined] }, /record.*\bv\b/s],
+    ["a record with an unknown field", { v: 1, events: [joined], junk: true }, /record.*junk/s],
+    ["a record whose events is not an array", { v: 1, events: "MemberJoined" }, /record.*events/s],
+    ["a record with no event", { v: 1, events: [] }, /record: events is empty/],
+    ["a record whose prev is not a hash", { v: 1, events: [joined], prev: "ab" }, /record.*prev/s],
+    ["an event of a record", { v: 1, events: [joined, { _tag: "Nope", v: 1 }] }, /events\[1\]: .*_tag: "Nope"/]
+  ]
+  for (const [what, entry, reason] of cases) {
+    it(`rejects ${what}`, () => {
+      const s = applyEntry(s0, entry)
+      expect(s.rejected).toBe(1)
+      expect(s.seq).toBe(1)
+      expect(s.members).toEqual([])
+      expect(s.lastRejection?.reason).toMatch(reason)
+    })
+  }
+
+  it("still folds what the runtime writes: a chained record and a legacy single event", () => {
+    const chained = applyEntry(s0, { v: 1, events: [joined], prev: "" })
+    expect(chained.rejected).toBe(0)
+    const next = applyEntry(chained, { v: 1, events: [{ _tag: "MemberReady", v: EVENT_VERSION, cause, node: "s1" }], prev: "0123456789abcdef".repeat(4) })
+    expect(next.members.map((m) => m.status)).toEqual(["up"])
+    expect(applyEntry(s0, joined).members.map((m) => m.address)).toEqual(["198.18.0.1"])
+    expect(applyEntry(s0, { ...joined, address: "2001:db8::7" }).rejected).toBe(0)
+  })
+})
+
 describe("log records", () => {
   it("folds a batch of events all or nothing, as one log entry", () => {
-    const join = (node: string) => ({ _tag: "MemberJoined", v: EVENT_VERSION, cause, node, address: "a", weight: 1, priority: 1, rulesDigest: "d", incarnation: 1 })
+    const join = (node: string) => ({ _tag: "MemberJoined", v: EVENT_VERSION, cause, node, address: "198.18.0.1", weight: 1, priority: 1, rulesDigest: "d", incarnation: 1 })
     const s1 = applyEntry(initialState("web"), { v: 1, events: [join("s1"), { _tag: "MemberReady", v: EVENT_VERSION, cause, node: "s1" }] })
     expect(s1.seq).toBe(1)
     expect(s1.members.map((m) => m.status)).toEqual(["up"])

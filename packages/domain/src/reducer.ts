@@ -4,7 +4,7 @@
  * the same log with it and so holds the same bucket table.
  */
 import { Result, Schema } from "effect"
-import { decodeEvent, type FarmEvent } from "./events.ts"
+import { decodeEvent, type FarmEvent, MEMBER_FAILED_PLAN_VERSION, MEMBER_RECOVERED_RESTORE_VERSION } from "./events.ts"
 import { failurePlan, pinnedFailurePlan, restoredTables } from "./plan.ts"
 import { tableCount } from "./rules.ts"
 import { type BucketState, type BucketTable, emptyTable, type FarmState, findMember, isEligible, type Member, type MemberApplication } from "./state.ts"
@@ -119,7 +119,7 @@ export const evolve = (state: FarmState, event: FarmEvent): Result.Result<FarmSt
       const why = need(["unhealthy"])
       if (why) return reject(event, why)
       // version 2: a stale report the server never acknowledged: its buckets come back
-      const restored = event.restore === undefined ? state : { ...state, tables: restoredTables(state, event.node, event.restore) }
+      const restored = event.v === MEMBER_RECOVERED_RESTORE_VERSION ? { ...state, tables: restoredTables(state, event.node, event.restore) } : state
       return ok(withMember(restored, event.node, (m) => ({ ...m, status: "up", unhealthy: null, suspectedBy: null })))
     }
     case "MemberSuspected": {
@@ -134,7 +134,7 @@ export const evolve = (state: FarmState, event: FarmEvent): Result.Result<FarmSt
         return reject(event, `incarnation ${event.incarnation} is not the current one (${member!.incarnation})`)
       }
       // version 2: the takers the survivors pinned ahead of the log, where still valid
-      const planned = event.plan === undefined ? removeOwnership(state, event.node) : { ...state, tables: pinnedFailurePlan(state, event.node, event.plan) }
+      const planned = event.v === MEMBER_FAILED_PLAN_VERSION ? { ...state, tables: pinnedFailurePlan(state, event.node, event.plan) } : removeOwnership(state, event.node)
       return ok(withMember(planned, event.node, (m) => ({ ...m, status: "down", suspectedBy: null })))
     }
     case "MemberLeft": {
@@ -185,43 +185,69 @@ export const evolve = (state: FarmState, event: FarmEvent): Result.Result<FarmSt
 }
 
 /**
+ * A log record carrying several events decided together, folded all or nothing: version 1,
+ * at least one event, and the audit chain's `prev` (the hash of the record before, "" for
+ * the first; see chain.ts) on records written since the chain exists.
+ */
+export const EventBatch = Schema.Struct({
+  v: Schema.Literal(1),
+  events: Schema.Array(Schema.Unknown),
+  prev: Schema.optionalKey(Schema.String.check(Schema.isPattern(/^(?:[0-9a-f]{64})?$/)))
+})
+/** A log record carrying several events decided together. */
+export type EventBatch = typeof EventBatch.Type
+
+const decodeBatch = Schema.decodeUnknownResult(EventBatch, { onExcessProperty: "error" })
+
+/** A record (not an event): an object without `_tag` that has `events`. */
+const isRecord = (entry: unknown): entry is object =>
+  typeof entry === "object" && entry !== null && !Array.isArray(entry) && !("_tag" in entry) && "events" in entry
+
+/** The message of a rejected event: which event (by tag) and why. */
+const rejection = (r: EventRejected): string => `${r.event}: ${r.reason}`
+
+/**
  * Consume one log entry (an untrusted value): decode it, fold it, or reject and count it.
  * The position always advances, so every server skips the same entries.
  */
 export const applyEntry = (state: FarmState, entry: unknown): FarmState => {
   const seq = state.seq + 1
   const refuse = (reason: string): FarmState => ({ ...state, seq, rejected: state.rejected + 1, lastRejection: { seq, reason } })
-  const batch = isBatch(entry) ? entry.events : [entry]
-  if (batch.length === 0) return refuse("record: events is empty")
+  const inRecord = isRecord(entry)
+  let batch: ReadonlyArray<unknown> = [entry]
+  if (inRecord) {
+    const record = decodeBatch(entry)
+    if (Result.isFailure(record)) return refuse(`malformed record: ${String(record.failure.message ?? record.failure)}`)
+    batch = record.success.events
+    if (batch.length === 0) return refuse("record: events is empty")
+  }
   let s = state
   for (let i = 0; i < batch.length; i++) {
-    const where = batch === entry ? "" : `events[${i}]: `
+    const where = inRecord ? `events[${i}]: ` : ""
     const decoded = decodeEvent(batch[i])
     if (Result.isFailure(decoded)) return refuse(where + decoded.failure.message)
     const r = evolve(s, decoded.success)
-    if (Result.isFailure(r)) return refuse(`${where}${r.failure.event}: ${r.failure.reason}`)
+    if (Result.isFailure(r)) return refuse(where + rejection(r.failure))
     s = r.success
   }
   return { ...s, seq }
 }
-
-/** A log record carrying several events decided together: folded all or nothing. */
-export interface EventBatch {
-  readonly v: 1
-  readonly events: ReadonlyArray<unknown>
-}
-
-const isBatch = (entry: unknown): entry is EventBatch =>
-  typeof entry === "object" && entry !== null && !("_tag" in entry) && Array.isArray((entry as { events?: unknown }).events)
 
 /** Fold already-decoded events; rejected ones are counted, as by applyEntry. */
 export const applyEvent = (state: FarmState, event: FarmEvent): FarmState => {
   const seq = state.seq + 1
   const r = evolve(state, event)
   if (Result.isFailure(r)) {
-    return { ...state, seq, rejected: state.rejected + 1, lastRejection: { seq, reason: `${r.failure.event}: ${r.failure.reason}` } }
+    return { ...state, seq, rejected: state.rejected + 1, lastRejection: { seq, reason: rejection(r.failure) } }
   }
   return { ...r.success, seq }
+}
+
+/** Fold already-decoded events one after the other (each one log position), as {@link applyEvent}. */
+export const foldEvents = (state: FarmState, events: Iterable<FarmEvent>): FarmState => {
+  let s = state
+  for (const e of events) s = applyEvent(s, e)
+  return s
 }
 
 /** Fold a whole log of untrusted entries from a state. */

@@ -5,7 +5,7 @@
 import { Result } from "effect"
 import { type Command, decide } from "./decider.ts"
 import type { Cause, FarmEvent } from "./events.ts"
-import { applyEvent } from "./reducer.ts"
+import { foldEvents } from "./reducer.ts"
 import { type FarmState, openHandoffs } from "./state.ts"
 
 /** The cause used by tests and tools that act as an operator. */
@@ -15,9 +15,7 @@ export const operatorCause = (by = "operator"): Cause => ({ kind: "operator", by
 export const execute = (state: FarmState, cmd: Command): { state: FarmState; events: Array<FarmEvent>; refused: string | null } => {
   const r = decide(cmd, state)
   if (Result.isFailure(r)) return { state, events: [], refused: r.failure.reason }
-  let s = state
-  for (const e of r.success) s = applyEvent(s, e)
-  return { state: s, events: r.success, refused: null }
+  return { state: foldEvents(state, r.success), events: r.success, refused: null }
 }
 
 /** Complete every open hand-off (and the rebalances that follow) until none is left. */

@@ -3,7 +3,7 @@ import { Result } from "effect"
 import { decide } from "./decider.ts"
 import { decodeEvent, EVENT_VERSION, MEMBER_FAILED_PLAN_VERSION, MEMBER_RECOVERED_RESTORE_VERSION, type FarmEvent } from "./events.ts"
 import { failurePlan, heldBy } from "./plan.ts"
-import { applyEvent } from "./reducer.ts"
+import { applyEntry, applyEvent } from "./reducer.ts"
 import { initialState, type FarmState } from "./state.ts"
 import { execute, operatorCause, settle } from "./testkit.ts"
 
@@ -13,7 +13,7 @@ const farm = (names: ReadonlyArray<string>): FarmState => {
   let s = initialState("web")
   s = execute(s, { _tag: "Configure", vips: [{ address: "198.18.0.100", rules: [{ proto: "tcp", ports: [80], affinity: "client-ip" }] }], cause }).state
   for (const n of names) {
-    s = execute(s, { _tag: "Join", node: n, address: n, weight: 100, priority: 1, rulesDigest: "d", cause }).state
+    s = execute(s, { _tag: "Join", node: n, address: "198.18.0.1", weight: 100, priority: 1, rulesDigest: "d", cause }).state
     s = execute(s, { _tag: "Ready", node: n, cause }).state
     s = settle(s)
   }
@@ -29,6 +29,32 @@ describe("MemberFailed version 2 (the pinned failure plan)", () => {
     expect(Result.isSuccess(r)).toBe(true)
     expect(Result.isSuccess(decodeEvent({ ...v1, v: 3 }))).toBe(false)
     expect(Result.isSuccess(decodeEvent({ ...v2, plan: [{ table: 0, bucket: 99999, to: "s2" }] }))).toBe(false)
+    // an empty plan is a plan (the survivors took nothing of it)
+    expect(Result.isSuccess(decodeEvent({ ...v2, plan: [] }))).toBe(true)
+  })
+
+  it("the version fixes the shape: version 1 carries no plan, version 2 must", () => {
+    const v1 = { _tag: "MemberFailed", v: EVENT_VERSION, cause, node: "s1", detectedBy: "s2", incarnation: 1 }
+    const withPlan = decodeEvent({ ...v1, plan: [{ table: 0, bucket: 3, to: "s2" }] })
+    expect(Result.isFailure(withPlan) && withPlan.failure.message).toMatch(/MemberFailed.*plan/s)
+    const noPlan = decodeEvent({ ...v1, v: MEMBER_FAILED_PLAN_VERSION })
+    expect(Result.isFailure(noPlan) && noPlan.failure.message).toMatch(/MemberFailed.*plan/s)
+    const v3 = decodeEvent({ ...v1, v: 3 })
+    expect(Result.isFailure(v3) && v3.failure.message).toMatch(/v: 3 is not a version of MemberFailed \(1, 2\)/)
+    // neither is folded: a v1 with a plan does not pin, a v2 without one does not fall back
+    const s = farm(["s1", "s2", "s3"])
+    const entry = applyEntry(s, { ...v1, plan: [{ table: 0, bucket: 3, to: "s2" }] })
+    expect(entry.rejected).toBe(s.rejected + 1)
+    expect(entry.tables).toBe(s.tables)
+    expect(entry.members).toBe(s.members)
+  })
+
+  it("an old version 1 log folds exactly as the computed failure plan", () => {
+    const s = farm(["s1", "s2", "s3", "s4"])
+    const folded = applyEntry(s, { _tag: "MemberFailed", v: EVENT_VERSION, cause, node: "s2", detectedBy: "s1", incarnation: 1 })
+    expect(folded.rejected).toBe(s.rejected)
+    expect(folded.tables).toEqual(failurePlan(s, "s2"))
+    expect(folded.members.find((m) => m.name === "s2")!.status).toBe("down")
   })
 
   it("folds the listed takers where still valid, the computed plan elsewhere", () => {
@@ -64,6 +90,13 @@ describe("MemberRecovered version 2 (a stale unhealthy report withdrawn)", () =>
     const v1 = { _tag: "MemberRecovered", v: EVENT_VERSION, cause, node: "s1" }
     expect(Result.isSuccess(decodeEvent(v1))).toBe(true)
     expect(Result.isSuccess(decodeEvent({ ...v1, v: MEMBER_RECOVERED_RESTORE_VERSION, restore: [{ table: 0, bucket: 1, owner: "s1" }] }))).toBe(true)
+    // the version fixes the shape: version 1 restores nothing, version 2 must say what
+    const v1restore = decodeEvent({ ...v1, restore: [{ table: 0, bucket: 1, owner: "s1" }] })
+    expect(Result.isFailure(v1restore) && v1restore.failure.message).toMatch(/MemberRecovered.*restore/s)
+    const v2bare = decodeEvent({ ...v1, v: MEMBER_RECOVERED_RESTORE_VERSION })
+    expect(Result.isFailure(v2bare) && v2bare.failure.message).toMatch(/MemberRecovered.*restore/s)
+    const emptyId = decodeEvent({ ...v1, v: MEMBER_RECOVERED_RESTORE_VERSION, restore: [{ table: 0, bucket: 1, owner: "s1", to: "s2", handoff: "" }] })
+    expect(Result.isFailure(emptyId) && emptyId.failure.message).toMatch(/handoff/)
     const s = farm(["s1", "s2", "s3"])
     const mine = s.tables[0].flatMap((b, i) => (b.owner === "s1" ? [i] : []))
     const unhealthy = execute(s, { _tag: "ReportUnhealthy", node: "s1", checker: "http", reason: "500", cause }).state
