@@ -92,7 +92,7 @@ static __noinline int answer_arp(struct xdp_md *ctx, __u32 l3off, __u64 len)
 	    arp->plen != 4)
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
 	__builtin_memcpy(&tpa, arp->tpa, 4);
-	if (!vip4_find(vip_set(), tpa))
+	if (!vip4_find(vip_set(), tpa, NULL))
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
 	if (fenced(cfg, &now))
 		return count(VF_PASS_NEIGH, len, XDP_PASS);

@@ -92,13 +92,28 @@ struct {
 	__type(value, struct vf_bucket_chunk);
 } bucket_counters SEC(".maps");
 
-/* This CPU's counters of bucket `idx` (table * VF_BUCKETS + bucket), or NULL. */
-static __always_inline struct vf_bucket_counter *bucket_counter(__u32 idx)
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2 * VF_MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct vf_vip_counters);
+} vip_counters SEC(".maps");
+
+/* This CPU's packet counter of bucket `idx` (table * VF_BUCKETS + bucket), or NULL. */
+static __always_inline __u64 *bucket_counter(__u32 idx)
 {
 	__u32 chunk = idx / VF_COUNTER_CHUNK;
 	struct vf_bucket_chunk *c = bpf_map_lookup_elem(&bucket_counters, &chunk);
 
-	return c ? &c->b[idx & (VF_COUNTER_CHUNK - 1)] : NULL;
+	return c ? &c->packets[idx & (VF_COUNTER_CHUNK - 1)] : NULL;
+}
+
+/* This CPU's counters of the VIP whose slot has index `idx` (non-zero), or NULL. */
+static __always_inline struct vf_vip_counters *vip_counter(__u32 idx)
+{
+	__u32 key = (idx - 1) & (2 * VF_MAX_VIPS - 1);
+
+	return bpf_map_lookup_elem(&vip_counters, &key);
 }
 
 #include "wire.h"
@@ -135,12 +150,16 @@ static __always_inline struct vf_vip4_slot *vip4_slot(struct vf_vip_set *set, __
 	return NULL;
 }
 
-/* Rules of an IPv4 VIP, or NULL. */
-static __always_inline struct vf_vip *vip4_find(struct vf_vip_set *set, __u32 addr)
+/* Rules of an IPv4 VIP, or NULL; `*idx` gets its slot index (unless `idx` is NULL). */
+static __always_inline struct vf_vip *vip4_find(struct vf_vip_set *set, __u32 addr, __u32 *idx)
 {
 	struct vf_vip4_slot *s = vip4_slot(set, addr);
 
-	return s ? vip_rules(set, s->idx) : NULL;
+	if (!s)
+		return NULL;
+	if (idx)
+		*idx = s->idx;
+	return vip_rules(set, s->idx);
 }
 
 /* Slot of an IPv6 VIP (four words in wire order), or NULL. */
@@ -160,12 +179,16 @@ static __always_inline struct vf_vip6_slot *vip6_slot(struct vf_vip_set *set, co
 	return NULL;
 }
 
-/* Rules of an IPv6 VIP, or NULL. */
-static __always_inline struct vf_vip *vip6_find(struct vf_vip_set *set, const __u32 *a)
+/* Rules of an IPv6 VIP, or NULL; `*idx` gets its slot index (unless `idx` is NULL). */
+static __always_inline struct vf_vip *vip6_find(struct vf_vip_set *set, const __u32 *a, __u32 *idx)
 {
 	struct vf_vip6_slot *s = vip6_slot(set, a);
 
-	return s ? vip_rules(set, s->idx) : NULL;
+	if (!s)
+		return NULL;
+	if (idx)
+		*idx = s->idx;
+	return vip_rules(set, s->idx);
 }
 
 /* What the decision needs to know of a VIP packet (mirrors `Parsed` in src/model.ts). */
@@ -196,13 +219,26 @@ static __always_inline int count(__u32 reason, __u64 len, int action)
 	return action;
 }
 
-static __always_inline int vip_pass(struct eth_h *eth, struct vf_config *cfg, __u32 reason, __u64 len)
+/* Count a VIP verdict in the VIP's counters `vc` (from vip_counter). */
+static __always_inline int vcount(struct vf_vip_counters *vc, __u32 reason, __u64 len, int action)
+{
+	if (vc) {
+		struct vf_counter *c = &vc->r[reason < VF_REASONS ? reason : 0];
+
+		c->packets++;
+		c->bytes += len;
+	}
+	return action;
+}
+
+static __always_inline int vip_pass(struct eth_h *eth, struct vf_config *cfg, struct vf_vip_counters *vc,
+				    __u32 reason, __u64 len)
 {
 	/* A frame for the virtual MAC is PACKET_OTHERHOST to the kernel: make it ours. */
 	if (*(__u32 *)eth->dst == *(__u32 *)cfg->vmac &&
 	    *(__u16 *)(eth->dst + 4) == *(__u16 *)(cfg->vmac + 4))
 		__builtin_memcpy(eth->dst, cfg->ifmac, 6);
-	return count(reason, len, XDP_PASS);
+	return vcount(vc, reason, len, XDP_PASS);
 }
 
 #include "neigh.h"
@@ -397,7 +433,8 @@ static __always_inline void record_udp(const struct flow_ref *f, __u64 now)
 /* ---------------------------------------------------------------- decision */
 
 static __always_inline int decide(struct xdp_md *ctx, struct eth_h *eth, struct pkt *p,
-				  struct vf_vip *vip, struct vf_config *cfg, __u64 now, __u64 len)
+				  struct vf_vip *vip, struct vf_vip_counters *vc, struct vf_config *cfg, __u64 now,
+				  __u64 len)
 {
 	__u32 table = 0, affinity = VF_AFF_CLIENT_IP, idx, b;
 	__u8 state;
@@ -407,14 +444,14 @@ static __always_inline int decide(struct xdp_md *ctx, struct eth_h *eth, struct 
 		__u8 t = p->icmp_type;
 
 		if (p->family == 4 ? (t == 3 || t == 11 || t == 12) : (t >= 1 && t <= 4))
-			return vip_pass(eth, cfg, VF_PASS_ICMP_ERROR, len);
+			return vip_pass(eth, cfg, vc, VF_PASS_ICMP_ERROR, len);
 		if (t != (p->family == 4 ? 8 : 128))
-			return count(VF_DROP_NO_RULE, len, XDP_DROP);
+			return vcount(vc, VF_DROP_NO_RULE, len, XDP_DROP);
 	} else if (!icmp) {
 		__u32 n = vip->count, i, found = 0;
 
 		if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP)
-			return count(VF_DROP_NO_RULE, len, XDP_DROP);
+			return vcount(vc, VF_DROP_NO_RULE, len, XDP_DROP);
 #pragma unroll
 		for (i = 0; i < VF_MAX_RULES; i++) {
 			struct vf_rule *r = &vip->rules[i];
@@ -430,17 +467,17 @@ static __always_inline int decide(struct xdp_md *ctx, struct eth_h *eth, struct 
 			}
 		}
 		if (!found)
-			return count(VF_DROP_NO_RULE, len, XDP_DROP);
+			return vcount(vc, VF_DROP_NO_RULE, len, XDP_DROP);
 	}
 
 	b = bucket_of(p, icmp ? VF_AFF_CLIENT_IP : affinity, cfg->seed);
 	idx = (table * VF_BUCKETS + b) & (VF_MAX_TABLES * VF_BUCKETS - 1);
 	state = *(volatile __u8 *)&vf_state.buckets[idx]; /* read once */
 	{
-		struct vf_bucket_counter *bc = bucket_counter(idx);
+		__u64 *bc = bucket_counter(idx);
 
 		if (bc)
-			bc->other += 1;
+			*bc += 1;
 	}
 
 	switch (state) {
@@ -451,18 +488,18 @@ static __always_inline int decide(struct xdp_md *ctx, struct eth_h *eth, struct 
 			flow_key(&f, p);
 			record_udp(&f, now);
 		}
-		return vip_pass(eth, cfg, VF_PASS_OWNED, len);
+		return vip_pass(eth, cfg, vc, VF_PASS_OWNED, len);
 	case VF_MOVING_OUT:
 		if (p->frag)
-			return vip_pass(eth, cfg, VF_PASS_MOVING_OUT_FRAG, len);
+			return vip_pass(eth, cfg, vc, VF_PASS_MOVING_OUT_FRAG, len);
 		if (icmp)
-			return count(VF_DROP_MOVING_OUT_ICMP, len, XDP_DROP);
+			return vcount(vc, VF_DROP_MOVING_OUT_ICMP, len, XDP_DROP);
 		if (p->proto == IPPROTO_TCP) {
 			if ((p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
-				return count(VF_DROP_MOVING_OUT_SYN, len, XDP_DROP);
+				return vcount(vc, VF_DROP_MOVING_OUT_SYN, len, XDP_DROP);
 			if (tcp_socket(ctx, p) == 2)
-				return vip_pass(eth, cfg, VF_PASS_MOVING_OUT_TCP, len);
-			return count(VF_DROP_MOVING_OUT_TCP, len, XDP_DROP);
+				return vip_pass(eth, cfg, vc, VF_PASS_MOVING_OUT_TCP, len);
+			return vcount(vc, VF_DROP_MOVING_OUT_TCP, len, XDP_DROP);
 		} else {
 			struct flow_ref f;
 			__u64 *last;
@@ -473,51 +510,52 @@ static __always_inline int decide(struct xdp_md *ctx, struct eth_h *eth, struct 
 			if (last && (__s64)(now - *last) < (__s64)((__u64)cfg->udp_idle_ms * 1000000ULL)) {
 				if ((__s64)(now - *last) >= (__s64)VF_UDP_REFRESH_NS)
 					*last = now;
-				return vip_pass(eth, cfg, VF_PASS_MOVING_OUT_UDP, len);
+				return vip_pass(eth, cfg, vc, VF_PASS_MOVING_OUT_UDP, len);
 			}
-			return count(VF_DROP_MOVING_OUT_UDP, len, XDP_DROP);
+			return vcount(vc, VF_DROP_MOVING_OUT_UDP, len, XDP_DROP);
 		}
 	case VF_MOVING_IN_WAIT:
 	case VF_MOVING_IN:
 		if (p->frag)
-			return count(VF_DROP_MOVING_IN_FRAG, len, XDP_DROP);
+			return vcount(vc, VF_DROP_MOVING_IN_FRAG, len, XDP_DROP);
 		if (icmp)
-			return vip_pass(eth, cfg, VF_PASS_MOVING_IN_ICMP, len);
+			return vip_pass(eth, cfg, vc, VF_PASS_MOVING_IN_ICMP, len);
 		if (p->proto == IPPROTO_TCP) {
 			if ((p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
-				return vip_pass(eth, cfg, VF_PASS_MOVING_IN_SYN, len);
+				return vip_pass(eth, cfg, vc, VF_PASS_MOVING_IN_SYN, len);
 			if (tcp_socket(ctx, p) == 2)
-				return vip_pass(eth, cfg, VF_PASS_MOVING_IN_TCP, len);
-			return count(VF_DROP_MOVING_IN_TCP, len, XDP_DROP);
+				return vip_pass(eth, cfg, vc, VF_PASS_MOVING_IN_TCP, len);
+			return vcount(vc, VF_DROP_MOVING_IN_TCP, len, XDP_DROP);
 		}
 		if (state == VF_MOVING_IN_WAIT)
-			return count(VF_DROP_MOVING_IN_WAIT_UDP, len, XDP_DROP);
+			return vcount(vc, VF_DROP_MOVING_IN_WAIT_UDP, len, XDP_DROP);
 		{
 			struct flow_ref f;
 
 			flow_key(&f, p);
 			if (flow_lookup(&f, udp_foreign))
-				return count(VF_DROP_MOVING_IN_UDP, len, XDP_DROP);
+				return vcount(vc, VF_DROP_MOVING_IN_UDP, len, XDP_DROP);
 			record_udp(&f, now);
-			return vip_pass(eth, cfg, VF_PASS_MOVING_IN_UDP, len);
+			return vip_pass(eth, cfg, vc, VF_PASS_MOVING_IN_UDP, len);
 		}
 	default: /* FOREIGN, and any unknown code: fail closed */
-		return count(VF_DROP_FOREIGN, len, XDP_DROP);
+		return vcount(vc, VF_DROP_FOREIGN, len, XDP_DROP);
 	}
 }
 
 /* Common tail of both IP families once the destination is known to be a VIP. */
 static __always_inline int vip_packet(struct xdp_md *ctx, struct eth_h *eth, struct pkt *p,
-				      struct vf_vip *vip, __u64 len)
+				      struct vf_vip *vip, __u32 vidx, __u64 len)
 {
 	struct vf_config *cfg = &vf_state.cfg;
+	struct vf_vip_counters *vc = vip_counter(vidx);
 	__u64 now;
 
 	if (fenced(cfg, &now))
-		return count(VF_DROP_FENCED, len, XDP_DROP);
+		return vcount(vc, VF_DROP_FENCED, len, XDP_DROP);
 	if (p->malformed)
-		return count(VF_DROP_MALFORMED, len, XDP_DROP);
-	return decide(ctx, eth, p, vip, cfg, now, len);
+		return vcount(vc, VF_DROP_MALFORMED, len, XDP_DROP);
+	return decide(ctx, eth, p, vip, vc, cfg, now, len);
 }
 
 /* ---------------------------------------------------------------- L4 parse */
@@ -583,11 +621,11 @@ static __noinline int ipv4_general(struct xdp_md *ctx)
 	struct ip4_h *ip = data + l3off;
 	struct vf_vip *vip;
 	struct pkt p = {};
-	__u32 ihl;
+	__u32 ihl, vidx = 0;
 
 	if ((void *)(ip + 1) > data_end)
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS); /* checked by the caller */
-	vip = vip4_find(vip_set(), ip->daddr); /* again: the caller keeps fewer registers */
+	vip = vip4_find(vip_set(), ip->daddr, &vidx); /* again: the caller keeps fewer registers */
 	if (!vip)
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
 	p.family = 4;
@@ -601,7 +639,7 @@ static __noinline int ipv4_general(struct xdp_md *ctx)
 		p.malformed = 1;
 	else if (!p.frag)
 		parse_l4(&p, (void *)ip + ihl, data_end);
-	return vip_packet(ctx, eth, &p, vip, len);
+	return vip_packet(ctx, eth, &p, vip, vidx, len);
 }
 
 /* jhash2 of up to three words (unused ones 0), as vf_jhash2(k, n, seed) for n = 1..3. */
@@ -701,15 +739,18 @@ static __always_inline int slot_rule(struct vf_vip_set *set, __u32 idx, __u32 fa
  * has sent the moving states to the general path): one counter entry for the bucket and
  * the verdict. `src`/`dst`: the addresses in the packet (1 word for family 4, 4 for 6). */
 static __always_inline int fast_verdict(struct eth_h *eth, struct vf_config *cfg, __u32 idx, __u32 st,
-					__u32 proto, __u8 family, const __u32 *src, const __u32 *dst,
+					__u32 vidx, __u32 proto, __u8 family, const __u32 *src, const __u32 *dst,
 					__u16 sport, __u16 dport, __u64 len)
 {
-	struct vf_bucket_counter *bc = bucket_counter(idx);
+	__u64 *bc = bucket_counter(idx);
+	struct vf_vip_counters *vc = vip_counter(vidx);
 
+	if (bc)
+		*bc += 1;
 	if (st == VF_OWNED) {
-		if (bc) {
-			bc->owned.packets++;
-			bc->owned.bytes += len;
+		if (vc) {
+			vc->r[VF_PASS_OWNED].packets++;
+			vc->r[VF_PASS_OWNED].bytes += len;
 		}
 		if (proto == IPPROTO_UDP) {
 			if (family == 4) {
@@ -732,9 +773,9 @@ static __always_inline int fast_verdict(struct eth_h *eth, struct vf_config *cfg
 			__builtin_memcpy(eth->dst, cfg->ifmac, 6);
 		return XDP_PASS;
 	}
-	if (bc) {
-		bc->foreign.packets++;
-		bc->foreign.bytes += len;
+	if (vc) {
+		vc->r[VF_DROP_FOREIGN].packets++;
+		vc->r[VF_DROP_FOREIGN].bytes += len;
 	}
 	return XDP_DROP;
 }
@@ -769,7 +810,7 @@ static __always_inline int ipv4(struct xdp_md *ctx, struct eth_h *eth, __u32 l3o
 	if (!slot_rule(set, slot->idx, slot->fast[proto == IPPROTO_UDP], proto, dport, &table, &affinity)) {
 		if (unlikely(!fence_clear(cfg)))
 			goto general; /* the clocks decide: fenced comes first */
-		return count(VF_DROP_NO_RULE, len, XDP_DROP);
+		return vcount(vip_counter(slot->idx), VF_DROP_NO_RULE, len, XDP_DROP);
 	}
 	idx = table * VF_BUCKETS +
 	      bucket4(affinity, bpf_ntohl(ip->saddr), bpf_ntohl(ip->daddr), sport, bpf_ntohs(ip->id), cfg->seed);
@@ -777,7 +818,7 @@ static __always_inline int ipv4(struct xdp_md *ctx, struct eth_h *eth, __u32 l3o
 	/* a moving bucket, or no fence memo (near the deadline, a new deadline): general path */
 	if (unlikely(!fast_state(st) || !fence_clear(cfg)))
 		goto general;
-	return fast_verdict(eth, cfg, idx, st, proto, 4, &ip->saddr, &ip->daddr, sport, dport, len);
+	return fast_verdict(eth, cfg, idx, st, slot->idx, proto, 4, &ip->saddr, &ip->daddr, sport, dport, len);
 general:
 	return ipv4_general(ctx);
 }
@@ -796,14 +837,14 @@ static __noinline int ipv6_general(struct xdp_md *ctx)
 	struct vf_vip_set *set = vip_set();
 	struct pkt p = {};
 	struct vf_vip *vip;
-	__u32 addr[4];
+	__u32 addr[4], vidx = 0;
 	void *cur;
 	__u8 nh;
 
 	if ((void *)(ip6 + 1) > data_end)
 		return count(VF_PASS_NOT_VIP, len, XDP_PASS);
 	__builtin_memcpy(addr, ip6->daddr, 16);
-	vip = vip6_find(set, addr);
+	vip = vip6_find(set, addr, &vidx);
 	if (!vip) {
 		/* A solicitation for a VIP goes to its solicited-node multicast address. */
 		struct ns_h *ns = (void *)(ip6 + 1);
@@ -811,7 +852,7 @@ static __noinline int ipv6_general(struct xdp_md *ctx)
 		if (ip6->nexthdr != IPPROTO_ICMPV6 || (void *)(ns + 1) > data_end || ns->type != 135)
 			return count(VF_PASS_NOT_VIP, len, XDP_PASS);
 		__builtin_memcpy(addr, ns->target, 16);
-		if (!vip6_find(set, addr))
+		if (!vip6_find(set, addr, NULL))
 			return count(VF_PASS_NOT_VIP, len, XDP_PASS);
 		return answer_ns(ctx, l3off, len);
 	}
@@ -861,17 +902,17 @@ l4:
 
 			if (p.icmp_type == 135 && p.ext == 0 && (void *)(ns + 1) <= data_end) {
 				__builtin_memcpy(addr, ns->target, 16);
-				if (vip6_find(set, addr))
+				if (vip6_find(set, addr, NULL))
 					return answer_ns(ctx, l3off, len);
 			}
 			return count(VF_PASS_NEIGH, len, XDP_PASS);
 		}
 	}
-	return vip_packet(ctx, eth, &p, vip, len);
+	return vip_packet(ctx, eth, &p, vip, vidx, len);
 bad:
 	p.malformed = 1;
 	p.proto = nh;
-	return vip_packet(ctx, eth, &p, vip, len);
+	return vip_packet(ctx, eth, &p, vip, vidx, len);
 }
 
 static __always_inline int ipv6(struct xdp_md *ctx, __u32 l3off, __u64 len)
@@ -909,13 +950,13 @@ static __always_inline int ipv6(struct xdp_md *ctx, __u32 l3off, __u64 len)
 	if (!slot_rule(set, slot->idx, slot->fast[proto == IPPROTO_UDP], proto, p.dport, &table, &affinity)) {
 		if (unlikely(!fence_clear(cfg)))
 			goto general;
-		return count(VF_DROP_NO_RULE, len, XDP_DROP);
+		return vcount(vip_counter(slot->idx), VF_DROP_NO_RULE, len, XDP_DROP);
 	}
 	idx = table * VF_BUCKETS + bucket_of(&p, affinity, cfg->seed);
 	st = bucket_state(idx);
 	if (unlikely(!fast_state(st) || !fence_clear(cfg)))
 		goto general;
-	return fast_verdict(eth, cfg, idx, st, proto, 6, p.src, p.dst, p.sport, p.dport, len);
+	return fast_verdict(eth, cfg, idx, st, slot->idx, proto, 6, p.src, p.dst, p.sport, p.dport, len);
 general:
 	return ipv6_general(ctx);
 }

@@ -180,22 +180,22 @@ struct vf_counter {
 
 /* bucket_counters (per CPU; bucket index table * VF_BUCKETS + bucket, in chunks of
  * VF_COUNTER_CHUNK buckets per map entry so that the loader reads them with a few large
- * copies instead of 16384 small ones): every packet hashed into
- * the bucket is counted once here. The fast path counts its verdicts PASS_OWNED and
- * DROP_FOREIGN here too (owned / foreign) and not in `verdicts`; every other packet of the
- * bucket counts in `other` and its verdict in `verdicts`. The loader sums: the bucket's
- * packets = owned.packets + foreign.packets + other; verdict PASS_OWNED = verdicts[9] +
- * the owned counters of all buckets; DROP_FOREIGN likewise with foreign. */
-struct vf_bucket_counter {
-	struct vf_counter owned;
-	struct vf_counter foreign;
-	__u64 other;
-};
-
-#define VF_COUNTER_CHUNK 512 /* buckets per bucket_counters entry (20 KB; per-CPU values <= 32 KB) */
+ * copies instead of 16384 small ones): every packet hashed into the bucket, whatever its
+ * verdict, is counted once here (packets only: the bytes are in vip_counters). */
+#define VF_COUNTER_CHUNK 2048 /* buckets per bucket_counters entry (16 KB; per-CPU values <= 32 KB) */
 
 struct vf_bucket_chunk {
-	struct vf_bucket_counter b[VF_COUNTER_CHUNK];
+	__u64 packets[VF_COUNTER_CHUNK];
+};
+
+/* vip_counters (per CPU; key: the VIP's rules index, its slot's idx - 1: IPv4 VIPs
+ * 0..VF_MAX_VIPS-1, IPv6 VIPs VF_MAX_VIPS..2*VF_MAX_VIPS-1; the loader keeps a VIP's index
+ * while the VIP stays configured): packets and bytes of every packet addressed to the VIP
+ * that gets a VIP verdict (VF_DROP_FENCED and above), by reason. Such a packet is counted
+ * here and not in `verdicts`, which counts the rest (VF_PASS_NOT_VIP .. VF_TX_ND_ADVERT):
+ * the loader sums verdicts + every VIP index for the per-reason totals. */
+struct vf_vip_counters {
+	struct vf_counter r[VF_REASONS];
 };
 
 #endif

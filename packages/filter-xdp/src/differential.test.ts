@@ -2,15 +2,18 @@
  * Differential test: random frames (valid, mutated, truncated, random bytes) through the
  * kernel program (BPF_PROG_TEST_RUN) and the TypeScript model, with random rule sets and
  * bucket tables. Action, reason (from the verdict counters), bucket (from the per-bucket
- * counters), output bytes and the UDP flow maps must agree on every frame.
+ * counters), the VIP counted (per-VIP counters: which VIP, reason, packets and bytes),
+ * output bytes and the UDP flow maps must agree on every frame, and the per-VIP counters
+ * over each scenario.
  */
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { affinityNames, BUCKETS } from "@vipfarm/domain"
 import { decideFrame } from "./frame.ts"
 import { CLIENT6, baseConfig, catchAll, FAR_FUTURE, IFMAC, isRoot, monoNow, skipReason, VIP4, VIP4B, VIP6, VMAC } from "./internal/fixtures.ts"
-import { loadFilter, type FilterHandle } from "./loader.ts"
-import { emptyFlows, flowKey, modelTables, parsePacket, type ModelFlows } from "./model.ts"
+import { vipKey } from "./encode.ts"
+import { loadFilter, type FilterHandle, type VerdictCounters } from "./loader.ts"
+import { countVip, emptyFlows, flowKey, modelTables, parsePacket, type ModelFlows, type ModelVipCounters } from "./model.ts"
 import { arp, ethernet, EtherType, icmp, ipv4, ipv6, neighborSolicitation, solicitedNode, tcp, udp, type Ipv6Ext } from "./packet.ts"
 import type { FilterConfig, FlowTuple, VipEntry, VipRule } from "./types.ts"
 import { reasonNames, xdpCodeOfAction, type ReasonName } from "./verdict.ts"
@@ -166,6 +169,23 @@ const fillBuckets = (seed: number, mix: string): Uint8Array => {
 const reasonOf = (a: Record<ReasonName, { packets: bigint }>, b: Record<ReasonName, { packets: bigint }>): Array<ReasonName> =>
   reasonNames.filter((n) => b[n].packets !== a[n].packets)
 
+/** The kernel's per-VIP counters by vipKey. */
+const vipSnapshot = (h: FilterHandle): Map<string, VerdictCounters> =>
+  new Map(h.readVipCounters().map((v) => [vipKey(v.words), v.counters]))
+
+/** Every (VIP, reason) whose counters differ between two snapshots: "vip reason +packets +bytes". */
+const vipDelta = (a: Map<string, VerdictCounters>, b: Map<string, VerdictCounters>): Array<string> => {
+  const out: Array<string> = []
+  for (const [vip, c] of b) {
+    for (const n of reasonNames) {
+      const dp = c[n].packets - (a.get(vip)?.[n].packets ?? 0n)
+      const db = c[n].bytes - (a.get(vip)?.[n].bytes ?? 0n)
+      if (dp !== 0n || db !== 0n) out.push(`${vip} ${n} +${dp} +${db}`)
+    }
+  }
+  return out
+}
+
 describe.skipIf(!isRoot())("kernel = model on random frames", () => {
   let h: FilterHandle
   beforeAll(() => {
@@ -173,7 +193,7 @@ describe.skipIf(!isRoot())("kernel = model on random frames", () => {
   })
   afterAll(() => h?.close())
 
-  it("agrees on verdict, reason, bucket, output bytes and UDP flow state", () => {
+  it("agrees on verdict, reason, bucket, per-VIP counters, output bytes and UDP flow state", () => {
     const seen = new Map<ReasonName, number>()
     fc.assert(
       fc.property(scenario, (sc) => {
@@ -213,6 +233,9 @@ describe.skipIf(!isRoot())("kernel = model on random frames", () => {
         h.setForeignFlows(foreign)
         const tables = modelTables(config, vips, buckets)
         let c0 = h.readCounters() // then each frame's after is the next one's before
+        const vStart = vipSnapshot(h)
+        let v0 = vStart
+        const modelVips: ModelVipCounters = new Map()
         for (const f of sc.frames) {
           const nowNs = Number(monoNow())
           const m = decideFrame(f, tables, flows, { nowNs, tcpSocket: () => "none" })
@@ -220,6 +243,7 @@ describe.skipIf(!isRoot())("kernel = model on random frames", () => {
           const b0 = idx >= 0 ? h.readBucketCounter(idx) : 0
           const k = h.testRun(f)
           const c1 = h.readCounters()
+          const v1 = vipSnapshot(h)
           const hex = Buffer.from(f).toString("hex")
           seen.set(reasonNames[m.reason], (seen.get(reasonNames[m.reason]) ?? 0) + 1)
           expect({ hex, reasons: reasonOf(c0, c1) }).toEqual({ hex, reasons: [reasonNames[m.reason]] })
@@ -227,8 +251,16 @@ describe.skipIf(!isRoot())("kernel = model on random frames", () => {
           expect({ hex, out: Buffer.from(k.dataOut).toString("hex") }).toEqual({ hex, out: Buffer.from(m.frame).toString("hex") })
           if (idx >= 0) expect({ hex, bucketDelta: h.readBucketCounter(idx) - b0 }).toEqual({ hex, bucketDelta: 1 })
           if (m.reason === 0) expect({ hex, untouched: Buffer.from(k.dataOut).equals(Buffer.from(f)) }).toEqual({ hex, untouched: true })
+          const vipCounted = m.vip === undefined ? [] : [`${vipKey(m.vip)} ${reasonNames[m.reason]} +1 +${f.length}`]
+          expect({ hex, vipDelta: vipDelta(v0, v1) }).toEqual({ hex, vipDelta: vipCounted })
+          countVip(modelVips, m.vip, m.reason, f.length)
           c0 = c1
+          v0 = v1
         }
+        // over the scenario: kernel per-VIP counters = the model's
+        const counted = vipDelta(vStart, v0).sort()
+        const modelled = [...modelVips].flatMap(([vip, c]) => reasonNames.flatMap((n, r) => (c.packets[r] ? [`${vip} ${n} +${c.packets[r]} +${c.bytes[r]}`] : []))).sort()
+        expect(counted).toEqual(modelled)
         const keys = (map: "udp_flows" | "udp_probation") => h.readFlows(map).map((e) => flowKey(e.tuple)).sort()
         expect(keys("udp_flows")).toEqual([...flows.established.keys()].sort())
         expect(keys("udp_probation")).toEqual([...flows.probation.keys()].sort())

@@ -138,10 +138,12 @@ export const STATE_BUCKETS = STATE_SETS + 2 * VIP_SET_SIZE
 export const STATE_FENCE = STATE_BUCKETS + 16 * 1024
 export const STATE_SIZE = STATE_FENCE + FENCE_CPUS * FENCE_SIZE
 
-/** sizeof(struct vf_bucket_counter): owned {packets, bytes}, foreign {packets, bytes}, other packets. */
-export const BUCKET_COUNTER_SIZE = 40
+/** Bytes of one bucket's packet counter in `bucket_counters` (a __u64). */
+export const BUCKET_COUNTER_SIZE = 8
 /** Buckets per `bucket_counters` entry (VF_COUNTER_CHUNK). */
-export const COUNTER_CHUNK = 512
+export const COUNTER_CHUNK = 2048
+/** sizeof(struct vf_vip_counters): packets and bytes per verdict reason (VF_REASONS of them). */
+export const VIP_COUNTERS_SIZE = 25 * 16
 
 const bswap32 = (w: number): number =>
   (((w & 0xff) << 24) | ((w & 0xff00) << 8) | ((w >>> 8) & 0xff00) | (w >>> 24)) >>> 0
@@ -192,33 +194,59 @@ export const fastRule = (v: VipEntry, proto: number): number => {
   return FAST_RULE | ((r.table & 15) << 8) | (Affinity[r.affinity] & 0xff)
 }
 
+/** Map key of a VIP address (1 or 4 words): the words as unsigned decimals joined by commas. */
+export const vipKey = (words: ReadonlyArray<number>): string => words.map((w) => w >>> 0).join(",")
+
 /**
- * struct vf_vip_set of a VIP list (a later entry for the same address replaces an earlier
- * one; throws on more than MAX_VIPS addresses of a family or a bad rule).
+ * The VIPs of a list by {@link vipKey}, a later entry for the same address replacing an
+ * earlier one; throws on a bad address or more than MAX_VIPS addresses of a family.
  */
-export const encodeVipSet = (vips: ReadonlyArray<VipEntry>): Uint8Array => {
+export const uniqueVips = (vips: ReadonlyArray<VipEntry>): Map<string, VipEntry> => {
   const byKey = new Map<string, VipEntry>()
   for (const v of vips) {
     if (v.words.length !== 1 && v.words.length !== 4) throw new Error(`a VIP has 1 or 4 address words, got ${v.words.length}`)
-    byKey.set(v.words.map((w) => w >>> 0).join(","), v)
+    byKey.set(vipKey(v.words), v)
   }
+  const n4 = [...byKey.values()].filter((v) => v.words.length === 1).length
+  const n6 = byKey.size - n4
+  if (n4 > MAX_VIPS || n6 > MAX_VIPS) throw new Error(`at most ${MAX_VIPS} VIPs per family, got ${n4} IPv4 and ${n6} IPv6`)
+  return byKey
+}
+
+/**
+ * struct vf_vip_set of a VIP list (a later entry for the same address replaces an earlier
+ * one; throws on more than MAX_VIPS addresses of a family or a bad rule). `indexOf` gives
+ * each VIP's rules index by {@link vipKey} (0..MAX_VIPS-1 for IPv4, MAX_VIPS..2*MAX_VIPS-1
+ * for IPv6; the program counts the VIP's verdicts in `vip_counters` at that index); without
+ * it the VIPs of a family are numbered in list order.
+ */
+export const encodeVipSet = (vips: ReadonlyArray<VipEntry>, indexOf?: ReadonlyMap<string, number>): Uint8Array => {
+  const byKey = uniqueVips(vips)
   const v4 = [...byKey.values()].filter((v) => v.words.length === 1)
   const v6 = [...byKey.values()].filter((v) => v.words.length === 4)
-  if (v4.length > MAX_VIPS || v6.length > MAX_VIPS) {
-    throw new Error(`at most ${MAX_VIPS} VIPs per family, got ${v4.length} IPv4 and ${v6.length} IPv6`)
+  const taken = new Set<number>()
+  const index = (v: VipEntry, i: number, ruleBase: number): number => {
+    if (indexOf === undefined) return ruleBase + i
+    const x = indexOf.get(vipKey(v.words))
+    if (x === undefined || !Number.isInteger(x) || x < ruleBase || x >= ruleBase + MAX_VIPS || taken.has(x)) {
+      throw new Error(`VIP ${vipKey(v.words)}: rules index ${x} missing, repeated or outside ${ruleBase}..${ruleBase + MAX_VIPS - 1}`)
+    }
+    taken.add(x)
+    return x
   }
   const b = new Uint8Array(VIP_SET_SIZE)
   const dv = new DataView(b.buffer)
   const fill = (list: Array<VipEntry>, base: number, slotSize: number, ruleBase: number): number => {
     const { mul, slots } = placeAll(list.map((v) => v.words))
+    const at = list.map((v, i) => index(v, i, ruleBase))
     slots.forEach((i, s) => {
       if (i < 0) return
       const o = base + s * slotSize
       putWords(dv, o, list[i].words)
-      dv.setUint32(o + 4 * list[i].words.length, ruleBase + i + 1, true)
+      dv.setUint32(o + 4 * list[i].words.length, at[i] + 1, true)
       dv.setUint16(o + 4 * list[i].words.length + 4, fastRule(list[i], 6), true)
       dv.setUint16(o + 4 * list[i].words.length + 6, fastRule(list[i], 17), true)
-      b.set(encodeVipValue(list[i]), SET_RULES + (ruleBase + i) * VIP_VALUE_SIZE)
+      b.set(encodeVipValue(list[i]), SET_RULES + at[i] * VIP_VALUE_SIZE)
     })
     return mul
   }

@@ -2,7 +2,7 @@
  * The model applied to whole frames: decision plus the bytes the filter leaves
  * (ARP reply / neighbour advertisement built in place, virtual MAC rewritten).
  */
-import { decide, newDecision, parsePacket, type ModelEnv, type ModelFlows, type ModelTables } from "./model.ts"
+import { countedVip, decide, newDecision, parsePacket, type ModelEnv, type ModelFlows, type ModelTables } from "./model.ts"
 import { Reason, type Action, type ReasonCode } from "./verdict.ts"
 
 /** Outcome of {@link decideFrame}. */
@@ -12,6 +12,8 @@ export interface FrameDecision {
   /** Bucket table and bucket, when the decision computed one. */
   readonly table?: number
   readonly bucket?: number
+  /** The VIP whose counters count the frame (a VIP verdict), by its address words. */
+  readonly vip?: ReadonlyArray<number>
   /** The frame after the filter (same bytes for drops). */
   readonly frame: Uint8Array
 }
@@ -83,10 +85,12 @@ export const decideFrame = (bytes: Uint8Array, t: ModelTables, flows: ModelFlows
   else if (d.action === "pass" && d.reason !== Reason.PASS_NOT_VIP && d.reason !== Reason.PASS_NEIGH && sameMac(frame, 0, t.vmac)) {
     frame.set(t.ifmac, 0)
   }
+  const vip = countedVip(p, d)
   return {
     action: d.action,
     reason: d.reason,
     ...(d.bucket >= 0 ? { table: d.table, bucket: d.bucket } : {}),
+    ...(vip !== null ? { vip } : {}),
     frame
   }
 }

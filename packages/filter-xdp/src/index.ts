@@ -7,17 +7,17 @@ export type { Action, ReasonCode, ReasonName } from "./verdict.ts"
 export { Proto, macBytes, macText } from "./types.ts"
 export type { FilterConfig, FlowTuple, VipEntry, VipRule } from "./types.ts"
 export {
-  addrKey, decide, emptyFlows, emptyParsed, flowKey, modelTables, newDecision, parsePacket, UDP_REFRESH_NS
+  addrKey, countedVip, countVip, decide, emptyFlows, emptyParsed, flowKey, modelTables, newDecision, parsePacket, UDP_REFRESH_NS
 } from "./model.ts"
-export type { Decision, ModelEnv, ModelFlows, ModelTables, Parsed, ParsedKind, TcpSocketState } from "./model.ts"
+export type { Decision, ModelEnv, ModelFlows, ModelTables, ModelVipCounters, Parsed, ParsedKind, TcpSocketState } from "./model.ts"
 export { decideFrame } from "./frame.ts"
 export type { FrameDecision } from "./frame.ts"
 export {
   acquireFilter, attachPass, BpfError, FILTER_OBJECT, FilterHandle, FLOOR_OBJECT, loadFilter, PASS_OBJECT, XdpFilter
 } from "./loader.ts"
-export type { FlowEntry, LoadOptions, TestRunResult, VerdictCounters, XdpFilterOptions, XdpMode } from "./loader.ts"
+export type { FlowEntry, LoadOptions, TestRunResult, VerdictCounters, VipCounters, XdpFilterOptions, XdpMode } from "./loader.ts"
 export {
   CONFIG_SIZE, decodeFlowKey, decodeVipKey, encodeConfig, encodeFlowKey, encodeVipKey, encodeVipValue,
-  FLOW_KEY_SIZE, MAX_RULES, VIP_KEY_SIZE, VIP_VALUE_SIZE
+  FLOW_KEY_SIZE, MAX_RULES, VIP_KEY_SIZE, VIP_VALUE_SIZE, vipKey
 } from "./encode.ts"
 export * as Packet from "./packet.ts"

@@ -13,10 +13,11 @@ import { lastErrno, libbpf, type LibBpf } from "./internal/libbpf.ts"
 import {
   BUCKET_COUNTER_SIZE, COUNTER_CHUNK, decodeFlow4Key, decodeFlowKey, encodeConfig, encodeFlow4Key, encodeFlowKey,
   encodeVipSet, FLOW4_KEY_SIZE, FLOW_KEY_SIZE, STATE_ACTIVE, STATE_BUCKETS, STATE_CFG, STATE_SETS, STATE_SIZE,
-  VIP_SET_SIZE, vipSetAddresses
+  uniqueVips, VIP_COUNTERS_SIZE, VIP_SET_SIZE, vipKey, vipSetAddresses
 } from "./encode.ts"
 import type { FilterConfig, FlowTuple, VipEntry } from "./types.ts"
 import { REASONS, reasonNames, type ReasonName } from "./verdict.ts"
+import { VipIndex, type VipIndexPlan } from "./vipIndex.ts"
 
 /** A libbpf or kernel call failed; `op` names it, `errno`/`message` say why. */
 export class BpfError extends Data.TaggedError("BpfError")<{
@@ -57,6 +58,18 @@ export interface TestRunResult {
 /** Packets and bytes per verdict reason, summed over CPUs. */
 export type VerdictCounters = Record<ReasonName, { packets: bigint; bytes: bigint }>
 
+/**
+ * One configured VIP's counters, summed over CPUs: packets and bytes of the packets
+ * addressed to it, per verdict reason (the VIP verdicts, DROP_FENCED and above; the other
+ * reasons stay 0: ARP / ND and non-VIP frames are counted in the totals only). Counted
+ * since the VIP was configured on this filter.
+ */
+export interface VipCounters {
+  /** The VIP's address words (1 for IPv4, 4 for IPv6). */
+  readonly words: ReadonlyArray<number>
+  readonly counters: VerdictCounters
+}
+
 /** The UDP flow maps (each one map per family: `udp_flows4` and `udp_flows`, ...). */
 type FlowMap = "udp_flows" | "udp_probation" | "udp_foreign"
 
@@ -93,6 +106,14 @@ export class FilterHandle {
   private closed = false
   private unmap: (() => void) | undefined
   private mmapped: { bytes: Uint8Array; words: Uint32Array; deadline: BigUint64Array } | undefined
+  /** Rules index of each configured VIP (its `vip_counters` entry). */
+  private readonly vipIndex = new VipIndex()
+  /** Address words of the VIP holding each index now. */
+  private vipWords = new Map<number, ReadonlyArray<number>>()
+  /** Indices a VIP has held on this object (their counters may be non-zero). */
+  private readonly vipUsed = new Set<number>()
+  /** Counts an index already had when its current VIP got it (absent: zero). */
+  private readonly vipBase = new Map<number, Array<bigint>>()
   /** Number of possible CPUs (per-CPU map width). */
   readonly cpus: number
 
@@ -182,15 +203,27 @@ export class FilterHandle {
    */
   setVips(vips: ReadonlyArray<VipEntry>): void {
     let set: Uint8Array
+    let plan: VipIndexPlan
+    let unique: Array<VipEntry>
     try {
-      set = encodeVipSet(vips)
+      unique = [...uniqueVips(vips).values()]
+      plan = this.vipIndex.plan(unique.map((v) => v.words))
+      set = encodeVipSet(unique, plan.indexOf)
     } catch (e) {
       throw new BpfError({ op: "setVips", errno: 7, message: String(e instanceof Error ? e.message : e) })
     }
     const st = this.state()
+    // An index that served a removed VIP keeps its counts: the new VIP counts from there.
+    for (const i of plan.added) {
+      if (this.vipUsed.has(i)) this.vipBase.set(i, this.vipRaw(i))
+      else this.vipBase.delete(i)
+    }
     const next = (Atomics.load(st.words, STATE_ACTIVE / 4) & 1) ^ 1
     st.bytes.set(set, STATE_SETS + next * VIP_SET_SIZE)
     Atomics.store(st.words, STATE_ACTIVE / 4, next)
+    plan.commit()
+    this.vipWords = new Map(unique.map((v) => [plan.indexOf.get(vipKey(v.words))!, v.words]))
+    for (const i of plan.added) this.vipUsed.add(i)
   }
 
   /** The configured VIP addresses (words). */
@@ -303,50 +336,40 @@ export class FilterHandle {
     }
   }
 
-  /**
-   * Per-verdict packet and byte counters, summed over CPUs. PASS_OWNED and DROP_FOREIGN of
-   * the fast path are counted per bucket (`bucket_counters`) and added here.
-   */
-  readCounters(): VerdictCounters {
+  /** `vip_counters[index]` summed over CPUs: packets, bytes of each reason in turn. */
+  private vipRaw(index: number): Array<bigint> {
+    return this.percpu("vip_counters", index, VIP_COUNTERS_SIZE)
+  }
+
+  private static reasons(raw: ReadonlyArray<bigint>, base?: ReadonlyArray<bigint>): VerdictCounters {
     const out = {} as VerdictCounters
     for (let r = 0; r < REASONS; r++) {
-      const [packets, bytes] = this.percpu("verdicts", r, 16)
-      out[reasonNames[r]] = { packets, bytes }
+      out[reasonNames[r]] = { packets: raw[2 * r] - (base?.[2 * r] ?? 0n), bytes: raw[2 * r + 1] - (base?.[2 * r + 1] ?? 0n) }
     }
-    // Low and high 32-bit halves (little-endian host) of owned packets/bytes, foreign
-    // packets/bytes, summed per chunk in doubles (exact below 4096 CPUs: 512 * 2^32 * CPUs
-    // < 2^53), then in bigints.
-    const total = [0n, 0n, 0n, 0n]
-    const half = new Float64Array(8)
-    let current = -1
-    const flush = () => {
-      for (let w = 0; w < 4; w++) total[w] += (BigInt(half[2 * w + 1]) << 32n) + BigInt(half[2 * w])
-      half.fill(0)
-    }
-    this.eachChunk((chunk, words, base) => {
-      if (chunk !== current) {
-        flush()
-        current = chunk
-      }
-      for (let k = 0; k < COUNTER_CHUNK; k++) {
-        const o = base + k * (BUCKET_COUNTER_SIZE / 4)
-        half[0] += words[o]
-        half[1] += words[o + 1]
-        half[2] += words[o + 2]
-        half[3] += words[o + 3]
-        half[4] += words[o + 4]
-        half[5] += words[o + 5]
-        half[6] += words[o + 6]
-        half[7] += words[o + 7]
-      }
-    })
-    flush()
-    out.PASS_OWNED = { packets: out.PASS_OWNED.packets + total[0], bytes: out.PASS_OWNED.bytes + total[1] }
-    out.DROP_FOREIGN = { packets: out.DROP_FOREIGN.packets + total[2], bytes: out.DROP_FOREIGN.bytes + total[3] }
     return out
   }
 
-  /** Packets of each bucket index table*1024+bucket in `chunks` (all): owned + foreign + other, over CPUs. */
+  /**
+   * Per-verdict packet and byte counters, summed over CPUs: the `verdicts` map (frames not
+   * for a VIP, ARP / ND) plus every VIP index's counters (VIP verdicts), removed VIPs' included.
+   */
+  readCounters(): VerdictCounters {
+    const raw = Array<bigint>(2 * REASONS).fill(0n)
+    for (let r = 0; r < REASONS; r++) {
+      const [packets, bytes] = this.percpu("verdicts", r, 16)
+      raw[2 * r] += packets
+      raw[2 * r + 1] += bytes
+    }
+    for (const i of this.vipUsed) this.vipRaw(i).forEach((v, w) => (raw[w] += v))
+    return FilterHandle.reasons(raw)
+  }
+
+  /** Each configured VIP's packets and bytes per verdict reason since it was configured, summed over CPUs. */
+  readVipCounters(): Array<VipCounters> {
+    return [...this.vipWords].map(([i, words]) => ({ words, counters: FilterHandle.reasons(this.vipRaw(i), this.vipBase.get(i)) }))
+  }
+
+  /** Packets of each bucket index table*1024+bucket in `chunks` (all), every verdict, over CPUs. */
   private bucketPackets(chunks?: ReadonlyArray<number>): Float64Array {
     const out = new Float64Array(MAX_TABLES * BUCKETS)
     const W = BUCKET_COUNTER_SIZE / 4
@@ -354,8 +377,7 @@ export class FilterHandle {
       const first = chunk * COUNTER_CHUNK
       for (let k = 0; k < COUNTER_CHUNK; k++) {
         const o = base + k * W
-        // packets: words 0-1 (owned), 4-5 (foreign), 8-9 (other)
-        out[first + k] += (words[o + 1] + words[o + 5] + words[o + 9]) * 4294967296 + words[o] + words[o + 4] + words[o + 8]
+        out[first + k] += words[o + 1] * 4294967296 + words[o]
       }
     }, chunks)
     return out

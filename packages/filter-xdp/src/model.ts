@@ -5,8 +5,9 @@
  */
 import { affinityNames, bucketOf, BUCKETS, type FlowIdentity } from "@vipfarm/domain"
 import { LocalBucket, MAX_TABLES } from "@vipfarm/domain"
+import { vipKey } from "./encode.ts"
 import type { FilterConfig, VipEntry, VipRule } from "./types.ts"
-import { Reason, actionOfReason, type Action, type ReasonCode } from "./verdict.ts"
+import { Reason, actionOfReason, REASONS, type Action, type ReasonCode } from "./verdict.ts"
 
 /** How far the parser got: "other" frames (not ARP/IP, or unreadable destination) pass untouched. */
 export type ParsedKind = "other" | "arp" | "ip"
@@ -356,4 +357,28 @@ export const decide = (p: Parsed, t: ModelTables, flows: ModelFlows, env: ModelE
     default:
       return set(out, Reason.DROP_FOREIGN)
   }
+}
+
+/**
+ * The VIP whose counters (`vip_counters`) count a decision: the packet's destination for a
+ * VIP verdict (DROP_FENCED and above), else null (frames not for a VIP, ARP and neighbour
+ * discovery are counted in `verdicts` only).
+ */
+export const countedVip = (p: Parsed, d: Decision): ReadonlyArray<number> | null =>
+  d.reason >= Reason.DROP_FENCED ? p.dst : null
+
+/** Per-VIP counters as the filter keeps them, by `vipKey` of the address: packets and bytes per reason code. */
+export type ModelVipCounters = Map<string, { readonly packets: Array<number>; readonly bytes: Array<number> }>
+
+/** Count a frame of `len` bytes decided with `reason` for `vip` (from {@link countedVip}; none: not counted per VIP). */
+export const countVip = (counters: ModelVipCounters, vip: ReadonlyArray<number> | null | undefined, reason: ReasonCode, len: number): void => {
+  if (vip === null || vip === undefined) return
+  const key = vipKey(vip)
+  let c = counters.get(key)
+  if (c === undefined) {
+    c = { packets: Array<number>(REASONS).fill(0), bytes: Array<number>(REASONS).fill(0) }
+    counters.set(key, c)
+  }
+  c.packets[reason]++
+  c.bytes[reason] += len
 }

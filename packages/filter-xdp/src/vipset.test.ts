@@ -2,14 +2,16 @@
  * The VIP lookup table (struct vf_vip_set in the program's .bss): the encoder places every
  * VIP within VIP_PROBES slots of its home, and the kernel finds exactly the configured VIPs
  * with full tables (256 per family), colliding homes and a double-buffered replacement.
+ * Each VIP keeps its counter index (`vip_counters`) while it stays configured.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { LocalBucket } from "@vipfarm/domain"
-import { encodeVipSet, findVip, MAX_VIPS, vipHome, vipSetAddresses } from "./encode.ts"
+import { encodeVipSet, findVip, MAX_VIPS, vipHome, vipKey, vipSetAddresses } from "./encode.ts"
 import { baseConfig, CLIENT4, CLIENT6, IFMAC, isRoot, skipReason } from "./internal/fixtures.ts"
 import { loadFilter, type FilterHandle } from "./loader.ts"
 import { ethernet, EtherType, ipv4, ipv6, tcp, TcpFlag } from "./packet.ts"
 import type { VipEntry } from "./types.ts"
+import { VipIndex } from "./vipIndex.ts"
 
 const rule = (portLo: number): VipEntry["rules"] => [{ proto: 6, affinity: "client-ip", table: 0, portLo, portHi: portLo }]
 const v4 = (i: number): Array<number> => [(0xc6120000 + i) >>> 0] // 198.18.x.y
@@ -44,6 +46,34 @@ describe("VIP set encoding", () => {
     for (let i = 1; same.length < 6 && i < 1 << 20; i++) if (vipHome(v4(i), mul) === home) same.push({ words: v4(i), rules: rule(i) })
     const set = encodeVipSet(same)
     for (const v of same) expect(findVip(set, v.words)).toBeGreaterThanOrEqual(0)
+  })
+})
+
+describe("VIP counter indices", () => {
+  it("keeps a VIP's index, reuses freed indices last, and numbers the families apart", () => {
+    const x = new VipIndex()
+    const p1 = x.plan([v4(1), v6(1), v4(2)])
+    expect(x.indexOf.size).toBe(0) // nothing until commit
+    p1.commit()
+    expect([...x.indexOf]).toEqual([[vipKey(v4(1)), 0], [vipKey(v6(1)), MAX_VIPS], [vipKey(v4(2)), 1]])
+    expect(p1.added).toEqual([0, MAX_VIPS, 1])
+    const p2 = x.plan([v4(2), v4(3)]) // v4(1) and v6(1) removed
+    p2.commit()
+    expect([...x.indexOf]).toEqual([[vipKey(v4(2)), 1], [vipKey(v4(3)), 2]])
+    expect(p2.added).toEqual([2])
+    // fill the IPv4 family: the freed index 0 comes last
+    const all = Array.from({ length: MAX_VIPS }, (_, i) => v4(100 + i))
+    const p3 = x.plan([v4(2), v4(3), ...all.slice(0, MAX_VIPS - 2)])
+    expect(p3.added.at(-1)).toBe(0)
+    expect(() => x.plan([v4(2), v4(3), ...all.slice(0, MAX_VIPS - 1)])).toThrow(/at most 256 IPv4/)
+  })
+
+  it("encodes each VIP at the index given, and rejects a missing or out-of-family index", () => {
+    const set = encodeVipSet([{ words: v4(1), rules: rule(1) }, { words: v6(1), rules: rule(1) }], new Map([[vipKey(v4(1)), 7], [vipKey(v6(1)), MAX_VIPS + 9]]))
+    expect(findVip(set, v4(1))).toBe(7)
+    expect(findVip(set, v6(1))).toBe(MAX_VIPS + 9)
+    expect(() => encodeVipSet([{ words: v4(1), rules: rule(1) }], new Map())).toThrow(/rules index undefined/)
+    expect(() => encodeVipSet([{ words: v6(1), rules: rule(1) }], new Map([[vipKey(v6(1)), 3]]))).toThrow(/outside 256..511/)
   })
 })
 
@@ -91,5 +121,46 @@ describe.skipIf(!isRoot())("VIP set in the kernel", () => {
     expect(h.testRun(f4(v4(2), 81)).retval).toBe(1)
     h.clear("vips")
     expect(h.vipAddresses()).toEqual([])
+  })
+  it("counts each VIP's packets and bytes by verdict, keeps them across set changes, and starts a reused index's VIP at zero", () => {
+    const owned = new Uint8Array(16 * 1024).fill(LocalBucket.OWNED)
+    h.setBuckets(owned)
+    const counts = () => new Map(h.readVipCounters().map((v) => [vipKey(v.words), v.counters]))
+    h.setVips([{ words: v4(10), rules: rule(80) }, { words: v6(10), rules: rule(80) }])
+    const a = f4(v4(10), 80)
+    const b = f6(v6(10), 80)
+    h.testRun(a)
+    h.testRun(a)
+    h.testRun(f4(v4(10), 81)) // no rule
+    h.testRun(b)
+    h.testRun(f4(v4(11), 80)) // not a VIP: counted in no VIP
+    let c = counts()
+    expect([...c.keys()]).toEqual([vipKey(v4(10)), vipKey(v6(10))])
+    expect(c.get(vipKey(v4(10)))!.PASS_OWNED).toEqual({ packets: 2n, bytes: 2n * BigInt(a.length) })
+    expect(c.get(vipKey(v4(10)))!.DROP_NO_RULE.packets).toBe(1n)
+    expect(c.get(vipKey(v6(10)))!.PASS_OWNED).toEqual({ packets: 1n, bytes: BigInt(b.length) })
+    // another VIP added: the first keeps its counts
+    h.setVips([{ words: v4(11), rules: rule(80) }, { words: v4(10), rules: rule(80) }])
+    h.setBuckets(new Uint8Array(16 * 1024).fill(LocalBucket.FOREIGN))
+    h.testRun(a)
+    h.testRun(f4(v4(11), 80))
+    c = counts()
+    expect(c.get(vipKey(v4(10)))!.PASS_OWNED.packets).toBe(2n)
+    expect(c.get(vipKey(v4(10)))!.DROP_FOREIGN).toEqual({ packets: 1n, bytes: BigInt(a.length) })
+    expect(c.get(vipKey(v4(11)))!.DROP_FOREIGN.packets).toBe(1n)
+    expect(c.has(vipKey(v6(10)))).toBe(false)
+    // a full IPv4 family reuses the freed indices: a new VIP starts at zero, the totals keep every count
+    const total0 = h.readCounters()
+    const many: Array<VipEntry> = Array.from({ length: MAX_VIPS }, (_, i) => ({ words: v4(1000 + i), rules: rule(80) }))
+    h.setVips(many)
+    c = counts()
+    expect(c.size).toBe(MAX_VIPS)
+    for (const v of c.values()) expect([v.PASS_OWNED.packets, v.DROP_FOREIGN.packets, v.DROP_NO_RULE.packets]).toEqual([0n, 0n, 0n])
+    h.testRun(f4(v4(1000), 80))
+    expect(counts().get(vipKey(v4(1000)))!.DROP_FOREIGN.packets).toBe(1n)
+    const total1 = h.readCounters()
+    expect(total1.DROP_FOREIGN.packets - total0.DROP_FOREIGN.packets).toBe(1n)
+    expect(total1.PASS_OWNED.packets).toBe(total0.PASS_OWNED.packets)
+    h.setBuckets(owned)
   })
 })
