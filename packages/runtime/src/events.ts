@@ -85,6 +85,8 @@ export const eventSummary = (e: Loose): string => {
       return `${str(e.node)} unhealthy${e.checker ? `: ${str(e.checker)}` : ""}${e.reason ? ` (${str(e.reason)})` : ""}`
     case "MemberRecovered":
       return `${str(e.node)} recovered${Array.isArray(e.restore) ? ` (stale unhealthy report withdrawn, ${e.restore.length} buckets restored)` : ""}`
+    case "ApplicationChanged":
+      return `${str(e.node)} application ${str(e.state)}${e.checker ? ` (${str(e.checker)})` : ""}: ${str(e.reason)}${typeof e.restarts === "number" && e.restarts > 0 ? ` [restarts ${e.restarts}]` : ""}`
     case "MemberSuspected":
       return `${str(e.node)} suspected by ${str(e.by)}`
     case "MemberFailed":

@@ -20,13 +20,26 @@ export interface Status {
     readonly incarnation: number
     readonly suspectedBy: string | null
     readonly checker: { readonly name: string; readonly error: string } | null
+    /**
+     * The member's application as its supervisor last reported it to the log (ApplicationChanged:
+     * running, restarting, left, healing, stopped, failed); null before any report (or without a module).
+     */
+    readonly application: { readonly state: string; readonly reason: string; readonly restarts?: number; readonly checker?: string } | null
   }>
   readonly log: { readonly sequence: number; readonly rejected: number; readonly lastRejection: string | null }
   readonly handoffs: ReadonlyArray<string>
   readonly filter: { readonly fenced: boolean; readonly deadlineMs: number | null; readonly mode: string | null }
   readonly vips: ReadonlyArray<string>
   /** This server's application (null when the daemon supervises none). */
-  readonly app?: { readonly module: string; readonly state: string; readonly checker?: string | null; readonly error?: string | null } | null
+  readonly app?: {
+    readonly module: string
+    readonly state: string
+    readonly checker?: string | null
+    readonly error?: string | null
+    /** Restarts counted in the policy's window. */
+    readonly restarts?: number
+    readonly checkers?: ReadonlyArray<{ readonly name: string; readonly type: string; readonly status: string; readonly lastError: string | null }>
+  } | null
 }
 
 /** Build the status document from the folded state and the local filter's situation. */
@@ -49,7 +62,8 @@ export const statusOf = (
       address: m.address,
       incarnation: m.incarnation,
       suspectedBy: m.suspectedBy,
-      checker: m.unhealthy === null ? null : { name: m.unhealthy.checker, error: m.unhealthy.reason }
+      checker: m.unhealthy === null ? null : { name: m.unhealthy.checker, error: m.unhealthy.reason },
+      application: m.application ?? null
     }
   }),
   log: { sequence: state.seq, rejected: state.rejected, lastRejection: state.lastRejection?.reason ?? null },
@@ -67,15 +81,17 @@ export const formatStatus = (s: Status): string => {
   lines.push(`filter: ${s.filter.fenced ? "FENCED (accepting no VIP traffic)" : "serving"}${s.filter.mode ? `, ${s.filter.mode} XDP` : ""}; VIPs ${s.vips.join(", ") || "none"}`)
   if (s.app) lines.push(`application ${s.app.module}: ${s.app.state}${s.app.checker ? ` (${s.app.checker}: ${s.app.error ?? "failing"})` : ""}`)
   lines.push("")
-  const rows = [["SERVER", "STATE", "WEIGHT", "BUCKETS", "SHARE", "NOTE"]]
+  const rows = [["SERVER", "STATE", "APP", "WEIGHT", "BUCKETS", "SHARE", "NOTE"]]
   const total = s.members.reduce((n, m) => n + m.buckets, 0) || 1
   for (const m of s.members) {
     const note = [
       m.name === s.node ? "(this server)" : "",
       m.checker ? `${m.checker.name}: ${m.checker.error}` : "",
+      m.application && m.application.state !== "running" ? `app ${m.application.state}: ${m.application.reason}` : "",
       m.suspectedBy ? `suspected by ${m.suspectedBy}` : ""
     ].filter(Boolean).join("; ")
-    rows.push([m.name, m.state, String(m.weight), String(m.buckets), `${((100 * m.buckets) / total).toFixed(1)}%`, note])
+    const app = m.application ? `${m.application.state}${m.application.restarts ? ` (${m.application.restarts} restart${m.application.restarts === 1 ? "" : "s"})` : ""}` : "-"
+    rows.push([m.name, m.state, app, String(m.weight), String(m.buckets), `${((100 * m.buckets) / total).toFixed(1)}%`, note])
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)) + 2)
   for (const r of rows) lines.push(r.map((c, i) => pad(c, widths[i])).join("").trimEnd())

@@ -190,6 +190,10 @@ export class SimApps {
         a.commands.push(act)
         this.pump(p, a)
         return
+      case "ReportApplication":
+        // the daemon appends it to the log (ApplicationChanged, no bucket effect); the trace shows it
+        this.w.note("app:ReportApplication", p.name, `${act.state}: ${act.reason}`)
+        return
       default:
         this.report(p, a, act)
     }

@@ -1,18 +1,20 @@
 import { describe, expect, it } from "vitest"
-import { DEFAULT_POLICY, handoverOf, initPolicy, nextWakeAt, type PolicyAction, type PolicyConfig, type PolicyInput, type PolicyState, step, viewOf } from "./policy.ts"
+import { type ApplicationReport, DEFAULT_POLICY, handoverOf, initPolicy, nextWakeAt, type PolicyAction, type PolicyConfig, type PolicyInput, type PolicyState, step, viewOf } from "./policy.ts"
 
-/** A scripted run: feed inputs at given times, collect the actions. */
+/** A scripted run: feed inputs at given times, collect the actions (application reports apart, in `apps`). */
 const run = (config: Partial<PolicyConfig> = {}) => {
   let s: PolicyState = initPolicy({ ...DEFAULT_POLICY, ...config }, 0)
   const all: Array<[number, string]> = []
+  const apps: Array<ApplicationReport> = []
   const feed = (t: number, input: PolicyInput): Array<string> => {
     const r = step(s, input, t)
     s = r.state
-    const names = r.actions.map(show)
+    for (const a of r.actions) if (a._tag === "ReportApplication") apps.push(a)
+    const names = r.actions.filter((a) => a._tag !== "ReportApplication").map(show)
     for (const n of names) all.push([t, n])
     return names
   }
-  return { feed, get state() { return s }, all }
+  return { feed, get state() { return s }, all, apps }
 }
 
 const show = (a: PolicyAction): string =>
@@ -180,6 +182,65 @@ describe("policy", () => {
     expect(handoverOf(p.state, "m", 1).standing).toBe("other")
     p.feed(5, { _tag: "Stop" })
     expect(handoverOf(p.state, "m", 6).standing).toBe("stopped")
+  })
+
+  it("reports what the application does for the audit: restarts, leaving, heal attempts (1st, 2nd, 4th, ...), rejoining", () => {
+    const p = run({ maxRestarts: 1, windowMs: 60_000, settleMs: 1000, healIntervalMs: 1000 })
+    p.feed(0, { _tag: "Start" })
+    p.feed(10, { _tag: "StartDone", ok: true, error: null })
+    p.feed(500, up)
+    expect(p.apps).toEqual([{ _tag: "ReportApplication", state: "running", reason: "started: every checker passes" }])
+    p.feed(1000, down("http", "status 500"))
+    p.feed(1100, { _tag: "RestartDone", ok: true, error: null })
+    p.feed(1600, up)
+    p.feed(2000, down("http", "status 500"))
+    expect(p.apps.slice(1)).toEqual([
+      { _tag: "ReportApplication", state: "restarting", reason: "http: status 500; restart 1 of 1 in 60 s", restarts: 1, checker: "http" },
+      { _tag: "ReportApplication", state: "running", reason: "restarted: every checker passes", restarts: 1 },
+      { _tag: "ReportApplication", state: "left", reason: "1 restart in 60 s used up: http: status 500; left the farm, healing every 1 s", restarts: 1, checker: "http" }
+    ])
+    // heal attempts 1..5 while it stays down: reported on 1, 2, 4
+    let t = 2000
+    for (let i = 0; i < 5; i++) {
+      t += 1100 // an interval after the previous attempt ended
+      p.feed(t, { _tag: "Tick" })
+      p.feed(t + 50, { _tag: "RestartDone", ok: true, error: null })
+      p.feed(t + 60, down("http", "status 500"))
+    }
+    const heals = p.apps.filter((a) => a.state === "healing")
+    expect(heals.map((a) => a.reason)).toEqual([
+      "heal attempt 1: restart (http: status 500)", "heal attempt 2: restart (http: status 500)", "heal attempt 4: restart (http: status 500)"
+    ])
+    expect(heals[0]).toMatchObject({ checker: "http", restarts: 1 })
+    t += 1100
+    expect(p.feed(t, { _tag: "Tick" })).toEqual(["RunRestart"])
+    p.feed(t + 50, { _tag: "RestartDone", ok: true, error: null })
+    p.feed(t + 100, up)
+    expect(p.feed(t + 1100, { _tag: "Tick" })).toEqual(["Ready"])
+    expect(p.apps[p.apps.length - 1]).toEqual({ _tag: "ReportApplication", state: "running", reason: "healed: every checker passed for 1 s; rejoins the farm", restarts: 1 })
+    // an operator stop, and a stop command that fails
+    p.feed(t + 2000, { _tag: "Stop" })
+    p.feed(t + 2100, { _tag: "StopDone", ok: false, error: "exit 1" })
+    expect(p.apps.slice(-2)).toEqual([
+      { _tag: "ReportApplication", state: "stopped", reason: "application stopped by the operator", restarts: 1 },
+      { _tag: "ReportApplication", state: "failed", reason: "the stop command failed: exit 1; the application may still run", checker: "stop" }
+    ])
+  })
+
+  it("policy stop reports stopped with the failure; an adopted application reports nothing", () => {
+    const p = run({ onFailure: "stop" })
+    p.feed(0, { _tag: "Start" })
+    p.feed(10, { _tag: "StartDone", ok: true, error: null })
+    p.feed(500, up)
+    p.feed(1000, down("tcp", "ECONNREFUSED"))
+    expect(p.apps[1]).toEqual({
+      _tag: "ReportApplication", state: "stopped", checker: "tcp", restarts: 0,
+      reason: "application failed (policy stop): tcp: ECONNREFUSED; stays stopped until an operator starts it"
+    })
+    const q = run()
+    q.feed(0, { _tag: "Adopt", restartsAgoMs: [] })
+    q.feed(100, up)
+    expect(q.apps).toEqual([])
   })
 
   it("is deterministic: the same inputs give the same outputs", () => {

@@ -15,6 +15,11 @@
  *   at most while none passes or fails for sure); once every checker has
  *   passed for `settleMs` it rejoins (`Ready`). `stop` (either as `onFailure` or as
  *   `whenExhausted`) stops the application and leaves until an operator starts it again.
+ * - Every change of what the application is doing is reported for the log's audit
+ *   (`ReportApplication`: running, restarting, left, healing, stopped, failed) with its
+ *   reason, the failing checker and the restarts counted; heal attempts are reported on the
+ *   1st, 2nd, 4th, 8th, ... attempt of a stay out of the farm (a long outage writes a few
+ *   records, not one per attempt).
  */
 
 /** The policy's settings (module.yaml `policy:`). */
@@ -82,6 +87,8 @@ export interface PolicyState {
   /** Ready deadline in `waiting` / `recovering`. */
   readonly deadline: number | null
   readonly lastHealAt: number | null
+  /** Heal attempts since the server left (reported on powers of two). */
+  readonly heals: number
   /** The failure that took the application out (null once it is up again). */
   readonly failure: Failure | null
   /** When the phase last changed. */
@@ -92,8 +99,8 @@ export interface PolicyState {
 export type PolicyInput =
   /** Start the application (daemon start-up, or an operator start after a stop). */
   | { readonly _tag: "Start" }
-  /** Stop the application and leave (operator, or daemon shut-down). */
-  | { readonly _tag: "Stop" }
+  /** Stop the application and leave (operator, or daemon shut-down: `reason` says which; default the operator). */
+  | { readonly _tag: "Stop"; readonly reason?: string }
   /**
    * Take over an application that a previous daemon ran and the farm has as up (`farm
    * restart`): no command runs and nothing is reported; the checkers (reset) decide from here.
@@ -116,12 +123,35 @@ export type FarmReport =
   | { readonly _tag: "ReportRecovered" }
   | { readonly _tag: "Leave"; readonly reason: string }
 
+/** What the application is doing (the domain's ApplicationChanged states). */
+export type ApplicationState = "running" | "restarting" | "left" | "stopped" | "healing" | "failed"
+
+/**
+ * What the application is doing now and why, for the log (the daemon appends it as the
+ * domain command of the same name: an ApplicationChanged event; no bucket moves by it).
+ */
+export interface ApplicationReport {
+  readonly _tag: "ReportApplication"
+  readonly state: ApplicationState
+  readonly reason: string
+  /** Restarts counted in the policy's window. */
+  readonly restarts?: number
+  /** The failing checker (or `start`, `restart`, `ready`). */
+  readonly checker?: string
+}
+
 /**
  * Actions of the policy. Run commands one at a time in order. For `RunRestart`, run the stop
  * command, reset the checkers (`resetHealth`), run the start command; for `RunStart`, reset
  * then start. After feeding a `StartDone`/`RestartDone`, feed a `Health` with the current summary.
  */
-export type PolicyAction = { readonly _tag: "RunStart" } | { readonly _tag: "RunStop" } | { readonly _tag: "RunRestart" } | FarmReport
+export type PolicyAction = { readonly _tag: "RunStart" } | { readonly _tag: "RunStop" } | { readonly _tag: "RunRestart" } | FarmReport | ApplicationReport
+
+const appReport = (state: ApplicationState, reason: string, extra: { restarts?: number; checker?: string } = {}): ApplicationReport => ({
+  _tag: "ReportApplication", state, reason, ...extra
+})
+
+const countIn = (s: PolicyState, now: number): number => s.restarts.filter((t) => t > now - s.config.windowMs).length
 
 /** Result of one step. */
 export interface Step {
@@ -132,7 +162,7 @@ export interface Step {
 /** A stopped application, never announced to the farm. */
 export const initPolicy = (config: PolicyConfig, now: number): PolicyState => ({
   config, phase: "stopped", farm: "joining", allUp: false, failing: null, passingSince: null,
-  restarts: [], deadline: null, lastHealAt: null, failure: null, since: now
+  restarts: [], deadline: null, lastHealAt: null, heals: 0, failure: null, since: now
 })
 
 const phase = (s: PolicyState, p: Phase, now: number, extra: Partial<PolicyState> = {}): PolicyState => ({
@@ -144,7 +174,12 @@ const unknownHealth = { allUp: false, failing: null, passingSince: null } as con
 
 const healthy = (s: PolicyState, now: number): Step => {
   const report: Array<PolicyAction> = s.farm === "unhealthy" ? [{ _tag: "ReportRecovered" }] : s.farm === "up" ? [] : [{ _tag: "Ready" }]
-  return { state: phase(s, "up", now, { farm: "up", deadline: null, failure: null }), actions: report }
+  const restarts = countIn(s, now)
+  const why = s.phase === "recovering" ? "restarted: every checker passes"
+    : s.phase === "left" ? `healed: every checker passed for ${s.config.settleMs / 1000} s; rejoins the farm`
+    : "started: every checker passes"
+  report.push(appReport("running", why, restarts > 0 ? { restarts } : {}))
+  return { state: phase(s, "up", now, { farm: "up", deadline: null, failure: null, heals: 0 }), actions: report }
 }
 
 const leaveAction = (s: PolicyState, reason: string): Array<PolicyAction> => (s.farm === "left" ? [] : [{ _tag: "Leave", reason }])
@@ -157,23 +192,36 @@ const fail = (s: PolicyState, f: Failure, now: number): Step => {
     farm = "unhealthy"
   }
   const st: PolicyState = { ...s, farm, failure: f, deadline: null }
+  const recent = s.restarts.filter((t) => t > now - s.config.windowMs)
   const stop = (why: string): Step => ({
     state: phase(st, "stopping", now, { farm: "left" }),
-    actions: [...actions, ...leaveAction(st, `${why}: ${f.checker}: ${f.error}`), { _tag: "RunStop" }]
+    actions: [
+      ...actions, ...leaveAction(st, `${why}: ${f.checker}: ${f.error}`),
+      appReport("stopped", `${why}: ${f.checker}: ${f.error}; stays stopped until an operator starts it`, { restarts: recent.length, checker: f.checker }),
+      { _tag: "RunStop" }
+    ]
   })
   if (s.config.onFailure === "stop") return stop("application failed (policy stop)")
-  const recent = s.restarts.filter((t) => t > now - s.config.windowMs)
   if (recent.length < s.config.maxRestarts) {
     return {
       state: phase(st, "restarting", now, { ...unknownHealth, restarts: [...recent, now] }),
-      actions: [...actions, { _tag: "RunRestart" }]
+      actions: [
+        ...actions,
+        appReport("restarting", `${f.checker}: ${f.error}; restart ${recent.length + 1} of ${s.config.maxRestarts} in ${Math.round(s.config.windowMs / 1000)} s`, {
+          restarts: recent.length + 1, checker: f.checker
+        }),
+        { _tag: "RunRestart" }
+      ]
     }
   }
   const why = `${recent.length} restart${recent.length === 1 ? "" : "s"} in ${Math.round(s.config.windowMs / 1000)} s used up`
   if (s.config.whenExhausted === "stop") return stop(why)
   return {
-    state: phase(st, "left", now, { farm: "left", restarts: recent, lastHealAt: now }),
-    actions: [...actions, ...leaveAction(st, `${why}: ${f.checker}: ${f.error}`)]
+    state: phase(st, "left", now, { farm: "left", restarts: recent, lastHealAt: now, heals: 0 }),
+    actions: [
+      ...actions, ...leaveAction(st, `${why}: ${f.checker}: ${f.error}`),
+      appReport("left", `${why}: ${f.checker}: ${f.error}; left the farm, healing every ${s.config.healIntervalMs / 1000} s`, { restarts: recent.length, checker: f.checker })
+    ]
   }
 }
 
@@ -183,7 +231,13 @@ const whileLeft = (s: PolicyState, now: number): Step => {
   // heal when a checker is down (not merely unknown, as after a restart), or when nothing settled for long
   const wait = s.failing !== null ? s.config.healIntervalMs : Math.max(s.config.healIntervalMs, s.config.readyTimeoutMs)
   if (!s.allUp && s.lastHealAt !== null && now - s.lastHealAt >= wait) {
-    return { state: phase(s, "healing", now, { ...unknownHealth, lastHealAt: now }), actions: [{ _tag: "RunRestart" }] }
+    const heals = s.heals + 1
+    const f = s.failing ?? s.failure
+    // reported on the 1st, 2nd, 4th, 8th, ... attempt
+    const report: Array<PolicyAction> = (heals & (heals - 1)) === 0
+      ? [appReport("healing", `heal attempt ${heals}: restart${f ? ` (${f.checker}: ${f.error})` : ""}`, { restarts: countIn(s, now), ...(f ? { checker: f.checker } : {}) })]
+      : []
+    return { state: phase(s, "healing", now, { ...unknownHealth, lastHealAt: now, heals }), actions: [...report, { _tag: "RunRestart" }] }
   }
   return { state: s, actions: [] }
 }
@@ -205,9 +259,14 @@ const handle = (s: PolicyState, input: PolicyInput, now: number): Step => {
         state: phase(s, "up", now, { ...unknownHealth, farm: "up", failure: null, deadline: null, restarts: input.restartsAgoMs.map((a) => now - a) }),
         actions: []
       }
-    case "Stop":
+    case "Stop": {
       if (s.phase === "stopped" || s.phase === "stopping") return none
-      return { state: phase(s, "stopping", now, { farm: "left", deadline: null }), actions: [...leaveAction(s, "application stopped by the operator"), { _tag: "RunStop" }] }
+      const why = input.reason ?? "application stopped by the operator"
+      return {
+        state: phase(s, "stopping", now, { farm: "left", deadline: null }),
+        actions: [...leaveAction(s, why), appReport("stopped", why, { restarts: countIn(s, now) }), { _tag: "RunStop" }]
+      }
+    }
     case "Health": {
       const passingSince = input.allUp ? (s.passingSince ?? now) : null
       const st: PolicyState = { ...s, allUp: input.allUp, failing: input.failing, passingSince }
@@ -237,7 +296,10 @@ const handle = (s: PolicyState, input: PolicyInput, now: number): Step => {
     }
     case "StopDone":
       if (s.phase !== "stopping") return none
-      return { state: phase(s, "stopped", now, { ...unknownHealth }), actions: [] }
+      return {
+        state: phase(s, "stopped", now, { ...unknownHealth }),
+        actions: input.ok ? [] : [appReport("failed", `the stop command failed: ${input.error ?? "failed"}; the application may still run`, { checker: "stop" })]
+      }
     case "Tick":
       if ((s.phase === "waiting" || s.phase === "recovering") && s.deadline !== null && now >= s.deadline) return fail(s, readyFailure(s), now)
       if (s.phase === "left") return whileLeft(s, now)

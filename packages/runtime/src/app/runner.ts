@@ -7,6 +7,8 @@
  * - `reports`: `Ready` (join first if this server left), `ReportUnhealthy{checker, reason}`,
  *   `ReportRecovered`, `Leave{reason}`; each maps to the domain command of the same name.
  *   Send `Join` at start-up as before; the first `Ready` comes once every checker passes.
+ * - `onApplication`: what the application is doing and why (`ReportApplication`: running,
+ *   restarting, left, healing, stopped, failed), for the log's audit.
  * - `status()`: the application's state for `farm status` (`up`, `unhealthy` with the failing
  *   checker and its last error, `restarting`, `stopped`, or `starting` before it first passes).
  * - `start` / `stop` (operator), `reload`.
@@ -21,7 +23,7 @@ import {
 } from "./health.ts"
 import { type AppModule, loadModule, type ModuleOptions } from "./module.ts"
 import {
-  type AppHandover, type AppStateView, type FarmReport, handoverOf, initPolicy, nextWakeAt, type PolicyAction, type PolicyInput, type PolicyState, step, viewOf
+  type AppHandover, type ApplicationReport, type AppStateView, type FarmReport, handoverOf, initPolicy, nextWakeAt, type PolicyAction, type PolicyInput, type PolicyState, step, viewOf
 } from "./policy.ts"
 import { probeChecker } from "./probes.ts"
 
@@ -55,6 +57,7 @@ export interface SupervisorOptions {
 }
 
 type Listener = (r: FarmReport, at: number) => void
+type AppListener = (r: ApplicationReport, at: number) => void
 
 const monotonic = () => performance.now()
 
@@ -65,6 +68,7 @@ export class Supervisor {
   private timer: NodeJS.Timeout | undefined
   private closed = false
   private readonly listeners = new Set<Listener>()
+  private readonly appListeners = new Set<AppListener>()
   private readonly commands: Array<PolicyAction> = []
   private running = false
   private readonly waiters: Array<{ until: (s: PolicyState) => boolean; resolve: () => void }> = []
@@ -103,6 +107,12 @@ export class Supervisor {
     return () => this.listeners.delete(f)
   }
 
+  /** Be told what the application is doing (every `ReportApplication`); returns an unsubscribe function. */
+  onApplication(f: AppListener): () => void {
+    this.appListeners.add(f)
+    return () => this.appListeners.delete(f)
+  }
+
   /** The application's state now. */
   status(): AppStatus {
     const v = viewOf(this.policy, monotonic())
@@ -138,7 +148,10 @@ export class Supervisor {
   /** Stop checking (and stop the application unless `stopOnClose: false`). */
   async close(): Promise<void> {
     if (this.closed) return
-    if (this.options.stopOnClose !== false && this.policy.phase !== "stopped") await this.stop()
+    if (this.options.stopOnClose !== false && this.policy.phase !== "stopped") {
+      this.feed({ _tag: "Stop", reason: "the daemon is stopping" })
+      await this.until((s) => s.phase === "stopped")
+    }
     this.closed = true
     clearTimeout(this.timer)
     for (const w of this.waiters.splice(0)) w.resolve()
@@ -177,6 +190,12 @@ export class Supervisor {
       case "RunRestart":
         this.commands.push(a)
         void this.pump()
+        return
+      case "ReportApplication":
+        log(a.state === "running" ? "info" : "warn", "app.application", {
+          node: this.options.node, module: this.module.name, state: a.state, reason: a.reason, checker: a.checker, restarts: a.restarts
+        })
+        for (const f of this.appListeners) f(a, now)
         return
       default: {
         log(a._tag === "ReportRecovered" || a._tag === "Ready" ? "info" : "warn", "app.report", {
@@ -289,6 +308,8 @@ export class AppSupervisor extends Context.Service<AppSupervisor, {
   readonly reports: Stream.Stream<FarmReport>
   /** Callback form of `reports` (every subscriber sees reports from now on). */
   readonly onReport: (f: (r: FarmReport) => void) => () => void
+  /** What the application is doing and why (for the log's ApplicationChanged events). */
+  readonly onApplication: (f: (r: ApplicationReport) => void) => () => void
   /** The application's state for `farm status`. */
   readonly status: () => AppStatus
   /** Whether the farm may count the application as healthy now (adopted, or up). */
@@ -330,6 +351,7 @@ export const makeSupervisor = (module: AppModule, options: SupervisorOptions = {
     return AppSupervisor.of({
       reports: Stream.fromQueue(queue),
       onReport: (f) => sup.onReport((r) => f(r)),
+      onApplication: (f) => sup.onApplication((r) => f(r)),
       status: () => sup.status(),
       healthy: () => sup.healthy(),
       handover: () => sup.handover(),

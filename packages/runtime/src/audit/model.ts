@@ -81,6 +81,14 @@ export const describeEvent = (e: Record<string, unknown>): string => {
       return `${node} is unhealthy: checker ${str(e.checker)} failed: ${str(e.reason)}; its buckets are taken over`
     case "MemberRecovered":
       return `${node} recovered: its checkers pass again`
+    case "ApplicationChanged": {
+      const what: Record<string, string> = {
+        running: "runs: every checker passes", restarting: "is being restarted", left: "failed and its restarts are used up: the server left the farm",
+        healing: "is being healed (restarted while out of the farm)", stopped: "is stopped", failed: "failed"
+      }
+      const restarts = typeof e.restarts === "number" && e.restarts > 0 ? ` [${e.restarts} restart${e.restarts === 1 ? "" : "s"} in the window]` : ""
+      return `${node}'s application ${what[str(e.state)] ?? str(e.state)}${typeof e.checker === "string" ? ` (checker ${e.checker})` : ""}: ${str(e.reason)}${restarts}`
+    }
     case "MemberSuspected":
       return `${node} suspected by ${str(e.by)} (missed heartbeats)`
     case "MemberFailed":
