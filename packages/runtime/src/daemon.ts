@@ -22,7 +22,6 @@ import { classifier, flowsPerBucket, hostTcpSockets } from "./flows.ts"
 import { log } from "./log.ts"
 import { loadModule } from "./app/module.ts"
 import { type AppSupervisor, makeSupervisor } from "./app/runner.ts"
-import { ApplicationLog } from "./app/logReports.ts"
 // ops: metrics, events, keep-serving restart
 import { findMember } from "@vipfarm/domain"
 import { FarmMetrics, serveMetrics } from "./metrics.ts"
@@ -182,30 +181,6 @@ export const runDaemon = (config: Config) =>
         )
         run(ctl.drainActions())
       })
-      // what the application does (restarting, left, healing, stopped, ...) goes to the log as ApplicationChanged
-      const appLog = app === null ? null : new ApplicationLog({
-        node, boot: `${process.pid.toString(36)}${Date.now().toString(36)}`,
-        folded: () => ctl.foldedState,
-        caughtUp: () => ctl.foldedState.seq >= logHead,
-        now: monotonicMs,
-        append: (cmd, events, expectLastSeq, msgId) => {
-          const prev = prevFor(expectLastSeq) // audit chain
-          if (prev === null) return Promise.resolve("failed")
-          return Effect.runPromise(Effect.result(eventLog.append({ v: 1, events, prev }, { expectLastSeq, msgId }))).then((r) => {
-            log(Result.isFailure(r) ? "warn" : "info", "app.logged", {
-              node, command: cmd._tag, msgId, seq: expectLastSeq, result: Result.isSuccess(r) ? r.success._tag : r.failure.message
-            })
-            if (Result.isFailure(r)) return "failed"
-            if (r.success._tag === "Conflict") return "conflict"
-            if (r.success.seq > logHead) logHead = r.success.seq
-            return "ok"
-          })
-        }
-      })
-      app?.onApplication((r) => {
-        appLog?.add(r)
-        appLog?.pump()
-      })
       const udp = new UdpHandover(filter, 2000)
       const hbSubject = `vipfarm.${config.farm}.hb`
       const flowSubject = `vipfarm.${config.farm}.udpflows`
@@ -328,7 +303,6 @@ export const runDaemon = (config: Config) =>
         events.add(r.seq, r.entry) // ops
         metrics?.onRecord(r.entry) // ops
         if (r.seq > logHead) logHead = r.seq // ops
-        appLog?.pump()
         const st = ctl.foldedState
         if (!sameVips(st.vips, filterVips) && st.vips.length > 0) {
           filterVips = st.vips
@@ -419,7 +393,6 @@ export const runDaemon = (config: Config) =>
             log("warn", "config.differs", { node, seq: st.seq, detail: "the farm's services in the log differ from this server's config file; the log wins" })
           }
         }
-        appLog?.pump()
         run(ctl.drainActions())
       }, 10)
       yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(timer)))

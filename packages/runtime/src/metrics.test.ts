@@ -1,12 +1,27 @@
 import { describe, expect, it } from "vitest"
-import { BUCKETS, execute, initialState, operatorCause, settle, type FarmState } from "@vipfarm/domain"
-import { reasonNames, type VerdictCounters } from "@vipfarm/filter-xdp"
+import { addressWords, BUCKETS, execute, initialState, operatorCause, settle, type FarmState } from "@vipfarm/domain"
+import { reasonNames, type VerdictCounters, type VipCounters } from "@vipfarm/filter-xdp"
 import { actionOfVerdict, FarmMetrics, metricsAddress, tablesOfVips, type MetricsSource } from "./metrics.ts"
 
 const counters = (): VerdictCounters => {
   const c = {} as VerdictCounters
   reasonNames.forEach((r, i) => (c[r] = { packets: BigInt(i * 10), bytes: BigInt(i * 1000) }))
   return c
+}
+
+/** VIP counters: 198.18.0.100 passed 3 packets (300 bytes) and dropped 2 without a rule; another VIP (not in the state) dropped 5 foreign. */
+const vipCounters = (): Array<VipCounters> => {
+  const zero = (): VerdictCounters => {
+    const c = {} as VerdictCounters
+    for (const r of reasonNames) c[r] = { packets: 0n, bytes: 0n }
+    return c
+  }
+  const a = zero()
+  a.PASS_OWNED = { packets: 3n, bytes: 300n }
+  a.DROP_NO_RULE = { packets: 2n, bytes: 120n }
+  const b = zero()
+  b.DROP_FOREIGN = { packets: 5n, bytes: 700n }
+  return [{ words: addressWords("198.18.0.100"), counters: a }, { words: addressWords("2001:db8::7"), counters: b }]
 }
 
 const farm = (): FarmState => {
@@ -27,7 +42,7 @@ const source = (over: Partial<MetricsSource> = {}): MetricsSource => {
   per[1000] = 5
   return {
     node: "s1", farm: "web",
-    counters, bucketPackets: () => per, state: () => st,
+    counters, vipCounters, bucketPackets: () => per, state: () => st,
     log: () => ({ folded: 12, head: 15 }), flowsTracked: () => 4, leaseRemainingMs: () => 250,
     app: () => ({ module: "nginx", state: "up", checkers: [{ name: "http", status: "up", latencyMs: 12 }] }),
     ...over
@@ -50,6 +65,27 @@ describe("metrics", () => {
     expect(value(text, 'vipfarm_table_packets_total{table="0",vips="198.18.0.100",farm="web",node="s1"}')).toBe(12)
   })
 
+  it("renders each VIP's packets and bytes by verdict and action", async () => {
+    const text = await new FarmMetrics(source()).render()
+    expect(text).toContain("# TYPE vipfarm_vip_packets_total counter")
+    expect(text).toContain("# TYPE vipfarm_vip_bytes_total counter")
+    const l = (name: string, vip: string, verdict: string, action: string) => `${name}{vip="${vip}",verdict="${verdict}",action="${action}",farm="web",node="s1"}`
+    expect(value(text, l("vipfarm_vip_packets_total", "198.18.0.100", "PASS_OWNED", "pass"))).toBe(3)
+    expect(value(text, l("vipfarm_vip_bytes_total", "198.18.0.100", "PASS_OWNED", "pass"))).toBe(300)
+    expect(value(text, l("vipfarm_vip_packets_total", "198.18.0.100", "DROP_NO_RULE", "drop"))).toBe(2)
+    expect(value(text, l("vipfarm_vip_bytes_total", "198.18.0.100", "DROP_NO_RULE", "drop"))).toBe(120)
+    // the two main verdicts always, zero included; other verdicts only once counted
+    expect(value(text, l("vipfarm_vip_packets_total", "198.18.0.100", "DROP_FOREIGN", "drop"))).toBe(0)
+    expect(text).not.toContain('vipfarm_vip_packets_total{vip="198.18.0.100",verdict="DROP_FENCED"')
+    // a VIP the state does not name is labelled with its formatted address
+    expect(value(text, l("vipfarm_vip_packets_total", "2001:db8::7", "DROP_FOREIGN", "drop"))).toBe(5)
+    expect(value(text, l("vipfarm_vip_bytes_total", "2001:db8::7", "DROP_FOREIGN", "drop"))).toBe(700)
+    expect(value(text, l("vipfarm_vip_packets_total", "2001:db8::7", "PASS_OWNED", "pass"))).toBe(0)
+    // no filter: no series
+    const none = await new FarmMetrics(source({ vipCounters: () => null })).render()
+    expect(none).not.toMatch(/^vipfarm_vip_packets_total\{/m)
+  })
+
   it("renders membership, buckets, log, flows, lease and the application", async () => {
     const text = await new FarmMetrics(source()).render()
     expect(value(text, 'vipfarm_members{state="up",farm="web",node="s1"}')).toBe(2)
@@ -67,7 +103,7 @@ describe("metrics", () => {
   })
 
   it("counts hand-offs from folded records and observes failovers from the last heartbeat to the takeover", async () => {
-    const m = new FarmMetrics(source({ app: () => null, counters: () => null, bucketPackets: () => null }))
+    const m = new FarmMetrics(source({ app: () => null, counters: () => null, vipCounters: () => null, bucketPackets: () => null }))
     m.onRecord({ v: 1, events: [{ _tag: "HandoffStarted", mode: "graceful", handoff: "h1", moves: [] }, { _tag: "MemberReady", node: "s2" }] })
     m.onRecord({ _tag: "HandoffStarted", mode: "takeover", handoff: "h2", moves: [] })
     m.onRecord({ v: 1, events: [{ _tag: "HandoffCompleted", handoff: "h1" }] })

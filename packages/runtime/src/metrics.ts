@@ -11,8 +11,8 @@
 import { createServer, type Server } from "node:http"
 import { Effect, Schema } from "effect"
 import { Counter, Gauge, Histogram, Registry } from "prom-client"
-import { effectiveOwner, type FarmState, openHandoffs, ruleTables, type Vip } from "@vipfarm/domain"
-import type { VerdictCounters } from "@vipfarm/filter-xdp"
+import { addressWords, effectiveOwner, type FarmState, formatAddress, openHandoffs, ruleTables, type Vip } from "@vipfarm/domain"
+import type { VerdictCounters, VipCounters } from "@vipfarm/filter-xdp"
 
 /** Everything the metrics read at scrape time; each may be missing (null) when the part is not running. */
 export interface MetricsSource {
@@ -20,6 +20,8 @@ export interface MetricsSource {
   readonly farm: string
   /** The filter's per-verdict counters (summed over CPUs). */
   readonly counters: () => VerdictCounters | null
+  /** The filter's per-VIP counters (each configured VIP's packets and bytes by verdict reason). */
+  readonly vipCounters: () => ReadonlyArray<VipCounters> | null
   /** The filter's per-bucket packet counters, index table*1024+bucket. */
   readonly bucketPackets: () => ArrayLike<number> | null
   /** The farm's state as this server applies it (folded plus failure plans). */
@@ -79,6 +81,37 @@ export class FarmMetrics {
         this.reset()
         if (c === null) return
         for (const [verdict, v] of Object.entries(c)) this.inc({ verdict, action: actionOfVerdict(verdict) }, Number(v.bytes))
+      }
+    })
+    // Per VIP: PASS_OWNED and DROP_FOREIGN of every configured VIP, other verdicts once non-zero.
+    const perVip = (counter: Counter<"vip" | "verdict" | "action">, field: "packets" | "bytes") => {
+      const list = src.vipCounters()
+      counter.reset()
+      if (list === null) return
+      const names = vipNames(src.state().vips)
+      for (const v of list) {
+        const vip = names.get(v.words.map((w) => w >>> 0).join(",")) ?? formatAddress(v.words)
+        for (const [verdict, c] of Object.entries(v.counters)) {
+          if (c[field] > 0n || verdict === "PASS_OWNED" || verdict === "DROP_FOREIGN") {
+            counter.inc({ vip, verdict, action: actionOfVerdict(verdict) }, Number(c[field]))
+          }
+        }
+      }
+    }
+    new Counter({
+      name: "vipfarm_vip_packets_total",
+      help: "Packets addressed to a VIP, by VIP, verdict reason and action (pass or drop), since the VIP was configured on this server's filter (PASS_OWNED and DROP_FOREIGN always, other verdicts once counted)",
+      labelNames: ["vip", "verdict", "action"], registers,
+      collect() {
+        perVip(this, "packets")
+      }
+    })
+    new Counter({
+      name: "vipfarm_vip_bytes_total",
+      help: "Bytes (whole frames) addressed to a VIP, by VIP, verdict reason and action (pass or drop), since the VIP was configured on this server's filter (PASS_OWNED and DROP_FOREIGN always, other verdicts once counted)",
+      labelNames: ["vip", "verdict", "action"], registers,
+      collect() {
+        perVip(this, "bytes")
       }
     })
     new Counter({
@@ -244,6 +277,19 @@ export const tablesOfVips = (vips: ReadonlyArray<Vip>): Array<readonly [number, 
     out.set(t, list)
   }))
   return [...out.entries()].sort((a, b) => a[0] - b[0])
+}
+
+/** The configured spelling of each VIP address by its words joined with commas. */
+const vipNames = (vips: ReadonlyArray<Vip>): Map<string, string> => {
+  const out = new Map<string, string>()
+  for (const v of vips) {
+    try {
+      out.set(addressWords(v.address).map((w) => w >>> 0).join(","), v.address)
+    } catch {
+      // not an address: the filter never has it
+    }
+  }
+  return out
 }
 
 const sumTable = (per: ArrayLike<number>, table: number): number => {
