@@ -22,6 +22,7 @@ import { classifier, flowsPerBucket, hostTcpSockets } from "./flows.ts"
 import { log } from "./log.ts"
 import { loadModule } from "./app/module.ts"
 import { type AppSupervisor, makeSupervisor } from "./app/runner.ts"
+import { ApplicationLog } from "./app/logReports.ts"
 // ops: metrics, events, keep-serving restart
 import { findMember } from "@vipfarm/domain"
 import { FarmMetrics, serveMetrics } from "./metrics.ts"
@@ -161,6 +162,7 @@ export const runDaemon = (config: Config) =>
         node, farm: config.farm,
         counters: () => filter.readCounters(),
         vipCounters: () => filter.readVipCounters(),
+        vipCounters: () => filter.readVipCounters(),
         bucketPackets: () => filter.readBucketCounters(),
         state: () => ctl.effectiveState,
         log: () => ({ folded: ctl.foldedState.seq, head: Math.max(logHead, ctl.foldedState.seq) }),
@@ -180,6 +182,30 @@ export const runDaemon = (config: Config) =>
           r._tag === "ReportUnhealthy" ? { checker: r.checker, reason: r.reason } : r._tag === "Leave" ? { checker: "policy", reason: r.reason } : undefined
         )
         run(ctl.drainActions())
+      })
+      // what the application does (restarting, left, healing, stopped, ...) goes to the log as ApplicationChanged
+      const appLog = app === null ? null : new ApplicationLog({
+        node, boot: `${process.pid.toString(36)}${Date.now().toString(36)}`,
+        folded: () => ctl.foldedState,
+        caughtUp: () => ctl.foldedState.seq >= logHead,
+        now: monotonicMs,
+        append: (cmd, events, expectLastSeq, msgId) => {
+          const prev = prevFor(expectLastSeq) // audit chain
+          if (prev === null) return Promise.resolve("failed")
+          return Effect.runPromise(Effect.result(eventLog.append({ v: 1, events, prev }, { expectLastSeq, msgId }))).then((r) => {
+            log(Result.isFailure(r) ? "warn" : "info", "app.logged", {
+              node, command: cmd._tag, msgId, seq: expectLastSeq, result: Result.isSuccess(r) ? r.success._tag : r.failure.message
+            })
+            if (Result.isFailure(r)) return "failed"
+            if (r.success._tag === "Conflict") return "conflict"
+            if (r.success.seq > logHead) logHead = r.success.seq
+            return "ok"
+          })
+        }
+      })
+      app?.onApplication((r) => {
+        appLog?.add(r)
+        appLog?.pump()
       })
       const udp = new UdpHandover(filter, 2000)
       const hbSubject = `vipfarm.${config.farm}.hb`
@@ -303,6 +329,7 @@ export const runDaemon = (config: Config) =>
         events.add(r.seq, r.entry) // ops
         metrics?.onRecord(r.entry) // ops
         if (r.seq > logHead) logHead = r.seq // ops
+        appLog?.pump()
         const st = ctl.foldedState
         if (!sameVips(st.vips, filterVips) && st.vips.length > 0) {
           filterVips = st.vips
@@ -393,6 +420,7 @@ export const runDaemon = (config: Config) =>
             log("warn", "config.differs", { node, seq: st.seq, detail: "the farm's services in the log differ from this server's config file; the log wins" })
           }
         }
+        appLog?.pump()
         run(ctl.drainActions())
       }, 10)
       yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(timer)))
