@@ -162,7 +162,6 @@ export const runDaemon = (config: Config) =>
         node, farm: config.farm,
         counters: () => filter.readCounters(),
         vipCounters: () => filter.readVipCounters(),
-        vipCounters: () => filter.readVipCounters(),
         bucketPackets: () => filter.readBucketCounters(),
         state: () => ctl.effectiveState,
         log: () => ({ folded: ctl.foldedState.seq, head: Math.max(logHead, ctl.foldedState.seq) }),
