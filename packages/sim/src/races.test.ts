@@ -86,4 +86,35 @@ describe("protocol races found by the simulator (issue 5)", () => {
     const r = runScenario(generated(timeline), { seed: 1742, stopOnViolation: true })
     expect(r.violations).toEqual([])
   })
+  it("two peers failing 48 ms apart: a node that folded the first failure gives the second's buckets to the takers of a node that took both at once (sweep seed 1464)", () => {
+    // s3 recorded s4's failure (takers including s1) before it took s1 over; s2 had taken both
+    // over at the same folded seq. Their fresh plans for the buckets pinned to the other failed
+    // peer differed: the log landed bucket 0/201, which s2 had taken, on s3 (a reset). Now both
+    // use the joint plan of s1 and s4 failed at the pinned state (controller failTogether.test.ts)
+    const timeline = [
+      { at: 3687, do: "pause", node: "s4", for: 2997 }, { at: 3735, do: "pause", node: "s1", for: 2427 }, { at: 306, do: "kill", node: "s3" },
+      { at: 2602, do: "restart", node: "s3" }
+    ] as Scenario["timeline"]
+    const r = runScenario(generated(timeline), { seed: 1464, stopOnViolation: true })
+    expect(r.violations).toEqual([])
+    expect(r.liveness.converged).toBe(true)
+  })
+
+  it("a peer taken over restarts during a log stall: its takers keep its buckets until the log records its failure (sweep seed 1639)", () => {
+    // s3 and s2 crash while the log is stalled; s1 and s4 take both over. s3's new process
+    // appended a CompleteHandoff with a rebalance between s2's failure and its own, and s4's
+    // taking of bucket 0/521 (pinned to s2, computed afresh) moved to s1 with an established flow.
+    // Now a process that hears itself taken over decides nothing, and the takers use the joint plan
+    const timeline = [
+      { at: 5662, do: "crash", node: "s2" }, { at: 7712, do: "restart", node: "s2" }, { at: 1081, do: "unhealthy", node: "s1", for: 640 },
+      { at: 2183, do: "nats-leader-kill" }, { at: 5549, do: "crash", node: "s3" }, { at: 7379, do: "restart", node: "s3" }, { at: 2125, do: "nats-leader-kill" }
+    ] as Scenario["timeline"]
+    const r = runScenario(generated(timeline), { seed: 1639, stopOnViolation: true })
+    expect(r.violations).toEqual([])
+    expect(r.liveness.converged).toBe(true)
+    const logged = r.timeline.filter((l) => l.kind.startsWith("log:") && l.atMs > 5549)
+    const failed = logged.findIndex((l) => l.kind === "log:MemberFailed" && l.node === "s3")
+    expect(failed).toBeGreaterThanOrEqual(0)
+    expect(logged.slice(0, failed).map((l) => l.kind).filter((k) => k !== "log:MemberFailed")).toEqual([])
+  })
 })

@@ -27,7 +27,7 @@ import { allOldOwnersDone, doneHandoffs, type HandoffView, handoffView } from ".
 import { buildHeartbeat } from "./heartbeat.ts"
 import { type Heard, leaseDeadline, type OwnSuspicion, type PeerView } from "./liveness.ts"
 import { applyFailure, nextOverlay, takings } from "./overlay.ts"
-import { allCaughtUp, appliedPlan, HISTORY, type Pin, pinAgreed, planOf } from "./pins.ts"
+import { allCaughtUp, appliedPlan, HISTORY, type Pin, pinAgreed, planOf, planWith } from "./pins.ts"
 import { updateSuspicions } from "./suspicions.ts"
 import type { Action, AppendResult, ControllerConfig, Heartbeat } from "./types.ts"
 
@@ -154,10 +154,11 @@ export class NodeController {
     if (hb.node === this.config.node) return
     let p = this.peers.get(hb.node)
     if (p === undefined) {
-      p = { last: null, acceptedSentAt: -1, acceptedAt: -Infinity, grant: -Infinity }
+      p = { last: null, lastAt: -Infinity, acceptedSentAt: -1, acceptedAt: -Infinity, grant: -Infinity }
       this.peers.set(hb.node, p)
     }
     p.last = hb
+    p.lastAt = now
     const s = this.suspicions.get(hb.node)
     if (s !== undefined) {
       const removed = this.removedAt.get(hb.node)
@@ -478,11 +479,10 @@ export class NodeController {
       const m = findMember(s, n)!
       if (this.pins.get(n)?.incarnation !== m.incarnation) this.pinAt(n, m.incarnation, this.folded.seq, now, false)
       const prev = s
-      const applied = applyFailure(s, me, n, m.incarnation, this.planOf(n), kept)
-      const plan = applied.plan
-      s = applied.state
+      const plan = planWith(this.pins, this.history, this.folded, n, kept)
+      s = applyFailure(s, me, n, m.incarnation, plan === null ? null : plan.applied)
       // what this node takes from n: held back until the pin is agreed
-      const { held, unpinned } = takings(prev, s, me, n, plan)
+      const { held, unpinned } = takings(prev, s, me, n, plan === null ? null : plan.pinned)
       const pin = this.pins.get(n)
       if (seq > 0) this.peersCaughtUp = false // a new entry: the peers ack it first
       if (pin !== undefined) {
@@ -614,6 +614,23 @@ export class NodeController {
     return true
   }
 
+  /**
+   * A peer heard lately says this node's incarnation was taken over (a taken suspicion): its
+   * failure is going to the log, and until it folds this process decides nothing (§7). A
+   * process restarted during a log stall appended a CompleteHandoff with a rebalance decided on a
+   * view in which it still served, ahead of its own failure (sweep seed 1639).
+   */
+  private takenOver(now: number): boolean {
+    const me = this.config.node
+    const m = findMember(this.folded, me)
+    if (m === undefined || m.status === "down") return false
+    for (const p of this.peers.values()) {
+      if (p.last === null || now - p.lastAt >= this.config.expireAfterMs) continue
+      for (const x of p.last.suspects) if (x.node === me && x.taken === true && x.incarnation === m.incarnation) return true
+    }
+    return false
+  }
+
   private reconcile(now: number): void {
     if (this.exited || this.pausing !== null) return
     if (this.inflight !== null) {
@@ -621,6 +638,7 @@ export class NodeController {
       this.inflight = null
     }
     if (now < this.retryAt || this.folded.seq < this.waitSeq || this.folded.seq < this.knownHead) return
+    if (this.takenOver(now)) return
     const me = this.config.node
     const candidates = decisions({
       config: this.config, folded: this.folded, overlay: this.overlay, pins: this.pins, deadline: this.deadline, healthy: this.healthy,

@@ -18,6 +18,8 @@ import type { Heartbeat, Suspicion } from "./types.ts"
 export interface PeerView {
   /** Latest heartbeat received from the peer (accepted or not). */
   last: Heartbeat | null
+  /** Local time `last` arrived. */
+  lastAt: number
   /** Peer's send time of the last heartbeat accepted (echoed back), or -1. */
   acceptedSentAt: number
   /** Local time the last accepted heartbeat arrived. */

@@ -61,19 +61,15 @@ export const nextOverlay = (h: Heard, voters: () => Array<string>, now: number):
 }
 
 /**
- * Apply `node`@`incarnation`'s failure (the pinned plan, null: the domain's own plan) to `s`;
- * a pinned taker that is taken over too (in `kept`) takes nothing (its buckets follow its own plan).
- * Returns the state and the plan applied.
+ * Apply `node`@`incarnation`'s failure to `s` with `plan` (bucket -> taker, see `planWith`;
+ * null: the domain's own plan).
  */
-export const applyFailure = (
-  s: FarmState, me: string, node: string, incarnation: number, pinned: Array<PlannedTaker> | null, kept: ReadonlyArray<string>
-): { state: FarmState; plan: Array<PlannedTaker> | null } => {
-  const plan = pinned === null || kept.length === 1 ? pinned : pinned.filter((x) => !kept.includes(x.to))
+export const applyFailure = (s: FarmState, me: string, node: string, incarnation: number, plan: Array<PlannedTaker> | null): FarmState => {
   const cause: Cause = { kind: "lease", by: me }
   const ev: FarmEvent = plan === null
     ? { _tag: "MemberFailed", v: EVENT_VERSION, cause, node, detectedBy: me, incarnation }
     : { _tag: "MemberFailed", v: MEMBER_FAILED_PLAN_VERSION, cause, node, detectedBy: me, incarnation, plan }
-  return { state: applyEvent(s, ev), plan }
+  return applyEvent(s, ev)
 }
 
 /**

@@ -5,7 +5,7 @@
  * the takings the pin does not name only once every live member acked its folded seq.
  * Pure helpers over the controller's state; the {@link NodeController} owns the maps.
  */
-import { type FarmState, failurePlan, heldBy, type PlannedTaker } from "@vipfarm/domain"
+import { applyEvent, BUCKETS, EVENT_VERSION, type FarmState, failurePlan, findMember, heldBy, type PlannedTaker } from "@vipfarm/domain"
 import type { Heard } from "./liveness.ts"
 import type { Heartbeat } from "./types.ts"
 
@@ -34,6 +34,10 @@ export interface Pin {
   unpinned: Array<number>
   /** When it was pinned (local clock). */
   readonly at: number
+  /** The folded state at `seq`, kept with the plan (the history drops it after HISTORY seqs). */
+  base?: FarmState
+  /** The plan applied with the peers failing together with it (see {@link planWith}), by their names. */
+  joint?: { readonly key: string; readonly applied: Array<PlannedTaker>; readonly pinned: Array<PlannedTaker> }
 }
 
 /**
@@ -59,7 +63,73 @@ export const planOf = (pins: Map<string, Pin>, history: Map<number, FarmState>, 
     }
   }
   pin.plan = plan
+  pin.base = st
   return plan
+}
+
+/**
+ * The members that fail together with `node` as seen from its pinned state `base`: `node`, the
+ * other peers taken over here (`kept`), and the members up at the pin that the log removed
+ * since (same incarnation). In `base`'s member order.
+ */
+export const failingWith = (base: FarmState, folded: FarmState, node: string, kept: ReadonlyArray<string>): Array<string> => {
+  const out: Array<string> = []
+  for (const m of base.members) {
+    if (m.status === "down") continue
+    if (m.name === node || kept.includes(m.name)) {
+      out.push(m.name)
+      continue
+    }
+    const now = findMember(folded, m.name)
+    if (now === undefined || (now.status === "down" && now.incarnation === m.incarnation)) out.push(m.name)
+  }
+  return out
+}
+
+/**
+ * The plan this node applies for `node` (null until its pin's state is folded): the pinned
+ * plan, except that a bucket whose pinned taker fails too, or that another member failing with
+ * it held at the pin, goes to its taker in the **joint plan** — every member of
+ * {@link failingWith} failed at the pinned state, in member order. The joint plan depends only
+ * on the pin and on who fails, not on entries folded meanwhile: computed afresh on the current
+ * state instead, a rebalance folded during the takeover (appended by the doomed peer's restarted
+ * process) moved a bucket a survivor had taken, with its flows, to another survivor (sweep seed
+ * 1639), and a node that folded one peer's failure before taking the other over gave the other's
+ * buckets to itself while a node that took both over at once had taken them (seed 1464).
+ * `pinned` is the part of the pinned plan kept (its takings need no ack of the folded seq).
+ */
+export const planWith = (
+  pins: Map<string, Pin>, history: Map<number, FarmState>, folded: FarmState, node: string, kept: ReadonlyArray<string>
+): { readonly applied: Array<PlannedTaker>; readonly pinned: Array<PlannedTaker> } | null => {
+  const plan = planOf(pins, history, node)
+  const pin = pins.get(node)
+  if (plan === null || pin === undefined || pin.base === undefined) return null
+  const base = pin.base
+  const dead = failingWith(base, folded, node, kept)
+  if (dead.length <= 1) return { applied: plan, pinned: plan }
+  const key = dead.join(",")
+  if (pin.joint !== undefined && pin.joint.key === key) return pin.joint
+  let st = base
+  for (const d of dead) {
+    const m = findMember(st, d)!
+    st = applyEvent(st, { _tag: "MemberFailed", v: EVENT_VERSION, cause: { kind: "lease", by: d }, node: d, detectedBy: d, incarnation: m.incarnation })
+  }
+  const pinned = plan.filter((x) => !dead.includes(x.to))
+  const covered = new Set<number>()
+  for (const x of pinned) covered.add(x.table * BUCKETS + x.bucket)
+  const applied = pinned.slice()
+  for (let t = 0; t < base.tables.length; t++) {
+    const before = base.tables[t]
+    const after = st.tables[t]
+    if (before === after || after === undefined) continue
+    for (let b = 0; b < before.length; b++) {
+      if (covered.has(t * BUCKETS + b) || !dead.some((d) => heldBy(before[b], d))) continue
+      const to = after[b].owner
+      if (to !== null && !dead.includes(to)) applied.push({ table: t, bucket: b, to })
+    }
+  }
+  pin.joint = { key, applied, pinned }
+  return pin.joint
 }
 
 /**

@@ -22,6 +22,8 @@ export class Harness {
   readonly adopting = new Map<string, number>()
   readonly adoptedAt = new Map<string, number>()
   flows = new Map<string, number>()
+  /** Appends this returns true for are answered `unavailable` (a log that does not take writes). */
+  refuseAppend: ((msgId: string) => boolean) | null = null
   /** Filters stay in the kernel when their process dies (keep-serving restart tests). */
   filtersOutliveProcess = false
   private inbox: Array<{ at: number; to: string; hb: Heartbeat }> = []
@@ -61,7 +63,8 @@ export class Harness {
         if (a._tag === "PublishHeartbeat") {
           for (const to of this.nodes.keys()) if (to !== name && this.link(name, to)) this.inbox.push({ at: this.now + 1, to, hb: a.heartbeat })
         } else if (a._tag === "Append") {
-          if (this.ids.has(a.msgId)) c.onAppendResult(a.msgId, { ok: true, seq: this.log.length, duplicate: true }, this.now)
+          if (this.refuseAppend?.(a.msgId) === true) c.onAppendResult(a.msgId, { ok: false, error: "unavailable" }, this.now)
+          else if (this.ids.has(a.msgId)) c.onAppendResult(a.msgId, { ok: true, seq: this.log.length, duplicate: true }, this.now)
           else if (a.expectLastSeq !== this.log.length) c.onAppendResult(a.msgId, { ok: false, error: "wrong-last-seq", lastSeq: this.log.length }, this.now)
           else {
             this.ids.add(a.msgId)
