@@ -1,7 +1,9 @@
 /**
  * End-to-end: a real 3-server farm in network namespaces (NATS cluster, daemons, XDP
- * filters, the built-in app) and a client namespace with 40 addresses.
+ * filters, the built-in app) and a client namespace with 40 addresses. Each server serves
+ * /metrics in its namespace: the per-VIP filter counters follow the client traffic.
  */
+import { spawnSync } from "node:child_process"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Effect } from "effect"
 import { callControl, labLink, labStartDaemon, type LabState } from "@vipfarm/runtime"
@@ -17,7 +19,7 @@ describe.skipIf(!root)("a real farm", () => {
   let lab: LabState
 
   beforeAll(async () => {
-    lab = await startLab({ name: NAME })
+    lab = await startLab({ name: NAME, extraConfig: () => `metrics: {listen: "127.0.0.1:9469"}\n` })
   }, 60_000)
 
   afterAll(() => {
@@ -37,6 +39,40 @@ describe.skipIf(!root)("a real farm", () => {
     const per = new Map<string, number>()
     for (const r of first) per.set(r.server!, (per.get(r.server!) ?? 0) + 1)
     expect([...per.keys()].sort()).toEqual(["s1", "s2", "s3"])
+  }, 60_000)
+
+  it("counts the VIP's packets and bytes as passed on the serving server and dropped on the others (/metrics)", async () => {
+    // vipfarm_vip_{packets,bytes}_total of the VIP summed by action, per server
+    const scrape = () => lab.servers.map((s) => {
+      const r = spawnSync("ip", ["netns", "exec", s.ns, "curl", "-sf", "http://127.0.0.1:9469/metrics"], { encoding: "utf8" })
+      expect(r.status, `metrics of ${s.node}`).toBe(0)
+      const sum = { packets: { pass: 0, drop: 0 }, bytes: { pass: 0, drop: 0 } }
+      const re = /^vipfarm_vip_(packets|bytes)_total\{vip="([^"]+)",verdict="[A-Z_]+",action="(pass|drop)"[^}]*\} (\S+)$/gm
+      for (const m of r.stdout.matchAll(re)) if (m[2] === lab.vip) sum[m[1] as "packets" | "bytes"][m[3] as "pass" | "drop"] += Number(m[4])
+      return { node: s.node, ...sum }
+    })
+    const table = await owners(lab, "s1")
+    const src = addressesOf(lab)[0]
+    const serving = expectedServer(lab, table, src)
+    const before = scrape()
+    const answered = await probe<Array<{ src: string; server: string | null }>>(lab, "c1", ["http", lab.vip, src, src, src])
+    expect(answered.map((r) => r.server)).toEqual([serving, serving, serving])
+    const after = scrape()
+    const delta = after.map((a, i) => ({
+      node: a.node,
+      passPackets: a.packets.pass - before[i].packets.pass, passBytes: a.bytes.pass - before[i].bytes.pass,
+      dropPackets: a.packets.drop - before[i].packets.drop, dropBytes: a.bytes.drop - before[i].bytes.drop
+    }))
+    console.log(`per-VIP counters after 3 connections from ${src} (served by ${serving}): ${JSON.stringify(delta)}`)
+    for (const d of delta) {
+      if (d.node === serving) {
+        expect(d.passPackets, `${d.node} passed`).toBeGreaterThanOrEqual(3 * 3) // at least SYN, ACK, request per connection
+        expect(d.passBytes, `${d.node} passed bytes`).toBeGreaterThanOrEqual(d.passPackets * 54)
+      } else {
+        expect(d.dropPackets, `${d.node} dropped`).toBeGreaterThanOrEqual(3 * 3) // every server sees every frame
+        expect(d.dropBytes, `${d.node} dropped bytes`).toBeGreaterThanOrEqual(d.dropPackets * 54)
+      }
+    }
   }, 60_000)
 
   it("drain and resume move a server's share without resetting any long-lived connection", async () => {
