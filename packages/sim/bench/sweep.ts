@@ -1,6 +1,10 @@
-// usage: node --import tsx packages/sim/bench/sweep.ts HB FENCE EXPIRE HOLD FROM TO [mode: gen|ship|both] [worker k/n]
+// usage: node --import tsx packages/sim/bench/sweep.ts HB FENCE EXPIRE HOLD FROM TO [mode: gen|ship|both|model] [worker k/n]
+// gen: the fixed-farm fault swarm (4 servers); model: scenarios of the model-based generator
+// (src/timelineModel.ts, as generated.test.ts runs them: seed N is fc.sample(arbModelCase(), {seed: N})).
+// A failing model seed prints its farm and timeline; `... N N+1 model` replays it alone.
 import fc from "fast-check"
 import { runScenario, loadScenario, shippedScenarios, type Scenario } from "../src/index.ts"
+import { arbModelCase, buildTimeline, modelScenario } from "../src/timelineModel.ts"
 const [hb, fa, ea, hold, from, to] = process.argv.slice(2, 8).map(Number)
 const mode = process.argv[8] ?? "both"
 const [wk, wn] = (process.argv[9] ?? "0/1").split("/").map(Number)
@@ -39,6 +43,12 @@ const rec = (r: ReturnType<typeof runScenario>, what: string) => {
 const ships = shippedScenarios().filter((n) => n !== "scale-2-32-2" || process.env.SCALE)
 for (let seed = from; seed < to; seed++) {
   if (seed % wn !== wk) continue
+  if (mode === "model") {
+    const c = fc.sample(arbModelCase(), { numRuns: 1, seed })[0]
+    const timeline = buildTimeline(c)
+    rec(runScenario(modelScenario(c.farm, timeline, { controller }), { seed: c.seed, stopOnViolation: true }), `model seed ${seed} (run seed ${c.seed}) farm ${JSON.stringify(c.farm)} ${JSON.stringify(timeline)}`)
+    continue
+  }
   if (mode !== "ship") {
     const faults = fc.sample(fc.array(arbFault, { minLength: 1, maxLength: 5 }), { numRuns: 1, seed })[0].flat()
     rec(runScenario(gen(faults), { seed, stopOnViolation: true }), `gen seed ${seed} ${JSON.stringify(faults)}`)
