@@ -33,6 +33,11 @@ describe("module.yaml", () => {
     expect(m.stop).toEqual({ command: "./stop.sh", timeoutMs: 2000, graceMs: 500, force: null })
     expect(m.policy).toMatchObject({ onFailure: "restart", maxRestarts: 2, windowMs: 60000, whenExhausted: "leave", settleMs: 2000 })
     expect(m.vars).toMatchObject({ PORT: "9090", MODULE_DIR: "/m" })
+    expect(m.policy.restartGraceMs).toBeUndefined()
+    const g = parseModule(ok.replace("settleMs: 2000}", "settleMs: 2000, restartGraceMs: 1500}"), "/m/module.yaml", "/m")
+    if (Result.isFailure(g)) throw g.failure
+    expect(g.success.policy.restartGraceMs).toBe(1500)
+    expect(err(ok.replace("settleMs: 2000}", "settleMs: 2000, restartGraceMs: 90000}"))).toMatch(/^\/m\/module\.yaml:10: policy\.restartGraceMs: Expected a value between 0 and 60000/)
   })
 
   it("names file, line and key in every error", () => {

@@ -72,7 +72,9 @@ const PolicySpec = Schema.Struct({
   whenExhausted: Schema.optionalKey(Schema.Literals(["leave", "stop"])),
   readyTimeoutMs: Schema.optionalKey(Ms(100, 3_600_000)),
   settleMs: Schema.optionalKey(Ms(0, 3_600_000)),
-  healIntervalMs: Schema.optionalKey(Ms(100, 86_400_000))
+  healIntervalMs: Schema.optionalKey(Ms(100, 86_400_000)),
+  /** Keep the buckets while a restart runs, up to this long (0: they move at once). */
+  restartGraceMs: Schema.optionalKey(Ms(0, 60_000))
 })
 
 /** `module.yaml` as written. */
@@ -243,7 +245,8 @@ export const parseModule = (text: string, file: string, dir: string, options: Mo
     whenExhausted: p.whenExhausted ?? DEFAULT_POLICY.whenExhausted,
     readyTimeoutMs: p.readyTimeoutMs ?? DEFAULT_POLICY.readyTimeoutMs,
     settleMs: p.settleMs ?? DEFAULT_POLICY.settleMs,
-    healIntervalMs: p.healIntervalMs ?? DEFAULT_POLICY.healIntervalMs
+    healIntervalMs: p.healIntervalMs ?? DEFAULT_POLICY.healIntervalMs,
+    ...(p.restartGraceMs === undefined || p.restartGraceMs === 0 ? {} : { restartGraceMs: p.restartGraceMs })
   }
   return Result.succeed({
     name: m.name,

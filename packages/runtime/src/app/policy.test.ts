@@ -243,6 +243,47 @@ describe("policy", () => {
     expect(q.apps).toEqual([])
   })
 
+  it("restartGraceMs: a quick restart keeps the buckets; a slow or failed one reports unhealthy", () => {
+    const p = run({ maxRestarts: 3, restartGraceMs: 1500 })
+    p.feed(0, { _tag: "Start" })
+    p.feed(10, { _tag: "StartDone", ok: true, error: null })
+    p.feed(500, up)
+    // quick: back within the grace, nothing reported to the farm
+    expect(p.feed(1000, down("nginx", "0 processes"))).toEqual(["RunRestart"])
+    expect(nextWakeAt(p.state)).toBe(2500)
+    expect(viewOf(p.state, 1000)).toMatchObject({ state: "restarting", farm: "up" })
+    expect(p.apps[p.apps.length - 1]).toMatchObject({ state: "restarting", reason: "nginx: 0 processes; restart 1 of 3 in 86400 s; keeps its buckets for up to 1.5 s" })
+    p.feed(1200, { _tag: "RestartDone", ok: true, error: null })
+    expect(p.feed(2000, up)).toEqual([])
+    expect(viewOf(p.state, 2000)).toMatchObject({ state: "up", farm: "up", restarts: 1 })
+    expect(p.feed(2600, { _tag: "Tick" })).toEqual([])
+    // slow: the grace runs out before the checkers pass
+    expect(p.feed(5000, down("nginx", "0 processes"))).toEqual(["RunRestart"])
+    p.feed(5200, { _tag: "RestartDone", ok: true, error: null })
+    expect(nextWakeAt(p.state)).toBe(6500)
+    expect(p.feed(6500, { _tag: "Tick" })).toEqual(["ReportUnhealthy(nginx: 0 processes (not back within 1.5 s of a restart))"])
+    expect(p.feed(7000, up)).toEqual(["ReportRecovered"])
+    // failed: the restart fails, reported at once (and restarted again, without a second grace)
+    expect(p.feed(9000, down("http", "status 502"))).toEqual(["RunRestart"])
+    expect(p.feed(9100, { _tag: "RestartDone", ok: false, error: "exit 1" })).toEqual([
+      "ReportUnhealthy(restart: exit 1)",
+      "Leave(3 restarts in 86400 s used up: restart: exit 1)"
+    ])
+  })
+
+  it("restartGraceMs does not apply when no restart is left or the policy stops", () => {
+    const p = run({ maxRestarts: 0, restartGraceMs: 1500 })
+    p.feed(0, { _tag: "Start" })
+    p.feed(10, { _tag: "StartDone", ok: true, error: null })
+    p.feed(500, up)
+    expect(p.feed(1000, down("tcp", "refused"))[0]).toBe("ReportUnhealthy(tcp: refused)")
+    const q = run({ onFailure: "stop", restartGraceMs: 1500 })
+    q.feed(0, { _tag: "Start" })
+    q.feed(10, { _tag: "StartDone", ok: true, error: null })
+    q.feed(500, up)
+    expect(q.feed(1000, down("tcp", "refused"))[0]).toBe("ReportUnhealthy(tcp: refused)")
+  })
+
   it("is deterministic: the same inputs give the same outputs", () => {
     const script: Array<[number, PolicyInput]> = [
       [0, { _tag: "Start" }], [10, { _tag: "StartDone", ok: true, error: null }], [500, up], [900, down("a", "e")],

@@ -35,6 +35,13 @@ export interface PolicyConfig {
   readonly settleMs: number
   /** After leaving: time between attempts to heal (restarts) while a checker fails. */
   readonly healIntervalMs: number
+  /**
+   * A failure of a server in the farm, with a restart available: keep its buckets while the
+   * restart runs and report it unhealthy only if the checkers do not all pass again within this
+   * long (or the restart fails). 0 (the default, absent): report at once, the buckets move to the
+   * others while the application restarts and come back after.
+   */
+  readonly restartGraceMs?: number
 }
 
 /** SafeKit-like defaults: restart 3 times in 24 h, then leave the farm and keep healing. */
@@ -89,6 +96,8 @@ export interface PolicyState {
   readonly lastHealAt: number | null
   /** Heal attempts since the server left (reported on powers of two). */
   readonly heals: number
+  /** A restart keeps the buckets until then (`restartGraceMs`); null: no grace running. */
+  readonly graceUntil: number | null
   /** The failure that took the application out (null once it is up again). */
   readonly failure: Failure | null
   /** When the phase last changed. */
@@ -162,7 +171,7 @@ export interface Step {
 /** A stopped application, never announced to the farm. */
 export const initPolicy = (config: PolicyConfig, now: number): PolicyState => ({
   config, phase: "stopped", farm: "joining", allUp: false, failing: null, passingSince: null,
-  restarts: [], deadline: null, lastHealAt: null, heals: 0, failure: null, since: now
+  restarts: [], deadline: null, lastHealAt: null, heals: 0, graceUntil: null, failure: null, since: now
 })
 
 const phase = (s: PolicyState, p: Phase, now: number, extra: Partial<PolicyState> = {}): PolicyState => ({
@@ -179,7 +188,7 @@ const healthy = (s: PolicyState, now: number): Step => {
     : s.phase === "left" ? `healed: every checker passed for ${s.config.settleMs / 1000} s; rejoins the farm`
     : "started: every checker passes"
   report.push(appReport("running", why, restarts > 0 ? { restarts } : {}))
-  return { state: phase(s, "up", now, { farm: "up", deadline: null, failure: null, heals: 0 }), actions: report }
+  return { state: phase(s, "up", now, { farm: "up", deadline: null, failure: null, heals: 0, graceUntil: null }), actions: report }
 }
 
 const leaveAction = (s: PolicyState, reason: string): Array<PolicyAction> => (s.farm === "left" ? [] : [{ _tag: "Leave", reason }])
@@ -187,12 +196,15 @@ const leaveAction = (s: PolicyState, reason: string): Array<PolicyAction> => (s.
 const fail = (s: PolicyState, f: Failure, now: number): Step => {
   const actions: Array<PolicyAction> = []
   let farm = s.farm
-  if (farm === "joining" || farm === "up") {
+  const recent = s.restarts.filter((t) => t > now - s.config.windowMs)
+  const grace = s.config.restartGraceMs ?? 0
+  // a quick restart may keep the buckets: once per failure (a failure during the grace reports at once)
+  const keep = grace > 0 && farm === "up" && s.graceUntil === null && s.config.onFailure === "restart" && recent.length < s.config.maxRestarts
+  if (!keep && (farm === "joining" || farm === "up")) {
     actions.push({ _tag: "ReportUnhealthy", checker: f.checker, reason: f.error })
     farm = "unhealthy"
   }
-  const st: PolicyState = { ...s, farm, failure: f, deadline: null }
-  const recent = s.restarts.filter((t) => t > now - s.config.windowMs)
+  const st: PolicyState = { ...s, farm, failure: f, deadline: null, graceUntil: keep ? now + grace : null }
   const stop = (why: string): Step => ({
     state: phase(st, "stopping", now, { farm: "left" }),
     actions: [
@@ -207,7 +219,7 @@ const fail = (s: PolicyState, f: Failure, now: number): Step => {
       state: phase(st, "restarting", now, { ...unknownHealth, restarts: [...recent, now] }),
       actions: [
         ...actions,
-        appReport("restarting", `${f.checker}: ${f.error}; restart ${recent.length + 1} of ${s.config.maxRestarts} in ${Math.round(s.config.windowMs / 1000)} s`, {
+        appReport("restarting", `${f.checker}: ${f.error}; restart ${recent.length + 1} of ${s.config.maxRestarts} in ${Math.round(s.config.windowMs / 1000)} s${keep ? `; keeps its buckets for up to ${grace / 1000} s` : ""}`, {
           restarts: recent.length + 1, checker: f.checker
         }),
         { _tag: "RunRestart" }
@@ -301,6 +313,14 @@ const handle = (s: PolicyState, input: PolicyInput, now: number): Step => {
         actions: input.ok ? [] : [appReport("failed", `the stop command failed: ${input.error ?? "failed"}; the application may still run`, { checker: "stop" })]
       }
     case "Tick":
+      if (s.graceUntil !== null && now >= s.graceUntil && s.farm === "up") {
+        // the quick restart did not bring the checkers back in time: the buckets go now
+        const f = s.failure ?? { checker: "restart", error: "restarting" }
+        return {
+          state: { ...s, farm: "unhealthy", graceUntil: null },
+          actions: [{ _tag: "ReportUnhealthy", checker: f.checker, reason: `${f.error} (not back within ${(s.config.restartGraceMs ?? 0) / 1000} s of a restart)` }]
+        }
+      }
       if ((s.phase === "waiting" || s.phase === "recovering") && s.deadline !== null && now >= s.deadline) return fail(s, readyFailure(s), now)
       if (s.phase === "left") return whileLeft(s, now)
       return none
@@ -312,6 +332,7 @@ export const step = (s: PolicyState, input: PolicyInput, now: number): Step => h
 
 /** When the policy next needs a `Tick` (null: only on other inputs). */
 export const nextWakeAt = (s: PolicyState): number | null => {
+  if (s.graceUntil !== null && s.farm === "up") return s.deadline !== null ? Math.min(s.graceUntil, s.deadline) : s.graceUntil
   if ((s.phase === "waiting" || s.phase === "recovering") && s.deadline !== null) return s.deadline
   if (s.phase === "left") {
     if (s.allUp && s.passingSince !== null) return s.passingSince + s.config.settleMs
