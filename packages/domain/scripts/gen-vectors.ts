@@ -1,6 +1,8 @@
 /**
  * Writes packages/domain/test-vectors/hash.json: the shared test vectors that the
  * TypeScript hash and the C filter must both reproduce. Deterministic (fixed LCG).
+ * The vectors come from the TypeScript hash; src/hash.reference.test.ts checks them against
+ * an independent C reference written from the kernel's jhash.h (scripts/hash-reference.c).
  * Run: npx tsx packages/domain/scripts/gen-vectors.ts
  */
 import { writeFileSync } from "node:fs"

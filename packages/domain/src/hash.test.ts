@@ -47,6 +47,49 @@ describe("hash spec", () => {
     expect(buckets.size).toBe(1)
   })
 
+  it("client-network puts an IPv4 /24 and an IPv6 /48 on one key; another prefix makes another key", () => {
+    const word = fc.integer({ min: 0, max: 0xffffffff })
+    const flow = (src: Array<number>, sport: number) => ({ src, dst: src.map(() => 1), sport, dport: 80, packetId: sport, fragment: false })
+    fc.assert(fc.property(word, fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 65535 }), (ip, low, sport) => {
+      const a = flow([ip], 1)
+      const b = flow([((ip & 0xffffff00) | low) >>> 0], sport)
+      expect(affinityKey("client-network", b)).toEqual(affinityKey("client-network", a))
+      expect(affinityKey("client-network", a)).toEqual([(ip & 0xffffff00) >>> 0])
+      const other = flow([(ip ^ 0x100) >>> 0], 1)
+      expect(affinityKey("client-network", other)).not.toEqual(affinityKey("client-network", a))
+    }))
+    fc.assert(fc.property(fc.array(word, { minLength: 4, maxLength: 4 }), fc.array(word, { minLength: 3, maxLength: 3 }), fc.integer({ min: 0, max: 47 }), (src, rest, bit) => {
+      const a = flow(src, 1)
+      // the same /48: words 0 and the top half of word 1 kept, everything after it anything
+      const same = flow([src[0], ((src[1] & 0xffff0000) | (rest[0] & 0xffff)) >>> 0, rest[1], rest[2]], 9)
+      expect(affinityKey("client-network", same)).toEqual(affinityKey("client-network", a))
+      expect(bucketOf("client-network", same, 5)).toBe(bucketOf("client-network", a, 5))
+      expect(affinityKey("client-network", a)).toEqual([src[0], (src[1] & 0xffff0000) >>> 0])
+      // one bit flipped inside the /48: another network, another key
+      const flipped = src.slice()
+      flipped[bit >> 5] = (flipped[bit >> 5] ^ (1 << (31 - (bit & 31)))) >>> 0
+      expect(affinityKey("client-network", flow(flipped, 1))).not.toEqual(affinityKey("client-network", a))
+    }))
+  })
+
+  it("per-packet: each packet of a flow has its own key; every fragment of a datagram one bucket", () => {
+    const word = fc.integer({ min: 0, max: 0xffffffff })
+    fc.assert(fc.property(fc.boolean(), fc.array(word, { minLength: 4, maxLength: 4 }), fc.integer({ min: 0, max: 65535 }), word, word, fc.integer({ min: 0, max: 65535 }), (v6, words, sport, id1, id2, otherPort) => {
+      const src = v6 ? words : words.slice(0, 1)
+      const p = { src, dst: src.map(() => 7), sport, dport: 53, packetId: id1, fragment: false }
+      expect(affinityKey("per-packet", p)).toEqual([...src, sport, id1])
+      if (id1 !== id2) expect(affinityKey("per-packet", { ...p, packetId: id2 })).not.toEqual(affinityKey("per-packet", p))
+      // fragments carry no ports (only the first has them): the datagram's id alone decides
+      const frag = { ...p, fragment: true }
+      expect(affinityKey("per-packet", frag)).toEqual([...src, id1])
+      expect(bucketOf("per-packet", { ...frag, sport: otherPort }, 3)).toBe(bucketOf("per-packet", frag, 3))
+    }))
+    // one flow's packets spread over the buckets (4096 ids: ~1005 of 1024 buckets expected)
+    const seen = new Set<number>()
+    for (let id = 0; id < 4096; id++) seen.add(bucketOf("per-packet", { src: [0xc6120001], dst: [0xc6120064], sport: 5353, dport: 53, packetId: id, fragment: false }, farmSeed("dns")))
+    expect(seen.size).toBeGreaterThan(950)
+  })
+
   it("spreads client addresses evenly over the buckets", () => {
     const counts = new Array(BUCKETS).fill(0)
     const n = 200_000
