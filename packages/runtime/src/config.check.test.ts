@@ -105,5 +105,8 @@ describe("farm config check: the application module", () => {
     writeFileSync(`${dir}/broken/module.yaml`, text)
     const loaded = await Effect.runPromise(Effect.result(loadConfig(`${dir}/farm.yaml`)))
     expect(Result.isFailure(loaded) && loaded.failure.message).toBe(expected)
+    // a client that needs only the socket path (farm status -c) still reads it
+    const client = await Effect.runPromise(Effect.result(loadConfig(`${dir}/farm.yaml`, { checkApp: false })))
+    expect(Result.isSuccess(client) && client.success.control).toBe("/run/vipfarm/web.sock")
   })
 })

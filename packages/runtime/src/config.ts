@@ -199,8 +199,12 @@ export const parseConfig = (text: string, file: string): Result.Result<Config, C
   })
 }
 
-/** Read and validate a configuration file, its application module included (the daemon refuses to start on any error). */
-export const loadConfig = (file: string): Effect.Effect<Config, ConfigError> =>
+/**
+ * Read and validate a configuration file, its application module included (the daemon refuses
+ * to start on any error). `checkApp: false` skips the module (a client that only needs the
+ * socket path or the NATS settings must work while a module is being edited).
+ */
+export const loadConfig = (file: string, options: { readonly checkApp?: boolean } = {}): Effect.Effect<Config, ConfigError> =>
   Effect.suspend(() => {
     let text: string
     try {
@@ -210,6 +214,6 @@ export const loadConfig = (file: string): Effect.Effect<Config, ConfigError> =>
     }
     const r = parseConfig(text, file)
     if (Result.isFailure(r)) return Effect.fail(r.failure)
-    const app = appModuleErrors(r.success, text)
+    const app = options.checkApp === false ? [] : appModuleErrors(r.success, text)
     return app.length > 0 ? Effect.fail(app[0]) : Effect.succeed(r.success)
   })

@@ -49,7 +49,7 @@ export const audit = Command.make(
         return
       }
       if (Option.isSome(o.expectHead) || Option.isSome(o.expectSeq)) return yield* new AuditError({ message: "--expect-head and --expect-seq go with --verify FILE" })
-      const config = Option.isSome(o.config) ? yield* loadConfig(o.config.value) : null
+      const config = Option.isSome(o.config) ? yield* loadConfig(o.config.value, { checkApp: false }) : null
       const servers = Option.isSome(o.nats) ? o.nats.value.split(",").map((s) => s.trim()).filter((s) => s !== "") : config?.nats.servers
       const farm = Option.getOrNull(o.farm) ?? config?.farm ?? null
       const source: AuditSource = Option.isSome(o.file)

@@ -23,4 +23,4 @@ export const jsonFlag = Flag.Boolean("json").pipe(Flag.withDescription("print JS
 export const socketOf = (config: Option.Option<string>, socket: Option.Option<string>) =>
   Option.isSome(socket)
     ? Effect.succeed(socket.value)
-    : loadConfig(Option.getOrElse(config, () => DEFAULT_CONFIG)).pipe(Effect.map((c) => c.control))
+    : loadConfig(Option.getOrElse(config, () => DEFAULT_CONFIG), { checkApp: false }).pipe(Effect.map((c) => c.control))
