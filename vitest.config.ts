@@ -19,6 +19,10 @@ if (typeof MapWithGroupBy.groupBy !== "function") {
 export default defineConfig({
   test: {
     include: ["packages/*/src/**/*.test.ts", "test/**/*.test.ts"],
+    // before the run: remove what a crashed run left; after: report (and in CI fail on) anything left
+    globalSetup: ["test/globalSetup.ts"],
+    // every process a test starts carries the run's pid, so that its leftovers are found (test/globalSetup.ts)
+    env: { VIPFARM_LAB_OWNER: String(process.pid) },
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: "forks",

@@ -3,7 +3,9 @@ import { Effect } from "effect"
 import { expect } from "vitest"
 import { spawnSync } from "node:child_process"
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs"
-import { LAB_ROOT, labDown, labPrefix, labStatus, labUp, until, type LabOptions, type LabState, listNamespaces, waitFarmUp } from "@vipfarm/runtime"
+import {
+  type BpfProgram, describeLeftovers, hostSnapshot, LAB_ROOT, labDown, labLeftovers, labStatus, labUp, until, type LabOptions, type LabState, waitFarmUp
+} from "@vipfarm/runtime"
 
 export {
   addressesOf, daemonRunning, expectedServer, type HoldResult, type HttpResult, killDaemon, labOwners as owners, labStatus as status,
@@ -17,8 +19,17 @@ export const rootOrSkip = (suite: string): boolean => {
   return root
 }
 
+/** Host veths and XDP programs before each lab was built (what its removal is checked against). */
+const before = new Map<string, { veths: ReadonlyArray<string>; xdp: ReadonlyArray<BpfProgram> }>()
+
+/** Note what the host had before lab `name` is built (startLab does; tests calling labUp themselves call this first). */
+export const noteHostBefore = (name: string): void => {
+  before.set(name, hostSnapshot())
+}
+
 /** Build a lab with daemons and wait until every server is up and owns a share. */
 export const startLab = async (o: Partial<LabOptions> & { name: string }): Promise<LabState> => {
+  noteHostBefore(o.name)
   const lab = await Effect.runPromise(labUp({ servers: 3, clients: 1, addressesPerClient: 40, app: "builtin", daemons: true, ...o }))
   try {
     await waitFarmUp(lab)
@@ -29,7 +40,11 @@ export const startLab = async (o: Partial<LabOptions> & { name: string }): Promi
   return lab
 }
 
-/** Remove a lab (its logs are kept under artifacts/e2e/NAME); returns its namespaces still present (none, if cleanup works). */
+/**
+ * Remove a lab (its logs are kept under artifacts/e2e/NAME); returns what it left, one line per
+ * kind (none, if clean-up works): namespaces, processes of the lab (also outside its
+ * namespaces), and host veths and XDP programs that were not there before it was built.
+ */
 export const stopLab = (name: string): Array<string> => {
   const logs = `${LAB_ROOT}/${name}`
   if (existsSync(logs)) {
@@ -39,7 +54,9 @@ export const stopLab = (name: string): Array<string> => {
     for (const f of readdirSync(logs)) if (f.endsWith(".log") || f.endsWith(".yaml") || f === "state.json") cpSync(`${logs}/${f}`, `${keep}/${f}`)
   }
   labDown(name)
-  return listNamespaces(labPrefix(name))
+  const host = before.get(name) ?? hostSnapshot()
+  before.delete(name)
+  return describeLeftovers(labLeftovers(name, host))
 }
 
 /** Who answered how many of an http probe's requests (null: no answer). */

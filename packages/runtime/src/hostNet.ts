@@ -3,7 +3,8 @@
  * never left half-configured): the VIPs on `lo`, ARP sysctls so the kernel never answers
  * ARP for a VIP with a real MAC, and reception of the farm's virtual MAC on the interface.
  */
-import { execFile } from "node:child_process"
+import { execFile, spawnSync } from "node:child_process"
+import { constants } from "node:os"
 import { readFileSync, writeFileSync } from "node:fs"
 import { Effect, Schema } from "effect"
 
@@ -13,13 +14,27 @@ export class HostNetError extends Schema.TaggedError<HostNetError>()("HostNetErr
   message: Schema.String
 }) {}
 
-/** Run a command (no shell); stdout on success. */
+/** Run a command (no shell) with a 10 s limit; its output is buffered: stdout on success. For the daemon's own short commands. */
 export const run = (cmd: string, args: ReadonlyArray<string>): Effect.Effect<string, HostNetError> =>
   Effect.callback<string, HostNetError>((resume) => {
     execFile(cmd, [...args], { timeout: 10_000 }, (err, stdout, stderr) => {
       if (err) resume(Effect.fail(new HostNetError({ op: `${cmd} ${args.join(" ")}`, message: (stderr || err.message).trim() })))
       else resume(Effect.succeed(stdout))
     })
+  })
+
+/**
+ * Run a command (no shell) attached to this process's terminal: stdin, stdout and stderr
+ * inherited, no time limit. Succeeds with its exit status (128 + the signal's number when a
+ * signal ended it); fails only when it could not be started. This process waits for it (a
+ * Ctrl-C on the terminal goes to the command, which decides).
+ */
+export const runAttached = (cmd: string, args: ReadonlyArray<string>): Effect.Effect<number, HostNetError> =>
+  Effect.suspend(() => {
+    const r = spawnSync(cmd, [...args], { stdio: "inherit" })
+    if (r.error) return Effect.fail(new HostNetError({ op: `${cmd} ${args.join(" ")}`, message: r.error.message }))
+    if (r.signal !== null) return Effect.succeed(128 + (constants.signals[r.signal] ?? 0))
+    return Effect.succeed(r.status ?? 1)
   })
 
 const sysctlPath = (key: string) => `/proc/sys/${key.replace(/\./g, "/")}`

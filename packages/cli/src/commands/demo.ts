@@ -8,8 +8,8 @@
 import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import {
-  addressesOf, canUseNamespaces, type HoldResult, type HttpResult, killDaemon, LabError, labDown, labPrefix, labStartDaemon, labStatus,
-  labUp, listNamespaces, type PollResult, recoveryTimes, runProbe, until, waitFarmUp
+  addressesOf, canUseNamespaces, describeLeftovers, type HoldResult, hostSnapshot, type HttpResult, isClean, killDaemon, LabError, labDown,
+  labLeftovers, labStartDaemon, labStatus, labUp, type PollResult, recoveryTimes, runProbe, until, waitFarmUp
 } from "@vipfarm/runtime"
 
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s)
@@ -97,7 +97,11 @@ export const runDemo = async (name: string): Promise<void> => {
     ...(await runProbe<HttpResult>(lab, "c2", ["http", lab.vip, ...addressesOf(lab, "c2")]))
   ]
   console.log(barChart(tally(back)))
-  ok("the farm is whole again")
+  const lost = back.filter((a) => a.server === null)
+  if (lost.length > 0) fail(`${lost.length} of ${back.length} clients got no answer after s2 came back`)
+  const ofS2 = tally(back).get("s2") ?? 0
+  if (ofS2 === 0) fail(`s2 answered none of ${back.length} clients after it came back`)
+  ok(`the farm is whole again: all ${back.length} clients answered, ${ofS2} of them by s2`)
 }
 
 /** `farm demo`. */
@@ -107,13 +111,27 @@ export const demo = Command.make(
   ({ name }) =>
     Effect.gen(function* () {
       if (!canUseNamespaces()) return yield* new LabError({ op: "demo", message: "the demo needs root (network namespaces, XDP)" })
-      const result = yield* Effect.tryPromise({ try: () => runDemo(name), catch: (e) => new LabError({ op: "demo", message: (e as Error).message }) }).pipe(
-        Effect.ensuring(Effect.sync(() => {
-          labDown(name)
-          const left = listNamespaces(labPrefix(name))
-          console.log(`\n${bold("6. Clean-up")}\n  ${left.length === 0 ? "everything removed (namespaces, XDP programs, processes)" : `LEFT BEHIND: ${left.join(", ")}`}`)
-        }))
+      // what was on the host before: the clean-up is checked against it
+      const before = hostSnapshot()
+      const story = Effect.tryPromise({ try: () => runDemo(name), catch: (e) => new LabError({ op: "demo", message: (e as Error).message }) })
+      const cleanUp = Effect.suspend(() => {
+        labDown(name)
+        const left = labLeftovers(name, before)
+        console.log(`\n${bold("6. Clean-up")}`)
+        if (isClean(left)) {
+          ok("everything removed: no namespace, process or host veth of the lab left, no XDP program left loaded")
+          return Effect.void
+        }
+        for (const line of describeLeftovers(left)) console.log(`  LEFT BEHIND: ${line}`)
+        return Effect.fail(new LabError({ op: "demo", message: `the clean-up left something behind (${describeLeftovers(left).join("; ")})` }))
+      })
+      // the clean-up runs also when a step failed; the step's failure is the one reported then
+      yield* story.pipe(
+        Effect.matchEffect({
+          onFailure: (e) => cleanUp.pipe(Effect.ignore, Effect.andThen(Effect.fail(e))),
+          onSuccess: () => cleanUp
+        }),
+        Effect.onInterrupt(() => Effect.sync(() => labDown(name)))
       )
-      return result
     })
 ).pipe(Command.withDescription("the whole story on one machine: a real 3-server farm, a crash, a recovery (root)"))

@@ -6,12 +6,15 @@
  */
 import { spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { Effect, Schema } from "effect"
 import { createHost, createSwitch, listNamespaces, nsRun, removeNamespaces, setLink } from "./netns.ts"
-import { run } from "../hostNet.ts"
+import { LAB_ENV, labProcesses, OWNER_ENV } from "./leftovers.ts"
+import { runAttached } from "../hostNet.ts"
 import { log } from "../log.ts"
+
+export * from "./leftovers.ts"
 
 /** A lab operation failed. */
 export class LabError extends Schema.TaggedError<LabError>()("LabError", { op: Schema.String, message: Schema.String }) {}
@@ -50,6 +53,11 @@ export interface LabState {
   readonly servers: ReadonlyArray<LabServer>
   readonly clients: ReadonlyArray<LabClient>
   readonly app: "builtin" | "nginx" | "apache"
+  /**
+   * The process that owns the lab when it was built under a test run (`VIPFARM_LAB_OWNER`):
+   * a lab whose owner is gone was left by a crashed run and may be removed.
+   */
+  readonly owner?: number
 }
 
 /** Options of `farm lab up`. */
@@ -88,10 +96,19 @@ const APP = `${ROOT}packages/runtime/src/lab/app.mjs`
 
 const mac = (kind: number, i: number) => `02:42:c6:12:${kind.toString(16).padStart(2, "0")}:${i.toString(16).padStart(2, "0")}`
 
-/** Start a detached process inside a namespace; its output goes to `logFile`. Returns its pid. */
+/** The lab a namespace belongs to (`vf-NAME-...`), or null. */
+const labOfNamespace = (ns: string): string | null => /^vf-([a-z0-9]+)-/.exec(ns)?.[1] ?? null
+
+/**
+ * Start a detached process inside a namespace; its output goes to `logFile`. Returns its pid.
+ * In a lab's namespace it carries `VIPFARM_LAB=NAME` (its children too), so that it is found
+ * again after a crash (see {@link labProcesses}).
+ */
 export const spawnInNs = (ns: string, argv: ReadonlyArray<string>, logFile: string): number => {
   const fd = openSync(logFile, "a")
-  const child = spawn("ip", ["netns", "exec", ns, ...argv], { detached: true, stdio: ["ignore", fd, fd] })
+  const lab = labOfNamespace(ns)
+  const env = lab === null ? process.env : { ...process.env, [LAB_ENV]: lab }
+  const child = spawn("ip", ["netns", "exec", ns, ...argv], { detached: true, stdio: ["ignore", fd, fd], env })
   closeSync(fd)
   child.unref()
   return child.pid ?? -1
@@ -246,7 +263,8 @@ export const labUp = (o: LabOptions): Effect.Effect<LabState, LabError> =>
         addresses: Array.from({ length: o.addressesPerClient }, (_, a) => `198.18.${i}.${a + 1}`)
       }
     })
-    const state: LabState = { name: o.name, dir, switchNs, vip, servers, clients, app: o.app }
+    const owner = Number(process.env[OWNER_ENV]) || undefined
+    const state: LabState = { name: o.name, dir, switchNs, vip, servers, clients, app: o.app, ...(owner === undefined ? {} : { owner }) }
     writeFileSync(`${dir}/state.json`, JSON.stringify(state, null, 2))
     const build = Effect.gen(function* () {
       yield* createSwitch(switchNs)
@@ -307,16 +325,36 @@ export const labStartDaemon = (lab: LabState, node: string): number => {
   return spawnInNs(s.ns, ["nice", "-n", "-10", process.execPath, FARM_BIN, "daemon", "--config", s.config], `${lab.dir}/${s.node}-daemon.log`)
 }
 
-/** Remove a lab: every process in its namespaces, the namespaces, its directory. Safe after a crash. */
+/**
+ * Remove a lab: every process in its namespaces, the namespaces, any process of the lab left
+ * outside them (found by `VIPFARM_LAB=NAME` in its environment), its directory. Safe after a
+ * crash (no state needed) and to call twice. Returns the namespaces removed.
+ */
 export const labDown = (name: string): Array<string> => {
   const removed = removeNamespaces(labPrefix(name))
+  for (const signal of ["SIGTERM", "SIGKILL"] as const) {
+    const left = labProcesses(name)
+    if (left.length === 0) break
+    for (const p of left) {
+      try {
+        process.kill(p.pid, signal)
+      } catch {
+        // gone meanwhile
+      }
+    }
+    for (let i = 0; i < 20 && labProcesses(name).length > 0; i++) spawnSync("sleep", ["0.1"])
+  }
   rmSync(`${LAB_ROOT}/${name}`, { recursive: true, force: true })
   return removed
 }
 
-/** Every lab that has namespaces on this machine. */
-export const listLabs = (): Array<string> =>
-  [...new Set(listNamespaces("vf-").map((n) => n.split("-")[1]))].filter((n) => n !== undefined)
+/** Every lab on this machine: with namespaces, a state directory or processes (also what a crash left). */
+export const listLabs = (): Array<string> => {
+  const dirs = existsSync(LAB_ROOT) ? readdirSync(LAB_ROOT).filter((d) => /^[a-z0-9]{1,8}$/.test(d)) : []
+  const fromNs = listNamespaces("vf-").map(labOfNamespace).filter((n): n is string => n !== null)
+  const fromProcs = labProcesses().map((p) => p.lab).filter((n): n is string => n !== null)
+  return [...new Set([...fromNs, ...dirs, ...fromProcs])].sort()
+}
 
 /** Find a lab node (server or client) by name. */
 export const labNode = (lab: LabState, node: string): Effect.Effect<LabServer | LabClient, LabError> => {
@@ -367,11 +405,15 @@ export const labPartition = (lab: LabState, a: ReadonlyArray<string>, b: Readonl
 /** Remove every partition of the switch. */
 export const labHealPartition = (lab: LabState) => nsRun(lab.switchNs, "nft", ["delete", "table", "bridge", "vfpart"]).pipe(Effect.ignore)
 
-/** Run a command in a node's namespace and return its output. */
-export const labExec = (lab: LabState, node: string, argv: ReadonlyArray<string>) =>
+/**
+ * Run a command in a node's namespace attached to this terminal (stdin, stdout and stderr
+ * inherited, so `bash` there is interactive; no time limit). Returns its exit status.
+ */
+export const labExec = (lab: LabState, node: string, argv: ReadonlyArray<string>): Effect.Effect<number, LabError> =>
   Effect.gen(function* () {
+    if (argv.length === 0) return yield* new LabError({ op: "exec", message: "command: missing (farm lab exec NODE -- CMD ...)" })
     const n = yield* labNode(lab, node)
-    return yield* run("ip", ["netns", "exec", n.ns, ...argv]).pipe(Effect.mapError((e) => new LabError({ op: "exec", message: e.message })))
+    return yield* runAttached("ip", ["netns", "exec", n.ns, ...argv]).pipe(Effect.mapError((e) => new LabError({ op: "exec", message: e.message })))
   })
 
 /** True when a lab of this name exists. */
