@@ -4,7 +4,8 @@
  * Run: node --import tsx packages/domain/bench/reducer.bench.ts
  */
 import { performance } from "node:perf_hooks"
-import { assign, BUCKETS, type Command, type FarmEvent, foldLog, initialState, operatorCause, settle, execute } from "../src/index.ts"
+import { assign, BUCKETS, type Command, type FarmEvent, foldLog, initialState } from "../src/index.ts"
+import { execute, operatorCause, settle } from "../src/testkit.ts"
 
 const cause = operatorCause("bench")
 

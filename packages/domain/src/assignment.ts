@@ -12,6 +12,9 @@ export interface Candidate {
   readonly weight: number
 }
 
+/** Order by name (code units), the tie-break of every choice below. */
+const byName = (a: { readonly name: string }, b: { readonly name: string }): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+
 /** The weighted share of each candidate: exact quota, and the floor/ceil it must stay within. */
 export const quotas = (candidates: ReadonlyArray<Candidate>, buckets = BUCKETS): Map<string, { q: number; lo: number; hi: number }> => {
   const total = candidates.reduce((s, c) => s + c.weight, 0)
@@ -31,7 +34,7 @@ export const quotas = (candidates: ReadonlyArray<Candidate>, buckets = BUCKETS):
  */
 export const assign = (current: ReadonlyArray<string | null>, candidates: ReadonlyArray<Candidate>): Array<string | null> => {
   const n = current.length
-  const live = candidates.filter((c) => c.weight > 0).slice().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  const live = candidates.filter((c) => c.weight > 0).sort(byName)
   if (live.length === 0) return Array<string | null>(n).fill(null)
   const quota = quotas(live, n)
   const count = new Map<string, number>(live.map((c) => [c.name, 0]))
@@ -64,7 +67,7 @@ export const assign = (current: ReadonlyArray<string | null>, candidates: Readon
       .sort((a, b) => {
         const da = quota.get(a.name)!.q - count.get(a.name)!
         const db = quota.get(b.name)!.q - count.get(b.name)!
-        return db - da || (a.name < b.name ? -1 : 1)
+        return db - da || byName(a, b)
       })
     if (open.length === 0) break
     for (const c of open) {
@@ -79,7 +82,7 @@ export const assign = (current: ReadonlyArray<string | null>, candidates: Readon
     while (count.get(c.name)! < lo) {
       const donor = live
         .filter((d) => count.get(d.name)! > quota.get(d.name)!.lo)
-        .sort((a, b) => count.get(b.name)! - quota.get(b.name)!.q - (count.get(a.name)! - quota.get(a.name)!.q) || (a.name < b.name ? -1 : 1))[0]
+        .sort((a, b) => count.get(b.name)! - quota.get(b.name)!.q - (count.get(a.name)! - quota.get(a.name)!.q) || byName(a, b))[0]
       if (donor === undefined) break
       let b = n - 1
       while (target[b] !== donor.name) b--
@@ -98,6 +101,6 @@ export const assignSingleHost = (
 ): Array<string | null> => {
   const best = candidates
     .slice()
-    .sort((a, b) => a.priority - b.priority || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))[0]
+    .sort((a, b) => a.priority - b.priority || byName(a, b))[0]
   return Array<string | null>(n).fill(best === undefined ? null : best.name)
 }

@@ -9,7 +9,7 @@ import { type ApplicationState, type Cause, decodeEvent, EVENT_VERSION, type Far
 import { evacuationMoves, holdings, rebalanceMoves } from "./plan.ts"
 import { foldEvents } from "./reducer.ts"
 import type { Vip } from "./rules.ts"
-import { type FarmState, findMember } from "./state.ts"
+import { type FarmState, findMember, handoffInProgress } from "./state.ts"
 
 /** Everything a server or an operator can ask of the farm. */
 export type Command =
@@ -134,7 +134,7 @@ const firstEvents = (cmd: Command, state: FarmState): Decision => {
     case "Drain":
       return Result.succeed([{ _tag: "DrainStarted", v, cause, node: cmd.node }])
     case "CompleteHandoff":
-      if (!state.tables.some((t) => t.some((b) => b.state === "moving" && b.handoff === cmd.handoff))) {
+      if (!handoffInProgress(state, cmd.handoff)) {
         return no(cmd, `hand-off ${cmd.handoff} has no bucket moving`)
       }
       return Result.succeed([{ _tag: "HandoffCompleted", v, cause, handoff: cmd.handoff }])

@@ -1,4 +1,7 @@
-/** @vipfarm/domain: the farm's events, the deterministic reducer, deciders and the hash spec. */
+/**
+ * @vipfarm/domain: the farm's events, the deterministic reducer, deciders and the hash spec.
+ * Helpers that drive it from commands in tests and tools: `@vipfarm/domain/testkit`.
+ */
 export * from "./hash.ts"
 export * from "./localView.ts"
 export * from "./rules.ts"
@@ -8,5 +11,4 @@ export * from "./assignment.ts"
 export * from "./plan.ts"
 export * from "./reducer.ts"
 export * from "./decider.ts"
-export * from "./testkit.ts"
 export * from "./chain.ts"

@@ -4,9 +4,8 @@
  * lease expires). Pure functions of the state: every server computes the same plans.
  */
 import { assign, assignSingleHost } from "./assignment.ts"
-import type { Move } from "./events.ts"
-import { ruleTables } from "./rules.ts"
-import { type BucketState, type BucketTable, effectiveOwner, type FarmState, isEligible, type Member } from "./state.ts"
+import type { Move, PlannedTaker, RestoredBucket } from "./events.ts"
+import { type BucketState, type BucketTable, effectiveOwner, type FarmState, heldBy, isEligible } from "./state.ts"
 
 /** For each table index > 0, whether it is single-host (always true for tables > 0). */
 const tableIsSingleHost = (table: number): boolean => table > 0
@@ -62,7 +61,7 @@ export const evacuationMoves = (state: FarmState, node: string): Array<Move> => 
  */
 export const failurePlan = (state: FarmState, node: string): Array<BucketTable> =>
   state.tables.map((t, table) => {
-    if (!t.some((b) => b.owner === node || (b.state === "moving" && b.to === node))) return t
+    if (!t.some((b) => heldBy(b, node))) return t
     const target = targetOwners(state, table, [node])
     return t.map((b, bucket): BucketState => {
       if (b.state === "moving" && b.to === node) return { state: "owned", owner: b.owner }
@@ -72,15 +71,12 @@ export const failurePlan = (state: FarmState, node: string): Array<BucketTable> 
     })
   })
 
-/** A bucket held by `node`: owned by it, or moving to or from it. */
-export const heldBy = (b: BucketState, node: string): boolean => b.owner === node || (b.state === "moving" && b.to === node)
-
 /**
  * The failure plan of `node` with pinned takers (MemberFailed version 2): each listed
  * bucket still held by `node` goes to its taker if that taker is up (and not `node`); every
  * other bucket as {@link failurePlan}.
  */
-export const pinnedFailurePlan = (state: FarmState, node: string, plan: ReadonlyArray<{ readonly table: number; readonly bucket: number; readonly to: string }>): Array<BucketTable> => {
+export const pinnedFailurePlan = (state: FarmState, node: string, plan: ReadonlyArray<PlannedTaker>): Array<BucketTable> => {
   const tables = failurePlan(state, node)
   let copied: Array<boolean> | null = null
   for (const p of plan) {
@@ -108,11 +104,7 @@ export const pinnedFailurePlan = (state: FarmState, node: string, plan: Readonly
  * of that state (taken over from `node` by the receiver or a target, or back with the old
  * owner of a move to `node`) and every other node named is up.
  */
-export const restoredTables = (
-  state: FarmState,
-  node: string,
-  restore: ReadonlyArray<{ readonly table: number; readonly bucket: number; readonly owner: string; readonly to?: string; readonly handoff?: string }>
-): Array<BucketTable> => {
+export const restoredTables = (state: FarmState, node: string, restore: ReadonlyArray<RestoredBucket>): Array<BucketTable> => {
   const tables: Array<BucketTable> = state.tables.slice()
   const copied: Array<boolean> = []
   const up = (name: string): boolean => name === node || state.members.some((m) => m.name === name && isEligible(m))
@@ -142,10 +134,4 @@ export const restoredTables = (
 
 /** Buckets a member owns or is receiving, in all tables. */
 export const holdings = (state: FarmState, node: string): number =>
-  state.tables.reduce((n, t) => n + t.filter((b) => b.owner === node || (b.state === "moving" && b.to === node)).length, 0)
-
-/** The table index used by each rule of each VIP (see rules.ts). */
-export const tablesOfRules = (state: FarmState): Array<Array<number>> => ruleTables(state.vips)
-
-/** A member that may receive buckets. */
-export const eligibleMembers = (state: FarmState): Array<Member> => state.members.filter(isEligible)
+  state.tables.reduce((n, t) => n + t.filter((b) => heldBy(b, node)).length, 0)

@@ -7,7 +7,9 @@ import { Result, Schema } from "effect"
 import { decodeEvent, type FarmEvent, MEMBER_FAILED_PLAN_VERSION, MEMBER_RECOVERED_RESTORE_VERSION } from "./events.ts"
 import { failurePlan, pinnedFailurePlan, restoredTables } from "./plan.ts"
 import { tableCount } from "./rules.ts"
-import { type BucketState, type BucketTable, emptyTable, type FarmState, findMember, isEligible, type Member, type MemberApplication } from "./state.ts"
+import {
+  type BucketState, type BucketTable, emptyTable, type FarmState, findMember, handoffInProgress, heldBy, isEligible, type Member, type MemberApplication
+} from "./state.ts"
 
 /** An event that cannot apply to the state it meets; `reason` says why. */
 export class EventRejected extends Schema.TaggedError<EventRejected>()("EventRejected", {
@@ -37,7 +39,7 @@ const insertMember = (members: ReadonlyArray<Member>, m: Member): Array<Member> 
 const removeOwnership = (state: FarmState, node: string): FarmState => ({ ...state, tables: failurePlan(state, node) })
 
 const applyHandoff = (state: FarmState, event: Extract<FarmEvent, { _tag: "HandoffStarted" }>): Result.Result<FarmState, EventRejected> => {
-  if (state.tables.some((t) => t.some((b) => b.state === "moving" && b.handoff === event.handoff))) {
+  if (handoffInProgress(state, event.handoff)) {
     return reject(event, `hand-off ${event.handoff} is already in progress`)
   }
   const tables: Array<Array<BucketState> | BucketTable> = state.tables.slice()
@@ -62,14 +64,14 @@ const applyHandoff = (state: FarmState, event: Extract<FarmEvent, { _tag: "Hando
   return ok({ ...state, tables })
 }
 
-const completeHandoff = (state: FarmState, handoff: string): FarmState => ({
-  ...state,
-  tables: state.tables.map((t) =>
-    t.some((b) => b.state === "moving" && b.handoff === handoff)
-      ? t.map((b): BucketState => (b.state === "moving" && b.handoff === handoff ? { state: "owned", owner: b.to } : b))
-      : t
-  )
-})
+const completeHandoff = (state: FarmState, handoff: string): FarmState => {
+  if (!handoffInProgress(state, handoff)) return state
+  const moving = (b: BucketState): b is Extract<BucketState, { state: "moving" }> => b.state === "moving" && b.handoff === handoff
+  return {
+    ...state,
+    tables: state.tables.map((t) => (t.some(moving) ? t.map((b): BucketState => (moving(b) ? { state: "owned", owner: b.to } : b)) : t))
+  }
+}
 
 const resizeTables = (tables: ReadonlyArray<BucketTable>, n: number): Array<BucketTable> =>
   Array.from({ length: n }, (_, i) => tables[i] ?? emptyTable())
@@ -150,7 +152,7 @@ export const evolve = (state: FarmState, event: FarmEvent): Result.Result<FarmSt
     case "DrainFinished": {
       const why = need(["draining"])
       if (why) return reject(event, why)
-      if (state.tables.some((t) => t.some((b) => b.owner === event.node || (b.state === "moving" && b.to === event.node)))) {
+      if (state.tables.some((t) => t.some((b) => heldBy(b, event.node)))) {
         return reject(event, `node ${event.node} still holds buckets`)
       }
       return ok(withMember(state, event.node, (m) => ({ ...m, drained: true })))

@@ -88,6 +88,13 @@ export const findMember = (state: FarmState, name: string): Member | undefined =
 /** The owner a bucket ends up with once any move in flight completes. */
 export const effectiveOwner = (b: BucketState): string | null => (b.state === "moving" ? b.to : b.owner)
 
+/** A bucket held by `node`: owned by it, or moving to or from it. */
+export const heldBy = (b: BucketState, node: string): boolean => b.owner === node || (b.state === "moving" && b.to === node)
+
+/** True when some bucket is still moving in graceful hand-off `handoff`. */
+export const handoffInProgress = (state: FarmState, handoff: string): boolean =>
+  state.tables.some((t) => t.some((b) => b.state === "moving" && b.handoff === handoff))
+
 /** True when a member may own buckets: up (a suspected member is still up). */
 export const isEligible = (m: Member): boolean => m.status === "up"
 

@@ -2,9 +2,9 @@ import { describe, expect, it } from "vitest"
 import { Result } from "effect"
 import { decide } from "./decider.ts"
 import { decodeEvent, EVENT_VERSION, MEMBER_FAILED_PLAN_VERSION, MEMBER_RECOVERED_RESTORE_VERSION, type FarmEvent } from "./events.ts"
-import { failurePlan, heldBy } from "./plan.ts"
+import { failurePlan } from "./plan.ts"
 import { applyEntry, applyEvent } from "./reducer.ts"
-import { initialState, type FarmState } from "./state.ts"
+import { heldBy, initialState, type FarmState } from "./state.ts"
 import { execute, operatorCause, settle } from "./testkit.ts"
 
 const cause = operatorCause("test")

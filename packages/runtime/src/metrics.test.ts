@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest"
-import { addressWords, BUCKETS, execute, initialState, operatorCause, settle, type FarmState } from "@vipfarm/domain"
+import { addressWords, BUCKETS, initialState, type FarmState } from "@vipfarm/domain"
+import { execute, operatorCause, settle } from "@vipfarm/domain/testkit"
 import { reasonNames, type VerdictCounters, type VipCounters } from "@vipfarm/filter-xdp"
 import { actionOfVerdict, FarmMetrics, metricsAddress, tablesOfVips, type MetricsSource } from "./metrics.ts"
 

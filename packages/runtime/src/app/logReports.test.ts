@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest"
-import { type Command, execute, type FarmEvent, type FarmState, foldEvents, initialState, operatorCause, settle } from "@vipfarm/domain"
+import { type Command, type FarmEvent, type FarmState, foldEvents, initialState } from "@vipfarm/domain"
+import { execute, operatorCause, settle } from "@vipfarm/domain/testkit"
 import { describeEvent } from "../audit/model.ts"
 import { eventSummary } from "../events.ts"
 import { formatStatus, statusOf } from "../status.ts"
