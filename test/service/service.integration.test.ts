@@ -27,6 +27,22 @@ const pidFile = `/run/${tag}-nginx.pid` // like Debian's /run/nginx.pid
 const errorLog = `/var/log/nginx/${tag}-error.log`
 const accessLog = `/var/log/nginx/${tag}-access.log`
 const runtimeExisted = existsSync("/run/vipfarm")
+const apacheRunExisted = existsSync("/run/apache2")
+const apacheLockExisted = existsSync("/run/lock/apache2")
+const APACHE_PID = "/run/apache2/apache2.pid"
+const haveApache = existsSync("/usr/sbin/apache2") && existsSync("/etc/apache2/apache2.conf")
+const apachePid = (): number | null => {
+  try {
+    const p = Number(readFileSync(APACHE_PID, "utf8").trim())
+    return Number.isSafeInteger(p) && p > 0 && existsSync(`/proc/${p}`) ? p : null
+  } catch {
+    return null
+  }
+}
+const stopApache = () => {
+  const p = apachePid()
+  if (p !== null) spawnSync("sh", ["-c", `pkill -KILL -P ${p}; kill -KILL ${p}`])
+}
 
 const nginxConf = `user www-data;
 worker_processes 1;
@@ -68,8 +84,8 @@ const killNginx = () => {
 }
 
 /** Run the daemon's application path under a unit; resolves once it printed a ready, timeout or error line. */
-const runUnder = (u: UnitView, readyMs: number) => {
-  const argv = sandboxArgs(u, [process.execPath, "--import", "tsx", new URL("./runApp.ts", import.meta.url).pathname, `${dir}/farm.yaml`, String(readyMs)])
+const runUnder = (u: UnitView, readyMs: number, config = `${dir}/farm.yaml`) => {
+  const argv = sandboxArgs(u, [process.execPath, "--import", "tsx", new URL("./runApp.ts", import.meta.url).pathname, config, String(readyMs)])
   const child: ChildProcess = spawn("ip", ["netns", "exec", ns, ...argv], { cwd: process.cwd(), stdio: ["pipe", "pipe", "pipe"] })
   let out = ""
   let err = ""
@@ -113,6 +129,8 @@ describe.skipIf(reason !== null)("the daemon's application under the systemd uni
     mkdirSync(dir, { recursive: true })
     writeFileSync(`${dir}/nginx.conf`, nginxConf)
     writeFileSync(`${dir}/farm.yaml`, farmYaml)
+    // Debian's apache2 with its own configuration (/etc/apache2, envvars, port 80, /run/apache2)
+    writeFileSync(`${dir}/farm-apache.yaml`, farmYaml.replace(/app:\n(.*\n){2}/, "app: {module: apache}\n"))
     spawnSync("ip", ["netns", "del", ns])
     expect(spawnSync("ip", ["netns", "add", ns]).status).toBe(0)
     expect(spawnSync("ip", ["-n", ns, "link", "set", "lo", "up"]).status).toBe(0)
@@ -125,6 +143,9 @@ describe.skipIf(reason !== null)("the daemon's application under the systemd uni
     rmSync(errorLog, { force: true })
     rmSync(accessLog, { force: true })
     if (!runtimeExisted) rmSync("/run/vipfarm", { recursive: true, force: true })
+    stopApache()
+    if (!apacheRunExisted) rmSync("/run/apache2", { recursive: true, force: true })
+    if (!apacheLockExisted) rmSync("/run/lock/apache2", { recursive: true, force: true })
   })
 
   it("vipfarm.service + app-nginx.conf: nginx starts through the nginx module, binds :80 with www-data workers, answers, stops", async () => {
@@ -155,6 +176,28 @@ describe.skipIf(reason !== null)("the daemon's application under the systemd uni
       await run.stopClean()
     }
     expect(masterPid()).toBeNull()
+  }, 90_000)
+
+  it.skipIf(!haveApache)("vipfarm.service + app-apache.conf: Debian's apache2 (its own configuration) starts through the apache module, binds :80 with www-data children, answers, stops", async () => {
+    expect(apachePid(), "an apache2 of Debian's configuration is already running").toBeNull()
+    const u = analyzeUnit(["app-apache.conf"])
+    const run = runUnder(u, 20_000, `${dir}/farm-apache.yaml`)
+    try {
+      const ready = await run.waitFor(["ready", "timeout", "error"], 40_000)
+      expect(ready.event, run.stderr().slice(-3000)).toBe("ready")
+      expect(ready.status).toMatchObject({ module: "apache", state: "up" })
+      const parent = apachePid()
+      expect(parent).not.toBeNull()
+      expect(readFileSync(`/proc/${parent}/status`, "utf8")).toMatch(/^NoNewPrivs:\s*1$/m)
+      const children = spawnSync("pgrep", ["-P", String(parent)], { encoding: "utf8" }).stdout.trim().split("\n").filter((p) => p !== "")
+      expect(children.length).toBeGreaterThan(0)
+      for (const c of children) expect(readFileSync(`/proc/${c}/status`, "utf8")).toMatch(/^Uid:\s+33\s/m)
+      const curl = inNs("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "3", "http://127.0.0.1:80/")
+      expect(curl.stdout).toBe("200")
+    } finally {
+      await run.stopClean()
+    }
+    expect(apachePid()).toBeNull()
   }, 90_000)
 
   it("vipfarm.service alone: nginx cannot write its pid file in /run (ProtectSystem=strict), never becomes ready", async () => {
