@@ -4,7 +4,7 @@
  * owners of one bucket, windows where a bucket has no live owner, and the measurement of
  * failovers against their budget. Free functions over a World (see world.ts).
  */
-import { BUCKETS, MAX_TABLES } from "@vipfarm/domain"
+import { BUCKETS, LocalBucket, MAX_TABLES } from "@vipfarm/domain"
 import { majority } from "../../runtime/src/controller/index.ts"
 import { claimsNew } from "./filterAdapter.ts"
 import type { Proc, World } from "./world.ts"
@@ -31,6 +31,7 @@ export interface PendingFailover {
 
 /** Install a server's filter tables and deadline (as the daemon writes its XDP maps). */
 export function setFilter(w: World, s: number, tables: Uint8Array, deadline: number): void {
+  if (s === w.forgetTables && w.now >= w.options.forgetTables!.atMs) tables = ZERO
   const old = w.tables[s]
   const changed = old !== tables
   if (changed) {
@@ -40,6 +41,7 @@ export function setFilter(w: World, s: number, tables: Uint8Array, deadline: num
       const b = tables[i]
       if (b === 2) mo++
       if (a === b) continue
+      w.slotEpoch[i]++
       if (a === 0) addCand(w, i, s)
       else if (b === 0) removeCand(w, i, s)
     }
@@ -97,11 +99,26 @@ function removeCand(w: World, i: number, s: number): void {
   }
 }
 
-/** After a change at server s: two live claimants of one bucket, unowned windows, failovers. */
+/**
+ * After a change at server s: two live claimants of one bucket, windows without a live owner.
+ * A window that starts while a measured failover covers the bucket, while a fault goes on,
+ * before the farm first formed or with no server running is excused (new flows in it are
+ * retried by their clients). One that starts while a live server holds the bucket moving out
+ * is a hand-off's hold (the new claimant waits for the old one's ack, PROTOCOL.md 5): new
+ * flows in it are counted, and it must end within the failover budget. Any other window is
+ * one nothing explains: new flows in it are violations (traffic.ts) and it must end within
+ * the failover budget.
+ */
 function recheckClaims(w: World, s: number): void {
   w.version++
-  if (s >= 0) w.on[s] = w.fenced[s] === 0 && w.tables[s] !== ZERO ? 1 : 0
+  if (s >= 0) {
+    const on = w.fenced[s] === 0 && w.tables[s] !== ZERO ? 1 : 0
+    if (on !== w.on[s]) w.onEpoch++
+    w.on[s] = on
+  }
   const slots = w.setup.tables * BUCKETS
+  let excuse = -1
+  let unowned = 0
   for (let i = 0; i < slots; i++) {
     const n = w.candN[i]
     let live = 0
@@ -119,17 +136,88 @@ function recheckClaims(w: World, s: number): void {
       w.violation("two-live-owners", `bucket ${i >> 10}/${i & 1023} taken by ${w.procs[first].name} and ${w.procs[second].name}`)
     }
     if (live === 0) {
-      if (w.unclaimedSince[i] < 0) w.unclaimedSince[i] = w.now
-    } else if (w.unclaimedSince[i] >= 0) {
-      const d = w.now - w.unclaimedSince[i]
-      w.unclaimedSince[i] = -1
-      if (d > 0) {
-        w.unclaimedWindows++
-        if (d > w.unclaimedWorst) w.unclaimedWorst = d
+      unowned++
+      if (w.unclaimedSince[i] < 0) {
+        w.unclaimedSince[i] = w.now
+        if (excuse < 0) excuse = !w.formed || faultActive(w) || !anyServerOn(w) ? 2 : 0
+        const why = excuse === 2 ? 2 : coveredByFailover(w, i) ? 1 : heldMovingOut(w, i) ? 3 : 0
+        w.unclaimedExcuse[i] = why
+        if (why === 2) w.unclaimedExcused++
+        else if (why === 3) w.unclaimedHandoff++
       }
-    }
+    } else if (w.unclaimedSince[i] >= 0) closeWindow(w, i)
   }
+  if (unowned === 0) w.formed = true
   checkFailovers(w)
+}
+
+function closeWindow(w: World, i: number): void {
+  const d = w.now - w.unclaimedSince[i]
+  w.unclaimedSince[i] = -1
+  if (d > 0) {
+    w.unclaimedWindows++
+    if (d > w.unclaimedWorst) w.unclaimedWorst = d
+  }
+  const why = w.unclaimedExcuse[i]
+  if (why === 3 && d > w.unclaimedHandoffWorst) w.unclaimedHandoffWorst = d
+  if ((why === 0 || why === 3) && d > w.setup.checks.failoverWorstMs) unexplained(w, i, d, "")
+}
+
+/** A live server holds the bucket moving out: a hand-off (or a claim waiting for its previous claimant's ack) is under way. */
+function heldMovingOut(w: World, i: number): boolean {
+  const n = w.candN[i]
+  for (let k = 0; k < n; k++) {
+    const c = w.cand[i * MAXC + k]
+    if (w.on[c] === 1 && w.tables[c][i] === LocalBucket.MOVING_OUT) return true
+  }
+  return false
+}
+
+function unexplained(w: World, i: number, d: number, still: string): void {
+  const why = w.unclaimedExcuse[i] === 3 ? "during a hand-off" : "with no failure or fault to explain it"
+  w.violation("unowned-window", `bucket ${i >> 10}/${i & 1023} had no live owner for ${Math.round(d)} ms${still} ${why} (budget ${w.setup.checks.failoverWorstMs} ms)`)
+  w.unclaimedExcuse[i] = 2 // reported once
+}
+
+function coveredByFailover(w: World, i: number): boolean {
+  for (const f of w.failovers) if (f.doneAt === null && f.idxs.includes(i)) return true
+  return false
+}
+
+function anyServerOn(w: World): boolean {
+  for (let s = 0; s < w.serverCount; s++) if (w.on[s] === 1) return true
+  return false
+}
+
+/** Whether some fault is going on: a cut link, a NATS node down, a paused, slow, stalled, unhealthy or fenced server. */
+export function faultActive(w: World): boolean {
+  if (!networkWhole(w)) return true
+  for (const p of w.procs) {
+    if (!p.running) continue
+    if (p.paused || p.slowMs > 0 || p.readerStallUntil > w.now || !p.healthy || p.appDown) return true
+    if (p.idx < w.serverCount && p.intent && w.fenced[p.idx] === 1 && w.tables[p.idx] !== ZERO) return true
+  }
+  return false
+}
+
+/**
+ * Why a new flow in bucket slot i may go unanswered now: 0 it may not (the bucket has an
+ * owner, or no failure, fault or hand-off explains its window), 1 a failover being measured,
+ * 2 a fault (or the farm forming, or no server running), 3 a hand-off's hold.
+ */
+export function unansweredExcuse(w: World, i: number): number {
+  return w.unclaimedSince[i] >= 0 ? w.unclaimedExcuse[i] : 0
+}
+
+/** Open windows without a live owner that nothing explains and that outlasted the budget (called at the end). */
+export function closeWindows(w: World): void {
+  const slots = w.setup.tables * BUCKETS
+  for (let i = 0; i < slots; i++) {
+    const why = w.unclaimedExcuse[i]
+    if (w.unclaimedSince[i] < 0 || why === 1 || why === 2) continue
+    const d = w.now - w.unclaimedSince[i]
+    if (d > w.setup.checks.failoverWorstMs) unexplained(w, i, d, " (still open)")
+  }
 }
 
 /** Start measuring the failover of a server's buckets. */
@@ -151,6 +239,8 @@ export function beginFailover(w: World, p: Proc, fault: string, budgetApplies: b
 /** Another fault began: open failovers no longer measure one failure on a whole farm. */
 export function faultBegins(w: World): void {
   for (const f of w.failovers) if (f.doneAt === null) f.budgetApplies = false
+  // windows already open are part of the fault now
+  for (let i = 0; i < w.unclaimedSince.length; i++) if (w.unclaimedSince[i] >= 0 && w.unclaimedExcuse[i] === 0) w.unclaimedExcuse[i] = 2
 }
 
 function checkFailovers(w: World): void {
@@ -199,7 +289,7 @@ export function anyPausedOrSlow(w: World): boolean {
   return w.procs.some((p) => p.running && (p.paused || p.slowMs > 0))
 }
 
-/** Failovers still open whose budget ran out: report them (called at the end). */
+/** Failovers still open whose budget ran out, and unexplained windows without an owner: report them (called at the end). */
 export function closeFailovers(w: World): void {
   for (const f of w.failovers) {
     if (f.doneAt === null && f.budgetApplies && w.now - f.atMs > w.setup.checks.failoverWorstMs) {
@@ -207,4 +297,5 @@ export function closeFailovers(w: World): void {
       f.budgetApplies = false
     }
   }
+  closeWindows(w)
 }

@@ -7,20 +7,33 @@
  */
 import { LocalBucket } from "@vipfarm/domain"
 
+/** TCP flag bits (the header's flags byte). */
+export const FIN = 0x01
+export const SYN = 0x02
+export const RST = 0x04
+export const PSH = 0x08
+export const ACK = 0x10
+
+/** A pure SYN (SYN without ACK): a new connection, whatever else is set (as the filter tests it). */
+export const isPureSyn = (flags: number): boolean => (flags & (SYN | ACK)) === SYN
+
 /**
  * Whether a server's filter passes a TCP packet. `code`: the server's LocalBucket code for
- * the packet's bucket; `pureSyn`: SYN without ACK; `socketHere`: the server's kernel holds an
- * established socket for the 4-tuple. Fencing is checked by the caller.
+ * the packet's bucket; `flags`: the TCP flags byte (SYN, the handshake's ACK, data, FIN, the
+ * final ACK, RST); `socketHere`: the server's kernel holds a socket for the 4-tuple other
+ * than a listener (SYN_RECV, ESTABLISHED, CLOSE_WAIT, LAST_ACK: what the filter's socket
+ * lookup finds). Only a pure SYN is a new flow; every other packet, FIN and RST included,
+ * follows the socket. Fencing is checked by the caller.
  */
-export const tcpPasses = (code: number, pureSyn: boolean, socketHere: boolean): boolean => {
+export const tcpPasses = (code: number, flags: number, socketHere: boolean): boolean => {
   switch (code) {
     case LocalBucket.OWNED:
       return true
     case LocalBucket.MOVING_OUT:
-      return !pureSyn && socketHere
+      return !isPureSyn(flags) && socketHere
     case LocalBucket.MOVING_IN_WAIT:
     case LocalBucket.MOVING_IN:
-      return pureSyn || socketHere
+      return isPureSyn(flags) || socketHere
     default:
       return false
   }

@@ -11,6 +11,9 @@ const esc = (s: string): string => s.replace(/&/g, "&amp;").replace(/</g, "&lt;"
 const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
 const color = (i: number): string => PALETTE[i % PALETTE.length]
 
+/** Timeline rows the page shows (it says so when there are more). */
+export const TIMELINE_ROWS = 600
+
 const W = 900
 const H = 260
 const M = { l: 50, r: 10, t: 10, b: 30 }
@@ -76,11 +79,16 @@ export const htmlReport = (r: Report): string => {
   const violations = r.violations.length === 0
     ? "<p class=ok>No invariant was broken.</p>"
     : `<table><tr><th>time</th><th>invariant</th><th>detail</th><th>event</th></tr>${r.violations.map((v) => `<tr><td>${(v.atMs / 1000).toFixed(3)} s</td><td>${esc(v.invariant)}</td><td>${esc(v.detail)}</td><td>${esc(v.event)}</td></tr>`).join("")}</table><p>Replay: <code>${esc(r.violations[0].replay)}</code></p>`
-  const timeline = r.timeline
-    .filter((l) => !l.kind.startsWith("log:") || /Failed|Joined|Left|Unhealthy|Drain/.test(l.kind))
-    .slice(0, 600)
+  const lines = r.timeline.filter((l) => !l.kind.startsWith("log:") || /Failed|Joined|Left|Unhealthy|Drain|Weight/.test(l.kind))
+  const timeline = lines
+    .slice(0, TIMELINE_ROWS)
     .map((l) => `<tr><td>${(l.atMs / 1000).toFixed(3)} s</td><td>${esc(l.kind)}</td><td>${esc(l.node)}</td><td>${esc(l.detail)}</td></tr>`)
     .join("")
+  const cut = [
+    lines.length > TIMELINE_ROWS ? `the first ${TIMELINE_ROWS} of ${lines.length} lines shown` : "",
+    r.timelineDropped > 0 ? `${r.timelineDropped} later lines were not recorded (a run keeps ${r.timeline.length})` : ""
+  ].filter((x) => x !== "")
+  const timelineNote = cut.length === 0 ? "" : `<p class=bad>Timeline cut: ${esc(cut.join("; "))}.</p>`
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>vipfarm sim: ${esc(r.scenario)} seed ${r.seed}</title>
 <style>
@@ -102,6 +110,7 @@ ${failoverPlot(r)}
 <h2>Violations</h2>
 ${violations}
 <h2>Timeline</h2>
+${timelineNote}
 <table><tr><th>time</th><th>event</th><th>node</th><th>detail</th></tr>${timeline}</table>
 </body></html>
 `

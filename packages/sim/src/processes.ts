@@ -24,6 +24,7 @@ export function start(w: World, p: Proc): void {
   p.boot++
   p.running = true
   p.crashed = false
+  p.stopping = false
   p.paused = false
   p.pausedQueue = []
   p.slowMs = 0
@@ -54,6 +55,7 @@ export function start(w: World, p: Proc): void {
 /** The process is gone (crash or SIGKILL): it holds no controller and is not wanted back. */
 function down(w: World, p: Proc, fault: "crash" | "kill"): void {
   p.running = false
+  p.stopping = false
   p.crashed = true
   p.intent = false
   p.ctl = null
@@ -123,9 +125,22 @@ function perform(w: World, p: Proc, a: Action): void {
     case "PublishHeartbeat":
       publish(w, p, a.heartbeat)
       return
-    case "Append":
-      append(w, p, a.events, a.expectLastSeq, a.msgId)
+    case "Append": {
+      const broken = w.options.noRebalance
+      const events = broken !== undefined && w.now >= broken.fromMs
+        ? a.events.filter((e) => !(e._tag === "HandoffStarted" && e.handoff.startsWith("rebalance")))
+        : a.events
+      if (events.length === 0) {
+        // a deliberately broken planner: the rebalance never lands
+        const boot = p.boot
+        w.at(w.now + 1, `append-refused ${p.name}`, () => {
+          if (p.boot === boot && p.running) input(w, p, () => p.ctl!.onAppendResult(a.msgId, { ok: false, error: "wrong-last-seq", lastSeq: w.log.length }, w.now))
+        })
+        return
+      }
+      append(w, p, events, a.expectLastSeq, a.msgId)
       return
+    }
     case "SetFilter":
       if (p.idx < w.serverCount) setFilter(w, p.idx, a.tables, a.deadlineMs)
       return
@@ -136,6 +151,7 @@ function perform(w: World, p: Proc, a: Action): void {
       return
     case "Exit":
       p.running = false
+      p.stopping = false
       p.intent = false
       p.ctl = null
       if (p.idx < w.serverCount) {

@@ -83,15 +83,34 @@ export interface Report {
     readonly lostToFault: number
     readonly udpMovedInProbation: number
   }
+  /** How TCP connections ended (client FIN then final ACK, or RST), long-lived ones, and packets of established connections taken in a bucket moving out. */
+  readonly tcp: { readonly closedFin: number; readonly closedRst: number; readonly long: number; readonly movingOutPackets: number }
   readonly resets: { readonly handoff: number; readonly fault: number }
   readonly failovers: ReadonlyArray<FailoverRecord>
   readonly failover: { readonly count: number; readonly medianMs: number | null; readonly worstMs: number | null }
   /** Application failures (empty unless the scenario simulates applications). */
   readonly app: ReadonlyArray<AppFailureRecord>
-  readonly unclaimed: { readonly windows: number; readonly worstMs: number }
-  readonly balance: { readonly rows: ReadonlyArray<BalanceRow>; readonly withinBound: boolean }
+  /**
+   * Bucket windows without a live owner: all of them and the worst; those during faults (not
+   * bounded by the budget) with the new flows nobody took in them (their clients retry); those
+   * of hand-offs' holds (the new claimant waits for the old one's ack), the longest, and the
+   * new flows nobody took in them.
+   */
+  readonly unclaimed: {
+    readonly windows: number
+    readonly worstMs: number
+    readonly excused: number
+    readonly unansweredExcused: number
+    readonly handoff: number
+    readonly handoffWorstMs: number
+    readonly unansweredHandoff: number
+  }
+  /** Shares at the end, and how many settled points (after each settled membership change) were checked. */
+  readonly balance: { readonly rows: ReadonlyArray<BalanceRow>; readonly withinBound: boolean; readonly settledChecks: number }
   readonly shares: { readonly timesMs: ReadonlyArray<number>; readonly buckets: ReadonlyArray<ReadonlyArray<number>>; readonly flows: ReadonlyArray<ReadonlyArray<number>> }
   readonly timeline: ReadonlyArray<TimelineLine>
+  /** Timeline lines the run did not keep (it keeps the first 2000). */
+  readonly timelineDropped: number
   readonly log: { readonly entries: number; readonly appends: number; readonly conflicts: number; readonly duplicates: number; readonly timeouts: number; readonly stalls: number }
   readonly liveness: { readonly converged: boolean; readonly atMs: number | null; readonly detail: string }
   readonly violations: ReadonlyArray<Violation>
@@ -109,6 +128,7 @@ export const formatReport = (r: Report): string => {
   out.push(`scenario ${r.scenario} (seed ${r.seed}): ${r.ok ? "OK" : "FAILED"} — ${(r.simulatedMs / 1000).toFixed(1)} s simulated`)
   out.push(`packets   ${r.packets.total.toLocaleString("en-US")} (tcp ${r.packets.tcp.toLocaleString("en-US")}, udp ${r.packets.udp.toLocaleString("en-US")}, syn-flood ${r.packets.flood.toLocaleString("en-US")}); accepted ${r.packets.accepted.toLocaleString("en-US")}, dropped ${r.packets.dropped.toLocaleString("en-US")}`)
   out.push(`flows     tcp ${r.flows.tcp}, udp ${r.flows.udp}, completed ${r.flows.completed}; SYN retries ${r.flows.synRetries}, connect failures ${r.flows.connectFailed}`)
+  out.push(`tcp       closed by FIN ${r.tcp.closedFin}, by RST ${r.tcp.closedRst}; ${r.tcp.long} long-lived; ${r.tcp.movingOutPackets.toLocaleString("en-US")} packets of established connections served in buckets moving out`)
   out.push(`resets    by hand-offs ${r.resets.handoff} (must be 0); flows lost to faults ${r.flows.lostToFault}; UDP flows moved while in probation ${r.flows.udpMovedInProbation}`)
   const f = r.failover
   out.push(`failover  ${f.count} measured: median ${fmtMs(f.medianMs)}, worst ${fmtMs(f.worstMs)} (budget: median < 500 ms, worst < 1 s)`)
@@ -122,13 +142,16 @@ export const formatReport = (r: Report): string => {
         `, ${a.restarts} restart${a.restarts === 1 ? "" : "s"} (${a.startFailures} failed)${a.leftMs === null ? "" : `, left after ${fmtMs(a.leftMs)}`}, back in after ${fmtMs(a.backMs)}`)
     }
   }
-  out.push(`unowned   ${r.unclaimed.windows} bucket windows without a live owner, worst ${fmtMs(r.unclaimed.worstMs)}`)
+  const u = r.unclaimed
+  out.push(`unowned   ${u.windows} bucket windows without a live owner, worst ${fmtMs(u.worstMs)}; ${u.excused} during faults; ${u.unansweredExcused} new flows unanswered in failovers and faults (retried); ` +
+    `${u.handoff} in hand-offs' holds, worst ${fmtMs(u.handoffWorstMs)} (${u.unansweredHandoff} new flows unanswered, retried)`)
   out.push(`log       ${r.log.entries} entries; appends ${r.log.appends}, conflicts ${r.log.conflicts}, duplicates ${r.log.duplicates}, timeouts ${r.log.timeouts}, leader stalls ${r.log.stalls}`)
-  out.push(`balance   ${r.balance.withinBound ? "within the domain's bound" : "OUTSIDE the domain's bound"}`)
+  out.push(`balance   ${r.balance.withinBound ? "within the domain's bound" : "OUTSIDE the domain's bound"} at the end; ${r.balance.settledChecks} settled points checked`)
   for (const b of r.balance.rows) {
     out.push(`  ${pad(b.name, 6)} weight ${pad(String(b.weight), 5)} buckets ${pad(String(b.buckets), 5)} [${b.lo}..${b.hi}]  new flows ${pad(pct(b.flowShare), 6)} (weight share ${pct(b.weightShare)})`)
   }
   out.push(`liveness  ${r.liveness.converged ? `converged at ${fmtMs(r.liveness.atMs)}` : `NOT converged: ${r.liveness.detail}`}`)
+  if (r.timelineDropped > 0) out.push(`timeline  ${r.timeline.length} lines kept, ${r.timelineDropped} later ones dropped`)
   const names = Object.keys(r.violationCounts)
   if (names.length === 0) out.push("violations none")
   else {

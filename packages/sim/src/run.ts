@@ -4,9 +4,11 @@
  * the farm must converge), and the report. Pure compute: the same scenario and seed give
  * the same report.
  */
-import { BUCKETS, findMember, openHandoffs, quotas } from "@vipfarm/domain"
+import { BUCKETS, decide, EVENT_VERSION, type FarmEvent, type FarmState, findMember, foldLog, initialState, openHandoffs, quotas } from "@vipfarm/domain"
+import { Result } from "effect"
 import { SimApps } from "./app.ts"
 import type { BalanceRow, Report } from "./report.ts"
+import { setFilter, ZERO } from "./claims.ts"
 import { claimsNew } from "./filterAdapter.ts"
 import { durationMs as resolveDuration, type Scenario } from "./scenario.ts"
 import { resolveSetup, type TimedEntry } from "./setup.ts"
@@ -74,16 +76,51 @@ export const runScenario = (scenario: Scenario, options: RunOptions = {}): Repor
   }
   w.at(0, "sample", sample)
 
-  const total = setup.durationMs + (options.safetyOnly ? 0 : setup.liveness.timeoutMs)
+  // shares follow weights at every settled point: checked whenever the log moved and the farm settled
+  let settledAt = -1
+  let settledChecks = 0
+  const settledCheck = (): void => {
+    if (w.log.length !== settledAt && notSettled(w) === null) {
+      settledAt = w.log.length
+      settledChecks++
+      const b = balanceRows(w, traffic, null)
+      if (b !== null && !b.within) {
+        const last = w.log[w.log.length - 1]
+        w.violation("balance", `bucket shares outside the domain's bound once settled: ${describeRows(b.rows)}`, `farm settled after log entry ${w.log.length} (${last?._tag ?? "none"})`)
+      }
+    }
+    w.at(w.now + 100, "settled-check", settledCheck)
+  }
+  w.at(100, "settled-check", settledCheck)
+
+  if (options.forgetTables !== undefined) {
+    const { node, atMs } = options.forgetTables
+    const s = w.procs.findIndex((p) => p.name === node)
+    if (s >= 0 && s < nServers) w.at(atMs, `broken kernel ${node} forgets its tables`, () => setFilter(w, s, ZERO, w.deadline[s]))
+  }
+
+  const hardEnd = setup.durationMs + setup.liveness.timeoutMs
+  let total = hardEnd
   const progress = (phase: "safety" | "liveness"): void =>
     options.onProgress?.({ simulatedMs: w.now, totalMs: total, phase, packets: traffic.stats.packets })
 
-  // safety phase
+  // safety phase, until the duration and every timeline entry after it has fired
   for (let t = 1000; t <= setup.durationMs && !w.stopped; t += 1000) {
     w.runUntil(t)
     progress("safety")
   }
   w.runUntil(setup.durationMs)
+  if (w.pendingOps.size > 0 && !w.stopped) {
+    w.note("safety-extended", "", `${[...w.pendingOps.values()][0].label} and ${w.pendingOps.size - 1} more pending after the duration`)
+    let next = w.now + 1000
+    while (w.pendingOps.size > 0 && w.now < hardEnd && !w.stopped) {
+      w.runUntil(Math.min(w.now + 100, hardEnd))
+      if (w.now >= next) {
+        progress("safety")
+        next += 1000
+      }
+    }
+  }
   w.closeFailovers()
 
   // liveness phase: heal everything, restart what crashed, demand convergence
@@ -102,7 +139,10 @@ export const runScenario = (scenario: Scenario, options: RunOptions = {}): Repor
       if (!p.healthy) setHealth(w, p, true)
       if (p.crashed && setup.liveness.restartCrashed) w.start(p)
     }
-    const end = setup.durationMs + setup.liveness.timeoutMs
+    // operations waiting for a process that crashed (a rolling restart's start) are moot: it was restarted
+    for (const [id, op] of w.pendingOps) if (op.proc !== null && op.proc.crashed) w.done(id)
+    const end = w.now + setup.liveness.timeoutMs
+    total = end
     let next = w.now + 1000
     while (w.now < end && !w.stopped) {
       w.runUntil(Math.min(w.now + 100, end))
@@ -122,32 +162,15 @@ export const runScenario = (scenario: Scenario, options: RunOptions = {}): Repor
     // a little more traffic on the converged farm for the flow shares
     if (converged) w.runUntil(w.now + 2000)
   }
+  w.closeFailovers()
 
   // balance at the end
-  const rows: Array<BalanceRow> = []
-  let within = true
-  const ref = w.procs.find((p) => p.role === "server" && p.running && p.ctl !== null)?.ctl?.foldedState
-  if (ref !== undefined) {
-    const eligible = ref.members.filter((m) => m.status === "up" && m.weight > 0)
-    const q = quotas(eligible)
-    const totalWeight = eligible.reduce((a, m) => a + m.weight, 0)
-    const flowTotal = w.procs.reduce((a, p) => (p.idx < nServers ? a + traffic.newFlows[p.idx] - flowMark[p.idx] : a), 0)
-    for (const m of ref.members) {
-      const s = w.procs.findIndex((p) => p.name === m.name)
-      let n = 0
-      if (s >= 0 && s < nServers && w.on[s] === 1) for (let b = 0; b < BUCKETS; b++) if (claimsNew(w.tables[s][b])) n++
-      const quota = q.get(m.name)
-      const lo = quota?.lo ?? 0
-      const hi = quota?.hi ?? 0
-      if (converged && !options.safetyOnly && (n < lo || n > hi)) within = false
-      rows.push({
-        name: m.name, weight: m.weight, buckets: n, lo, hi,
-        flowShare: flowTotal > 0 && s >= 0 ? (traffic.newFlows[s] - flowMark[s]) / flowTotal : 0,
-        weightShare: totalWeight > 0 && quota !== undefined ? m.weight / totalWeight : 0
-      })
-    }
-    if (!within) w.violation("balance", `bucket shares outside the domain's bound: ${rows.map((r) => `${r.name} ${r.buckets} [${r.lo}..${r.hi}]`).join(", ")}`, "end of run")
-  }
+  const end = balanceRows(w, traffic, flowMark)
+  const rows: ReadonlyArray<BalanceRow> = end?.rows ?? []
+  const within = end === null || !converged || options.safetyOnly === true || end.within
+  if (!within) w.violation("balance", `bucket shares outside the domain's bound: ${describeRows(rows)}`, "end of run")
+  total = w.now
+  progress(options.safetyOnly ? "safety" : "liveness")
 
   const done = w.failovers.filter((f) => f.doneAt !== null && (f.fault === "crash" || f.fault === "kill")).map((f) => f.doneAt! - f.atMs).sort((a, b) => a - b)
   const median = done.length === 0 ? null : done.length % 2 === 1 ? done[(done.length - 1) / 2] : (done[done.length / 2 - 1] + done[done.length / 2]) / 2
@@ -166,6 +189,7 @@ export const runScenario = (scenario: Scenario, options: RunOptions = {}): Repor
       tcp: st.tcpFlows, udp: st.udpFlows, completed: st.completed, synRetries: st.synRetries, connectFailed: st.connectFailed,
       lostToFault: st.lostToFault, udpMovedInProbation: st.udpMovedInProbation
     },
+    tcp: { closedFin: st.closedFin, closedRst: st.closedRst, long: st.longFlows, movingOutPackets: st.movingOutPackets },
     resets: { handoff: st.resetsHandoff, fault: st.lostToFault },
     failovers: w.failovers.map((f) => ({
       node: f.node, fault: f.fault, atMs: Math.round(f.atMs * 1000) / 1000,
@@ -173,10 +197,14 @@ export const runScenario = (scenario: Scenario, options: RunOptions = {}): Repor
     })),
     app: apps?.failures() ?? [],
     failover: { count: done.length, medianMs: median === null ? null : Math.round(median * 10) / 10, worstMs: done.length === 0 ? null : Math.round(done[done.length - 1] * 10) / 10 },
-    unclaimed: { windows: w.unclaimedWindows, worstMs: Math.round(w.unclaimedWorst * 10) / 10 },
-    balance: { rows, withinBound: within },
+    unclaimed: {
+      windows: w.unclaimedWindows, worstMs: Math.round(w.unclaimedWorst * 10) / 10, excused: w.unclaimedExcused, unansweredExcused: st.unansweredExcused,
+      handoff: w.unclaimedHandoff, handoffWorstMs: Math.round(w.unclaimedHandoffWorst * 10) / 10, unansweredHandoff: st.unansweredHandoff
+    },
+    balance: { rows, withinBound: within, settledChecks },
     shares: { timesMs, buckets, flows },
     timeline: w.timeline,
+    timelineDropped: w.timelineDropped,
     log: { entries: w.log.length, ...w.logStats },
     liveness: { converged, atMs: convergedAt === null ? null : Math.round(convergedAt), detail: converged ? "" : detail },
     violations: w.violations,
@@ -185,8 +213,50 @@ export const runScenario = (scenario: Scenario, options: RunOptions = {}): Repor
   }
 }
 
-/** Why the farm has not converged yet, or null. */
+/** Why the farm has not converged yet (a timeline operation still to come, or not settled), or null. */
 const notConverged = (w: World): string | null => {
+  for (const op of w.pendingOps.values()) return `${op.label} has not happened yet`
+  return notSettled(w)
+}
+
+/**
+ * The bucket shares of the members the log knows (flow shares since `flowMark`, if given)
+ * against the domain's bound (`quotas` of the members up with a weight), or null when no
+ * server runs.
+ */
+const balanceRows = (w: World, traffic: Traffic, flowMark: Float64Array | null): { rows: Array<BalanceRow>; within: boolean } | null => {
+  const ref = w.procs.find((p) => p.role === "server" && p.running && p.ctl !== null)?.ctl?.foldedState
+  if (ref === undefined) return null
+  const nServers = w.serverCount
+  const rows: Array<BalanceRow> = []
+  let within = true
+  const eligible = ref.members.filter((m) => m.status === "up" && m.weight > 0)
+  const q = quotas(eligible)
+  const totalWeight = eligible.reduce((a, m) => a + m.weight, 0)
+  const since = (s: number): number => traffic.newFlows[s] - (flowMark === null ? 0 : flowMark[s])
+  let flowTotal = 0
+  for (let s = 0; s < nServers; s++) flowTotal += since(s)
+  for (const m of ref.members) {
+    const s = w.procs.findIndex((p) => p.name === m.name)
+    let n = 0
+    if (s >= 0 && s < nServers && w.on[s] === 1) for (let b = 0; b < BUCKETS; b++) if (claimsNew(w.tables[s][b])) n++
+    const quota = q.get(m.name)
+    const lo = quota?.lo ?? 0
+    const hi = quota?.hi ?? 0
+    if (n < lo || n > hi) within = false
+    rows.push({
+      name: m.name, weight: m.weight, buckets: n, lo, hi,
+      flowShare: flowTotal > 0 && s >= 0 && s < nServers ? since(s) / flowTotal : 0,
+      weightShare: totalWeight > 0 && quota !== undefined ? m.weight / totalWeight : 0
+    })
+  }
+  return { rows, within }
+}
+
+const describeRows = (rows: ReadonlyArray<BalanceRow>): string => rows.map((r) => `${r.name} ${r.buckets} [${r.lo}..${r.hi}]`).join(", ")
+
+/** Why the farm has not settled (a process behind the log, not up, fenced, a hand-off open, a bucket without owner), or null. */
+const notSettled = (w: World, handoffsMayBeOpen = false): string | null => {
   const len = w.log.length
   for (const p of w.procs) {
     if (!p.intent) continue
@@ -199,11 +269,17 @@ const notConverged = (w: World): string | null => {
     if (m === undefined) return `${p.name} is not a member`
     if (m.status !== "up" && !(m.status === "draining" && m.drained)) return `${p.name} is ${m.status}`
     if (p.ctl.overlayNodes.length > 0) return `${p.name} still applies the failure plan of ${p.ctl.overlayNodes.join(",")}`
-    if (openHandoffs(f).length > 0) return `hand-off ${openHandoffs(f)[0]} still open`
+    if (!handoffsMayBeOpen && openHandoffs(f).length > 0) return `hand-off ${openHandoffs(f)[0]} still open`
   }
   const slots = w.setup.tables * BUCKETS
   for (let i = 0; i < slots; i++) if (w.unclaimedSince[i] >= 0) return `bucket ${i >> 10}/${i & 1023} has no live owner`
   return null
+}
+
+/** SIGTERM: the daemon leaves the farm (drain, Leave) and exits. */
+const stop = (w: World, p: Proc): void => {
+  p.stopping = true
+  w.input(p, () => p.ctl!.stop(w.now))
 }
 
 const resume = (w: World, p: Proc): void => {
@@ -235,7 +311,9 @@ const schedule = (w: World, traffic: Traffic, apps: SimApps | null, timeline: Re
   }
   for (const e of timeline) {
     const label = `timeline ${e.do}${"node" in e ? ` ${e.node}` : ""} at ${e.atMs} ms`
+    const op = w.pending(label)
     w.at(e.atMs, label, () => {
+      w.done(op)
       switch (e.do) {
         case "crash": {
           const p = proc(w, e.node)
@@ -250,9 +328,22 @@ const schedule = (w: World, traffic: Traffic, apps: SimApps | null, timeline: Re
         case "restart":
         case "start": {
           const p = proc(w, e.node)
-          if (p && !p.running) {
-            if (e.do === "start" && e.weight !== undefined) p.weight = e.weight
-            w.start(p)
+          if (p === undefined) return
+          if (e.do === "start" && e.weight !== undefined) p.weight = e.weight
+          if (!p.running) w.start(p)
+          else if (p.stopping) {
+            // still leaving (its flows drain): started once it exits, as a service manager queues a start behind a stop
+            const boot = p.boot
+            const after = w.pending(`${label} (after ${p.name} exits)`, p)
+            w.note(e.do, p.name, "queued until it exits")
+            const prev = w.onExit
+            w.onExit = (x) => {
+              prev(x)
+              if (x === p && x.boot === boot) {
+                w.done(after)
+                w.start(p)
+              }
+            }
           }
           return
         }
@@ -260,7 +351,7 @@ const schedule = (w: World, traffic: Traffic, apps: SimApps | null, timeline: Re
           const p = proc(w, e.node)
           if (p?.running) {
             w.note("stop", p.name, "SIGTERM")
-            w.input(p, () => p.ctl!.stop(w.now))
+            stop(w, p)
           }
           return
         }
@@ -323,9 +414,16 @@ const schedule = (w: World, traffic: Traffic, apps: SimApps | null, timeline: Re
           return
         }
         case "weight": {
+          // the operator's `farm weight`: WeightChanged and the rebalance it decides, appended to the log now
           const p = proc(w, e.node)
-          if (p) p.weight = e.weight
-          w.note("weight", e.node, `${e.weight} (applies at the next join)`)
+          if (p) p.weight = e.weight // the daemon's configuration too: a later join uses it
+          const state = foldLog(initialState(w.setup.farm), w.log)
+          const bare: FarmEvent = { _tag: "WeightChanged", v: EVENT_VERSION, cause: { kind: "operator", by: "sim" }, node: e.node, weight: e.weight }
+          const events: ReadonlyArray<FarmEvent> = w.options.noRebalance !== undefined
+            ? (findMember(state, e.node) === undefined ? [] : [bare])
+            : decided(state, e.node, e.weight)
+          for (const ev of events) w.appendOperator(ev)
+          w.note("weight", e.node, events.length === 0 ? `${e.weight} (not a member: applies at its join)` : `${e.weight}`)
           return
         }
         case "partition": {
@@ -379,16 +477,24 @@ const schedule = (w: World, traffic: Traffic, apps: SimApps | null, timeline: Re
           const downtime = e.downtime === undefined ? 1000 : durationOf(e.downtime)
           const servers = w.procs.filter((p) => p.role === "server" && p.running)
           servers.forEach((p, k) => {
+            const stopOp = w.pending(`rolling-restart stop ${p.name}`)
             w.at(w.now + k * gap, `rolling-restart stop ${p.name}`, () => {
+              w.done(stopOp)
               if (!p.running) return
               w.note("stop", p.name, "rolling restart")
               const boot = p.boot
+              const startOp = w.pending(`rolling-restart start ${p.name}`, p)
               const prev = w.onExit
               w.onExit = (x) => {
                 prev(x)
-                if (x === p && x.boot === boot) w.at(w.now + downtime, `rolling-restart start ${p.name}`, () => w.start(p))
+                if (x === p && x.boot === boot) {
+                  w.at(w.now + downtime, `rolling-restart start ${p.name}`, () => {
+                    w.done(startOp)
+                    w.start(p)
+                  })
+                }
               }
-              w.input(p, () => p.ctl!.stop(w.now))
+              stop(w, p)
             })
           })
           return
@@ -398,21 +504,36 @@ const schedule = (w: World, traffic: Traffic, apps: SimApps | null, timeline: Re
           const running = w.procs.filter((p) => p.role === "server" && p.running)
           if (e.to > running.length) {
             const idle = w.procs.filter((p) => p.role === "server" && !p.running)
-            idle.slice(0, e.to - running.length).forEach((p, k) => w.at(w.now + k * every, `scale start ${p.name}`, () => w.start(p)))
+            idle.slice(0, e.to - running.length).forEach((p, k) => {
+              const step = w.pending(`scale start ${p.name}`)
+              w.at(w.now + k * every, `scale start ${p.name}`, () => {
+                w.done(step)
+                w.start(p)
+              })
+            })
           } else {
             const victims = running.slice(e.to).reverse()
-            victims.forEach((p, k) => w.at(w.now + k * every, `scale stop ${p.name}`, () => {
-              if (p.running) {
+            victims.forEach((p, k) => {
+              const step = w.pending(`scale stop ${p.name}`)
+              w.at(w.now + k * every, `scale stop ${p.name}`, () => {
+                w.done(step)
+                if (!p.running) return
                 w.note("stop", p.name, "scale down")
-                w.input(p, () => p.ctl!.stop(w.now))
-              }
-            }))
+                stop(w, p)
+              })
+            })
           }
           return
         }
       }
     })
   }
+}
+
+/** The events `farm weight NODE W` appends: WeightChanged and the rebalance it decides (none for a node not in the farm). */
+const decided = (state: FarmState, node: string, weight: number): ReadonlyArray<FarmEvent> => {
+  const d = decide({ _tag: "SetWeight", node, weight, cause: { kind: "operator", by: "sim" } }, state)
+  return Result.isSuccess(d) ? d.success : []
 }
 
 const durationOf = (d: number | string): number => (typeof d === "number" ? d : resolveDuration(d))

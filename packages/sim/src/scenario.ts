@@ -55,7 +55,16 @@ const FlowLoad = Schema.Struct({
   /** Probability that a gap is an idle period (1-5 s). */
   idle: Schema.optionalKey(Probability),
   /** A flow never lasts longer than this (its last packets are sent sooner). */
-  maxDuration: Schema.optionalKey(Duration)
+  maxDuration: Schema.optionalKey(Duration),
+  /** TCP: the share of connections the client ends with a RST instead of a FIN (default 0.05). */
+  rst: Schema.optionalKey(Probability),
+  /**
+   * TCP: long-lived connections (default: 0.2% of them, 12 s, a packet every 500 ms), longer
+   * than a hand-off, so hand-offs move buckets holding established connections. `maxDuration`
+   * does not apply to them; they end before the controller's `handoffMax` (a longer one is
+   * reset by the hand-off's forced completion, by design).
+   */
+  long: Schema.optionalKey(Schema.Struct({ share: Schema.optionalKey(Probability), duration: Schema.optionalKey(Duration), gap: Schema.optionalKey(Duration) }))
 })
 
 const node = { at: Duration, node: Name }

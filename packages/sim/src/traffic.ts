@@ -1,12 +1,16 @@
 /**
- * Client traffic: TCP flows (SYN, data with gaps and idle periods, FIN), UDP flows and SYN
- * floods from many client addresses and ports, and the per-packet invariants. Flows live
+ * Client traffic: TCP flows (SYN, the handshake's ACK, data with gaps and idle periods, then
+ * the client's FIN and final ACK or a RST; a few long-lived ones), UDP flows and SYN floods
+ * from many client addresses and ports, and the per-packet invariants: each packet taken by
+ * the right server and no other, each new flow by exactly one (outside an excused window
+ * without an owner, see claims.ts), client-ip affinity while membership is stable. Flows live
  * in typed arrays (struct of arrays, free list); a flow's next packet is one queue entry.
  * The bucket of a flow is computed once (the same hash spec on every server); each
  * server's verdict then comes from its bucket code (filterAdapter.ts).
  */
-import { bucketOfHash, BUCKETS, farmSeed, jhash2, MAX_TABLES } from "@vipfarm/domain"
-import { claimsNew, tcpPasses, udpPasses } from "./filterAdapter.ts"
+import { bucketOfHash, BUCKETS, farmSeed, jhash2, LocalBucket, MAX_TABLES } from "@vipfarm/domain"
+import { unansweredExcuse } from "./claims.ts"
+import { ACK, claimsNew, FIN, PSH, RST, SYN, tcpPasses, udpPasses } from "./filterAdapter.ts"
 import type { Prng } from "./prng.ts"
 import type { FlowSpec, SimRule } from "./setup.ts"
 import { MAXC, type World } from "./world.ts"
@@ -17,6 +21,12 @@ const GEN_UDP = 2
 const FLOOD = 3
 const TCP = 4
 const UDP = 5
+
+// TCP connection states (the server's socket, as the client's packets find it)
+const SYN_SENT = 0
+const SYN_RECV = 1
+const ESTABLISHED = 2
+const LAST_ACK = 3
 
 /** Counters of the traffic model. */
 export interface TrafficStats {
@@ -34,6 +44,15 @@ export interface TrafficStats {
   lostToFault: number
   udpMovedInProbation: number
   resetsHandoff: number
+  /** TCP connections the client closed with FIN (final ACK taken) and with RST. */
+  closedFin: number
+  closedRst: number
+  /** Long-lived TCP connections started, and packets of established connections their holder took in a bucket moving out. */
+  longFlows: number
+  movingOutPackets: number
+  /** SYNs and new UDP flows nobody took in a window without an owner excused by a failure or fault, and in a hand-off's hold. */
+  unansweredExcused: number
+  unansweredHandoff: number
 }
 
 /** The client side of a run. */
@@ -54,6 +73,8 @@ export class Traffic {
   private ends = new Float64Array(0)
   private uCount = new Uint8Array(0)
   private uLast = new Float64Array(0)
+  private client = new Int32Array(0)
+  private isLong = new Uint8Array(0)
   private spec: Array<FlowSpec | null> = []
   private readonly free: Array<number> = []
   private top = 0
@@ -68,8 +89,13 @@ export class Traffic {
   generating = true
   readonly stats: TrafficStats = {
     packets: 0, tcpPackets: 0, udpPackets: 0, floodPackets: 0, accepted: 0, dropped: 0, tcpFlows: 0, udpFlows: 0,
-    completed: 0, synRetries: 0, connectFailed: 0, lostToFault: 0, udpMovedInProbation: 0, resetsHandoff: 0
+    completed: 0, synRetries: 0, connectFailed: 0, lostToFault: 0, udpMovedInProbation: 0, resetsHandoff: 0,
+    closedFin: 0, closedRst: 0, longFlows: 0, movingOutPackets: 0, unansweredExcused: 0, unansweredHandoff: 0
   }
+  /** Client-ip affinity: per table (with a client-ip rule) and client, the last new flow's server and the state it saw. */
+  private readonly affinity = new Map<number, { server: Int16Array; log: Int32Array; on: Int32Array; slot: Int32Array; epoch: Int32Array; at: Float64Array }>()
+  private readonly maxClients: number
+  private readonly longMaxMs: number
   private readonly udpIdleMs: number
   private readonly counts = new Uint32Array(MAX_TABLES * BUCKETS)
 
@@ -81,6 +107,9 @@ export class Traffic {
     this.udpRules = world.setup.rules.filter((r) => r.proto === 17)
     this.newFlows = new Float64Array(world.serverCount)
     this.udpIdleMs = world.setup.udpIdleMs
+    this.maxClients = Math.max(world.setup.tcp?.clients ?? 0, world.setup.udp?.clients ?? 0)
+    // a long connection ends before a hand-off's forced completion would reset it
+    this.longMaxMs = 0.8 * world.setup.timing.handoffMaxMs
     this.grow(1024)
     world.onFlowEvent = (f) => this.onEvent(f)
     world.flowsPerBucket = (s) => this.flowsPerBucket(s)
@@ -96,7 +125,9 @@ export class Traffic {
   /** A SYN flood of `rate` packets/s from spoofed addresses until `until`. */
   synFlood(rate: number, until: number): void {
     if (this.tcpRules.length === 0) return
-    const spec: FlowSpec = { flowsPerSec: rate, clients: 1, medianPackets: 1, maxPackets: 1, sigma: 0, gapMs: 0, idle: 0, maxDurationMs: 0 }
+    const spec: FlowSpec = {
+      flowsPerSec: rate, clients: 1, medianPackets: 1, maxPackets: 1, sigma: 0, gapMs: 0, idle: 0, maxDurationMs: 0, rstShare: 0, long: { share: 0, durationMs: 0, gapMs: 0 }
+    }
     this.generator(FLOOD, spec, until)
   }
 
@@ -126,6 +157,8 @@ export class Traffic {
     this.ends = g(this.ends, Float64Array)
     this.uCount = g(this.uCount, Uint8Array)
     this.uLast = g(this.uLast, Float64Array)
+    this.client = g(this.client, Int32Array)
+    this.isLong = g(this.isLong, Uint8Array)
     this.cap = n
   }
 
@@ -159,6 +192,11 @@ export class Traffic {
   private bucketFor(rule: SimRule, client: number, sport: number): number {
     switch (rule.affinity) {
       case "client-ip":
+        if (this.w.options.breakAffinity === true) {
+          this.key2[0] = this.address(client)
+          this.key2[1] = sport
+          return bucketOfHash(jhash2(this.key2, this.seed))
+        }
         return this.bucketOfClient(client)
       case "client-network":
         this.key1[0] = (this.address(client) & 0xffffff00) >>> 0
@@ -185,8 +223,8 @@ export class Traffic {
         else this.release(f)
         return
       case TCP:
-        if (this.state[f] === 0) this.syn(f)
-        else this.tcpData(f)
+        if (this.state[f] === SYN_SENT) this.syn(f)
+        else this.tcpSegment(f)
         return
       case UDP:
         this.udpPacket(f)
@@ -207,12 +245,25 @@ export class Traffic {
     this.holder[f] = -1
     this.tries[f] = 0
     this.uCount[f] = 0
-    let n = Math.round(this.rng.lognormal(spec.medianPackets, spec.sigma))
-    if (n < 1) n = 1
-    if (n > spec.maxPackets) n = spec.maxPackets
-    this.left[f] = n
-    this.gap[f] = spec.gapMs
-    this.ends[f] = this.w.now + spec.maxDurationMs
+    this.client[f] = rule.affinity === "client-ip" ? rule.table * this.maxClients + client : -1
+    this.isLong[f] = 0
+    const long = spec.long
+    if (kind === TCP && long.share > 0 && this.rng.chance(long.share)) {
+      // a long-lived connection: a packet every gap for about its duration
+      const d = Math.min(this.longMaxMs, long.durationMs * this.rng.uniform(0.75, 1.25))
+      this.isLong[f] = 1
+      this.left[f] = Math.max(1, Math.round(d / long.gapMs))
+      this.gap[f] = long.gapMs
+      this.ends[f] = this.w.now + d
+      this.stats.longFlows++
+    } else {
+      let n = Math.round(this.rng.lognormal(spec.medianPackets, spec.sigma))
+      if (n < 1) n = 1
+      if (n > spec.maxPackets) n = spec.maxPackets
+      this.left[f] = n
+      this.gap[f] = spec.gapMs
+      this.ends[f] = this.w.now + spec.maxDurationMs
+    }
     if (kind === TCP) this.stats.tcpFlows++
     else this.stats.udpFlows++
     this.onEvent(f)
@@ -220,14 +271,14 @@ export class Traffic {
 
   private nextGap(f: number): number {
     const spec = this.spec[f]!
-    return spec.idle > 0 && this.rng.chance(spec.idle) ? this.rng.uniform(1000, 5000) : this.rng.exp(this.gap[f])
+    return spec.idle > 0 && this.isLong[f] === 0 && this.rng.chance(spec.idle) ? this.rng.uniform(1000, 5000) : this.rng.exp(this.gap[f])
   }
 
   private scheduleNext(f: number): void {
     let t = this.w.now + this.nextGap(f)
     if (t >= this.ends[f]) {
       t = Math.max(this.w.now + 0.001, this.ends[f])
-      this.left[f] = 1
+      if (this.left[f] > 1) this.left[f] = 1
     }
     this.w.q.push(t, f)
   }
@@ -249,11 +300,55 @@ export class Traffic {
     let acc = 0
     for (let k = 0; k < n; k++) {
       const s = w.cand[i * MAXC + k]
-      if (w.on[s] === 1 && tcpPasses(w.tables[s][i], true, false)) acc++
+      if (w.on[s] === 1 && tcpPasses(w.tables[s][i], SYN, false)) acc++
     }
-    if (acc === 0) this.stats.dropped++
-    else this.stats.accepted++
+    if (acc === 0) {
+      this.stats.dropped++
+      this.unanswered(i, `syn-flood SYN in bucket ${i >> 10}/${i & 1023}`, `syn-flood packet at ${w.now.toFixed(3)} ms`)
+    } else this.stats.accepted++
     if (acc > 1) w.violation("new-flow-accepted-twice", `syn-flood SYN in bucket ${i >> 10}/${i & 1023} accepted by ${acc} servers`, `syn-flood packet at ${w.now.toFixed(3)} ms`)
+  }
+
+  /** A new flow nobody took: allowed only in a window without an owner that a failure being measured, a fault, the farm forming or a hand-off's hold explains. */
+  private unanswered(i: number, what: string, event: string): void {
+    const w = this.w
+    const why = unansweredExcuse(w, i)
+    if (why === 3) {
+      this.stats.unansweredHandoff++
+      return
+    }
+    if (why !== 0) {
+      this.stats.unansweredExcused++
+      return
+    }
+    const since = w.unclaimedSince[i]
+    w.violation("new-flow-unanswered", `${what} taken by no server: ${since >= 0 ? `no live owner since ${since.toFixed(3)} ms, no failure or fault to explain it` : "its owner refused it"}`, event)
+  }
+
+  /** Client-ip affinity: while nothing changed for the bucket (no log entry, no server in or out, no code of the bucket changed), a client's new flows land on one server. */
+  private affine(f: number, server: number): void {
+    const key = this.client[f]
+    if (key < 0) return
+    const w = this.w
+    const i = this.idx[f]
+    const table = i >> 10
+    let a = this.affinity.get(table)
+    if (a === undefined) {
+      const n = this.maxClients * (table + 1)
+      a = { server: new Int16Array(n).fill(-1), log: new Int32Array(n), on: new Int32Array(n), slot: new Int32Array(n), epoch: new Int32Array(n), at: new Float64Array(n) }
+      this.affinity.set(table, a)
+    }
+    const prev = a.server[key]
+    if (prev >= 0 && prev !== server && a.log[key] === w.log.length && a.on[key] === w.onEpoch && a.epoch[key] === w.slotEpoch[a.slot[key]]) {
+      const addr = this.address(key % this.maxClients)
+      w.violation("client-ip-affinity", `client ${addr >>> 24}.${(addr >>> 16) & 255}.${(addr >>> 8) & 255}.${addr & 255} (client-ip, table ${table}): new flow taken by ${w.procs[server].name}, its previous flow at ${a.at[key].toFixed(3)} ms by ${w.procs[prev].name}, membership unchanged since`, this.label(f, "new flow"))
+    }
+    a.server[key] = server
+    a.log[key] = w.log.length
+    a.on[key] = w.onEpoch
+    a.slot[key] = i
+    a.epoch[key] = w.slotEpoch[i]
+    a.at[key] = w.now
   }
 
   private syn(f: number): void {
@@ -266,13 +361,14 @@ export class Traffic {
     let first = -1
     for (let k = 0; k < n; k++) {
       const s = w.cand[i * MAXC + k]
-      if (w.on[s] === 1 && tcpPasses(w.tables[s][i], true, false)) {
+      if (w.on[s] === 1 && tcpPasses(w.tables[s][i], SYN, false)) {
         acc++
         if (first < 0) first = s
       }
     }
     if (acc === 0) {
       this.stats.dropped++
+      this.unanswered(i, `SYN in bucket ${i >> 10}/${i & 1023}`, this.label(f, "SYN"))
       const t = ++this.tries[f]
       if (t > 3) {
         this.stats.connectFailed++
@@ -288,36 +384,79 @@ export class Traffic {
     this.holder[f] = first
     this.sock[f] = w.sockGen[first]
     this.fault[f] = w.faultGen[first]
-    this.state[f] = 1
+    this.state[f] = SYN_RECV
     this.newFlows[first]++
-    this.scheduleNext(f)
+    this.affine(f, first)
+    // the SYN-ACK's round trip, then the handshake's ACK
+    w.q.push(w.now + this.rng.uniform(0.2, 2), f)
   }
 
-  private tcpData(f: number): void {
+  /**
+   * A TCP packet after the SYN: the handshake's ACK, data, then the client's FIN and (after
+   * the server's FIN) the final ACK, or a RST. Each must be taken by the server holding the
+   * socket and by no other.
+   */
+  private tcpSegment(f: number): void {
     const w = this.w
     this.stats.packets++
     this.stats.tcpPackets++
+    const st = this.state[f]
+    let flags: number
+    let what: string
+    if (st === SYN_RECV) {
+      flags = ACK
+      what = "handshake ACK"
+    } else if (st === LAST_ACK) {
+      flags = ACK
+      what = "final ACK"
+    } else if (this.left[f] > 0) {
+      flags = ACK | PSH
+      what = "data packet"
+    } else if (this.rng.chance(this.spec[f]!.rstShare)) {
+      flags = RST | ACK
+      what = "RST"
+    } else {
+      flags = FIN | ACK
+      what = "FIN"
+    }
     const i = this.idx[f]
     const h = this.holder[f]
-    const socketAlive = w.sockGen[h] === this.sock[f]
-    const disrupted = !socketAlive || w.faultGen[h] !== this.fault[f] || !w.procs[h].healthy || w.procs[h].appDown
+    // a deliberately broken stack forgets the socket at the client's FIN
+    const socketAlive = w.sockGen[h] === this.sock[f] && !(st === LAST_ACK && w.options.closeAtFin === true)
+    const disrupted = w.sockGen[h] !== this.sock[f] || w.faultGen[h] !== this.fault[f] || !w.procs[h].healthy || w.procs[h].appDown
     const n = w.candN[i]
     let byHolder = false
     let other = -1
     for (let k = 0; k < n; k++) {
       const s = w.cand[i * MAXC + k]
       if (w.on[s] === 0) continue
-      if (tcpPasses(w.tables[s][i], false, s === h && socketAlive)) {
+      if (tcpPasses(w.tables[s][i], flags, s === h && socketAlive)) {
         if (s === h && socketAlive) byHolder = true
         else other = s
       }
     }
     if (byHolder && other < 0) {
       this.stats.accepted++
-      if (--this.left[f] <= 0) {
+      if (w.tables[h][i] === LocalBucket.MOVING_OUT) this.stats.movingOutPackets++
+      if (st === SYN_RECV) {
+        this.state[f] = ESTABLISHED
+        this.scheduleNext(f)
+      } else if (st === LAST_ACK) {
         this.stats.completed++
+        this.stats.closedFin++
         this.release(f)
-      } else this.scheduleNext(f)
+      } else if (flags === (FIN | ACK)) {
+        // the server's FIN comes back after a round trip: the final ACK
+        this.state[f] = LAST_ACK
+        w.q.push(w.now + this.rng.uniform(0.2, 2), f)
+      } else if (flags === (RST | ACK)) {
+        this.stats.completed++
+        this.stats.closedRst++
+        this.release(f)
+      } else {
+        this.left[f]--
+        this.scheduleNext(f)
+      }
       return
     }
     if (byHolder || other >= 0) this.stats.accepted++
@@ -329,15 +468,15 @@ export class Traffic {
       return
     }
     if (byHolder) {
-      w.violation("established-flow-accepted-twice", `packet accepted by its holder ${w.procs[h].name} and by ${w.procs[other].name}`, this.label(f, "data packet"))
-      this.scheduleNext(f)
+      w.violation("established-flow-accepted-twice", `${what} accepted by its holder ${w.procs[h].name} and by ${w.procs[other].name}`, this.label(f, what))
+      this.release(f)
       return
     }
     if (other >= 0) {
       this.stats.resetsHandoff++
-      w.violation("connection-reset", `${w.procs[other].name} (no socket) took a packet of a flow held by live ${w.procs[h].name}: reset`, this.label(f, "data packet"))
+      w.violation("connection-reset", `${w.procs[other].name} (no socket) took the ${what} of a flow held by live ${w.procs[h].name}: reset`, this.label(f, what))
     } else {
-      w.violation("established-flow-dropped", `no server took a packet of a flow held by live ${w.procs[h].name} (code ${w.tables[h][i]})`, this.label(f, "data packet"))
+      w.violation("established-flow-dropped", `no server took the ${what} of a flow held by live ${w.procs[h].name} (code ${w.tables[h][i]})`, this.label(f, what))
     }
     this.release(f)
   }
@@ -376,6 +515,10 @@ export class Traffic {
         this.uCount[f] = 1
         this.uLast[f] = now
         this.newFlows[first]++
+        this.affine(f, first)
+      } else if (w.unclaimedSince[i] >= 0) {
+        // (a bucket moving in waits before it takes UDP: dropped by design while a claimant exists)
+        this.unanswered(i, `new UDP flow in bucket ${i >> 10}/${i & 1023}`, this.label(f, "UDP packet"))
       }
     } else if (byHolder) {
       const code = w.tables[h][i]
@@ -400,14 +543,15 @@ export class Traffic {
     } else this.scheduleNext(f)
   }
 
-  /** Flows server s holds per bucket (established TCP sockets, UDP flows past probation). */
+  /** Flows server s holds per bucket (TCP sockets SYN_RECV to LAST_ACK, UDP flows past probation). */
   flowsPerBucket(s: number): Uint32Array {
     const out = this.counts
     out.fill(0)
     const sock = this.w.sockGen[s]
+    const lastAck = this.w.options.closeAtFin === true ? LAST_ACK : LAST_ACK + 1
     for (let f = 0; f < this.top; f++) {
       const k = this.kind[f]
-      if ((k === TCP && this.state[f] === 1) || (k === UDP && this.uCount[f] >= 2)) {
+      if ((k === TCP && this.state[f] >= SYN_RECV && this.state[f] < lastAck) || (k === UDP && this.uCount[f] >= 2)) {
         if (this.holder[f] === s && this.sock[f] === sock) out[this.idx[f]]++
       }
     }

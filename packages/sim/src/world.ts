@@ -20,6 +20,9 @@ import type { Setup } from "./setup.ts"
 
 export { MAXC }
 
+/** Timeline lines a run keeps (the report says how many more there were). */
+export const TIMELINE_MAX = 2000
+
 /** A process endpoint: a server or a witness. */
 export interface Proc {
   readonly idx: number
@@ -41,6 +44,8 @@ export interface Proc {
   crashed: boolean
   /** The simulated application's process is dead (its flows are lost to the fault). */
   appDown: boolean
+  /** Told to stop (SIGTERM) and not exited yet. */
+  stopping: boolean
 }
 
 /** What the simulated application's policy last told the farm (see app.ts). */
@@ -53,6 +58,14 @@ export interface AppStanding {
 export interface WorldOptions {
   /** A deliberately broken filter: this server ignores its deadline (never fenced). */
   readonly ignoreFencing?: string
+  /** Deliberately broken hashing: client-ip rules also hash the client's port (breaks client-ip affinity). */
+  readonly breakAffinity?: boolean
+  /** A deliberately broken kernel: from this time on this server's filter loses its tables (every later write too), its daemon does not notice. */
+  readonly forgetTables?: { readonly node: string; readonly atMs: number }
+  /** A deliberately broken planner: from this time on no rebalance lands (a `weight` fault appends WeightChanged alone, the servers' rebalances are dropped). */
+  readonly noRebalance?: { readonly fromMs: number }
+  /** A deliberately broken TCP stack: a server drops its socket at the client's FIN (no LAST_ACK state). */
+  readonly closeAtFin?: boolean
 }
 
 /** The world of one run. */
@@ -97,6 +110,27 @@ export class World {
   readonly unclaimedSince: Float64Array
   /** Bumped whenever any claim may have changed. */
   version = 0
+  /** Bumped when any server's code for the bucket slot changes. */
+  readonly slotEpoch: Int32Array
+  /** Bumped when any server starts or stops taking VIP traffic (fenced, unfenced, tables emptied). */
+  onEpoch = 0
+  /**
+   * Why each bucket's open window without a live owner is allowed (see claims.ts): 0 none
+   * (bounded by the failover budget, new flows in it are violations), 1 a failover being
+   * measured covers it, 2 a fault, the farm forming or no server running, 3 a hand-off's
+   * hold (bounded by the failover budget).
+   */
+  readonly unclaimedExcuse: Uint8Array
+  /** Every bucket has had a live owner at least once (the farm formed). */
+  formed = false
+  /** Windows without a live owner excused by a fault (not bounded by the budget). */
+  unclaimedExcused = 0
+  /** Windows without a live owner during a hand-off's hold, and the longest. */
+  unclaimedHandoff = 0
+  unclaimedHandoffWorst = 0
+  /** Timeline operations scheduled and not yet carried out (id → label); the liveness phase waits for them. */
+  readonly pendingOps = new Map<number, { readonly label: string; readonly proc: Proc | null }>()
+  private opSeq = 0
 
   // the log
   readonly log: Array<FarmEvent> = []
@@ -109,6 +143,8 @@ export class World {
   readonly violations: Array<Violation> = []
   readonly violationCounts: Record<string, number> = {}
   readonly timeline: Array<TimelineLine> = []
+  /** Timeline lines not kept (past {@link TIMELINE_MAX}). */
+  timelineDropped = 0
   readonly failovers: Array<PendingFailover> = []
   unclaimedWindows = 0
   unclaimedWorst = 0
@@ -116,6 +152,8 @@ export class World {
   readonly options: WorldOptions
   /** Index of the server whose filter ignores its deadline (-1: none). */
   readonly ignoreFencing: number
+  /** Index of the server whose kernel loses its tables (-1: none). */
+  readonly forgetTables: number
   stopOnViolation = false
   stopped = false
 
@@ -133,7 +171,7 @@ export class World {
       this.procs.push({
         idx, name, role: isServer ? "server" : "witness", weight: isServer ? setup.servers[idx].weight : 0,
         ctl: null, running: false, paused: false, pausedQueue: [], slowMs: 0, readerStallUntil: 0, healthy: true, boot: 0, logDelivered: 0,
-        intent: false, crashed: false, appDown: false
+        intent: false, crashed: false, appDown: false, stopping: false
       })
     })
     this.natsBase = names.length
@@ -151,8 +189,12 @@ export class World {
     this.fenceTimerAt = new Float64Array(n).fill(Infinity)
     this.cand = new Int16Array(SLOTS * MAXC)
     this.candN = new Uint8Array(SLOTS)
-    this.unclaimedSince = new Float64Array(SLOTS).fill(-1)
+    // no bucket has an owner before the farm forms
+    this.unclaimedSince = new Float64Array(SLOTS).fill(-1).fill(0, 0, setup.tables * 1024)
+    this.unclaimedExcuse = new Uint8Array(SLOTS).fill(2)
+    this.slotEpoch = new Int32Array(SLOTS)
     this.ignoreFencing = options.ignoreFencing === undefined ? -1 : names.indexOf(options.ignoreFencing)
+    this.forgetTables = options.forgetTables === undefined ? -1 : names.indexOf(options.forgetTables.node)
   }
 
   // ---- event loop -----------------------------------------------------------------------
@@ -185,10 +227,24 @@ export class World {
     if (!this.stopped && this.now < until) this.now = until
   }
 
+  /** A timeline operation is scheduled (`proc`: the process it waits for, if any); returns its id for {@link done}. */
+  pending(label: string, proc: Proc | null = null): number {
+    const id = ++this.opSeq
+    this.pendingOps.set(id, { label, proc })
+    return id
+  }
+
+  /** A timeline operation was carried out (or can no longer be). */
+  done(id: number): void {
+    this.pendingOps.delete(id)
+  }
+
   /** Record a violation of an invariant. */
   violation(invariant: string, detail: string, event: string = this.current): void {
-    this.violationCounts[invariant] = (this.violationCounts[invariant] ?? 0) + 1
-    if (this.violations.length < 50) {
+    const n = (this.violationCounts[invariant] ?? 0) + 1
+    this.violationCounts[invariant] = n
+    // the first 50, and the first of every invariant
+    if (this.violations.length < 50 || n === 1) {
       this.violations.push({ invariant, atMs: this.now, event, detail, seed: this.seed, replay: this.replay })
     }
     if (this.stopOnViolation) this.stopped = true
@@ -196,7 +252,8 @@ export class World {
 
   /** Add a timeline line. */
   note(kind: string, node: string, detail = ""): void {
-    if (this.timeline.length < 2000) this.timeline.push({ atMs: Math.round(this.now * 1000) / 1000, kind, node, detail })
+    if (this.timeline.length < TIMELINE_MAX) this.timeline.push({ atMs: Math.round(this.now * 1000) / 1000, kind, node, detail })
+    else this.timelineDropped++
   }
 
   // ---- network ------------------------------------------------------------------------
@@ -315,6 +372,11 @@ export class World {
   /** Another fault began: open failovers no longer measure one failure on a whole farm. */
   faultBegins(): void {
     claims.faultBegins(this)
+  }
+
+  /** Whether some fault is going on (a cut link, NATS trouble, a paused, slow, stalled, unhealthy or fenced server). */
+  faultActive(): boolean {
+    return claims.faultActive(this)
   }
 
   /** True when no link is cut and every NATS node is up. */
