@@ -191,6 +191,17 @@ describe("malformed entries are rejected naming the field", () => {
     })
   }
 
+  it("deciders refuse a command whose event would not decode, naming the field", () => {
+    const bad = execute(s0, { _tag: "Join", node: "s1", address: "s1", weight: 100, priority: 1, rulesDigest: "d", cause })
+    expect(bad.refused).toMatch(/MemberJoined.*address/s)
+    expect(bad.events).toEqual([])
+    const heavy = execute(s0, { _tag: "Join", node: "s1", address: "198.18.0.1", weight: 10001, priority: 1, rulesDigest: "d", cause })
+    expect(heavy.refused).toMatch(/MemberJoined.*weight/s)
+    const s1 = execute(s0, { _tag: "Join", node: "s1", address: "198.18.0.1", weight: 100, priority: 1, rulesDigest: "d", cause }).state
+    const noId = execute(s1, { _tag: "ReportRecovered", node: "s1", cause, restore: [{ table: 0, bucket: 0, owner: "s1", to: "s2", handoff: "" }] })
+    expect(noId.refused).toMatch(/MemberRecovered.*handoff/s)
+  })
+
   it("still folds what the runtime writes: a chained record and a legacy single event", () => {
     const chained = applyEntry(s0, { v: 1, events: [joined], prev: "" })
     expect(chained.rejected).toBe(0)
