@@ -67,6 +67,7 @@ describe("invariants: the shipped scenarios keep them (seed 1)", () => {
       expect(r.liveness.converged).toBe(true)
       // the checks ran: settled points, closes, long-lived connections across hand-offs
       expect(r.balance.settledChecks).toBeGreaterThan(0)
+      expect(r.flows.affinityChecks).toBeGreaterThan(100)
       expect(r.tcp.closedFin).toBeGreaterThan(0)
       expect(r.tcp.closedRst).toBeGreaterThan(0)
       expect(r.tcp.long).toBeGreaterThan(0)

@@ -82,6 +82,8 @@ export interface Report {
     readonly connectFailed: number
     readonly lostToFault: number
     readonly udpMovedInProbation: number
+    /** New flows of client-ip rules checked against the client's previous one (membership stable in between). */
+    readonly affinityChecks: number
   }
   /** How TCP connections ended (client FIN then final ACK, or RST), long-lived ones, and packets of established connections taken in a bucket moving out. */
   readonly tcp: { readonly closedFin: number; readonly closedRst: number; readonly long: number; readonly movingOutPackets: number }
@@ -127,7 +129,7 @@ export const formatReport = (r: Report): string => {
   const out: Array<string> = []
   out.push(`scenario ${r.scenario} (seed ${r.seed}): ${r.ok ? "OK" : "FAILED"} — ${(r.simulatedMs / 1000).toFixed(1)} s simulated`)
   out.push(`packets   ${r.packets.total.toLocaleString("en-US")} (tcp ${r.packets.tcp.toLocaleString("en-US")}, udp ${r.packets.udp.toLocaleString("en-US")}, syn-flood ${r.packets.flood.toLocaleString("en-US")}); accepted ${r.packets.accepted.toLocaleString("en-US")}, dropped ${r.packets.dropped.toLocaleString("en-US")}`)
-  out.push(`flows     tcp ${r.flows.tcp}, udp ${r.flows.udp}, completed ${r.flows.completed}; SYN retries ${r.flows.synRetries}, connect failures ${r.flows.connectFailed}`)
+  out.push(`flows     tcp ${r.flows.tcp}, udp ${r.flows.udp}, completed ${r.flows.completed}; SYN retries ${r.flows.synRetries}, connect failures ${r.flows.connectFailed}; ${r.flows.affinityChecks} client-ip affinity checks`)
   out.push(`tcp       closed by FIN ${r.tcp.closedFin}, by RST ${r.tcp.closedRst}; ${r.tcp.long} long-lived; ${r.tcp.movingOutPackets.toLocaleString("en-US")} packets of established connections served in buckets moving out`)
   out.push(`resets    by hand-offs ${r.resets.handoff} (must be 0); flows lost to faults ${r.flows.lostToFault}; UDP flows moved while in probation ${r.flows.udpMovedInProbation}`)
   const f = r.failover

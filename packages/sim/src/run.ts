@@ -187,7 +187,7 @@ export const runScenario = (scenario: Scenario, options: RunOptions = {}): Repor
     packets: { total: st.packets, tcp: st.tcpPackets, udp: st.udpPackets, flood: st.floodPackets, accepted: st.accepted, dropped: st.dropped },
     flows: {
       tcp: st.tcpFlows, udp: st.udpFlows, completed: st.completed, synRetries: st.synRetries, connectFailed: st.connectFailed,
-      lostToFault: st.lostToFault, udpMovedInProbation: st.udpMovedInProbation
+      lostToFault: st.lostToFault, udpMovedInProbation: st.udpMovedInProbation, affinityChecks: st.affinityChecks
     },
     tcp: { closedFin: st.closedFin, closedRst: st.closedRst, long: st.longFlows, movingOutPackets: st.movingOutPackets },
     resets: { handoff: st.resetsHandoff, fault: st.lostToFault },

@@ -53,6 +53,8 @@ export interface TrafficStats {
   /** SYNs and new UDP flows nobody took in a window without an owner excused by a failure or fault, and in a hand-off's hold. */
   unansweredExcused: number
   unansweredHandoff: number
+  /** New flows of a client-ip rule compared with the client's previous flow while membership was stable. */
+  affinityChecks: number
 }
 
 /** The client side of a run. */
@@ -90,7 +92,7 @@ export class Traffic {
   readonly stats: TrafficStats = {
     packets: 0, tcpPackets: 0, udpPackets: 0, floodPackets: 0, accepted: 0, dropped: 0, tcpFlows: 0, udpFlows: 0,
     completed: 0, synRetries: 0, connectFailed: 0, lostToFault: 0, udpMovedInProbation: 0, resetsHandoff: 0,
-    closedFin: 0, closedRst: 0, longFlows: 0, movingOutPackets: 0, unansweredExcused: 0, unansweredHandoff: 0
+    closedFin: 0, closedRst: 0, longFlows: 0, movingOutPackets: 0, unansweredExcused: 0, unansweredHandoff: 0, affinityChecks: 0
   }
   /** Client-ip affinity: per table (with a client-ip rule) and client, the last new flow's server and the state it saw. */
   private readonly affinity = new Map<number, { server: Int16Array; log: Int32Array; on: Int32Array; slot: Int32Array; epoch: Int32Array; at: Float64Array }>()
@@ -245,7 +247,7 @@ export class Traffic {
     this.holder[f] = -1
     this.tries[f] = 0
     this.uCount[f] = 0
-    this.client[f] = rule.affinity === "client-ip" ? rule.table * this.maxClients + client : -1
+    this.client[f] = rule.affinity === "client-ip" ? client : -1
     this.isLong[f] = 0
     const long = spec.long
     if (kind === TCP && long.share > 0 && this.rng.chance(long.share)) {
@@ -334,14 +336,17 @@ export class Traffic {
     const table = i >> 10
     let a = this.affinity.get(table)
     if (a === undefined) {
-      const n = this.maxClients * (table + 1)
+      const n = this.maxClients
       a = { server: new Int16Array(n).fill(-1), log: new Int32Array(n), on: new Int32Array(n), slot: new Int32Array(n), epoch: new Int32Array(n), at: new Float64Array(n) }
       this.affinity.set(table, a)
     }
     const prev = a.server[key]
-    if (prev >= 0 && prev !== server && a.log[key] === w.log.length && a.on[key] === w.onEpoch && a.epoch[key] === w.slotEpoch[a.slot[key]]) {
-      const addr = this.address(key % this.maxClients)
-      w.violation("client-ip-affinity", `client ${addr >>> 24}.${(addr >>> 16) & 255}.${(addr >>> 8) & 255}.${addr & 255} (client-ip, table ${table}): new flow taken by ${w.procs[server].name}, its previous flow at ${a.at[key].toFixed(3)} ms by ${w.procs[prev].name}, membership unchanged since`, this.label(f, "new flow"))
+    if (prev >= 0 && a.log[key] === w.log.length && a.on[key] === w.onEpoch && a.epoch[key] === w.slotEpoch[a.slot[key]]) {
+      this.stats.affinityChecks++
+      if (prev !== server) {
+        const addr = this.address(key)
+        w.violation("client-ip-affinity", `client ${addr >>> 24}.${(addr >>> 16) & 255}.${(addr >>> 8) & 255}.${addr & 255} (client-ip, table ${table}): new flow taken by ${w.procs[server].name}, its previous flow at ${a.at[key].toFixed(3)} ms by ${w.procs[prev].name}, membership unchanged since`, this.label(f, "new flow"))
+      }
     }
     a.server[key] = server
     a.log[key] = w.log.length
