@@ -338,8 +338,10 @@ const schedule = (w: World, traffic: Traffic, apps: SimApps | null, timeline: Re
             w.note(e.do, p.name, "queued until it exits")
             const prev = w.onExit
             w.onExit = (x) => {
+              // decided before the hooks before it run: one of them may start it again (another queued start)
+              const mine = x === p && x.boot === boot
               prev(x)
-              if (x === p && x.boot === boot) {
+              if (mine) {
                 w.done(after)
                 w.start(p)
               }
@@ -486,8 +488,9 @@ const schedule = (w: World, traffic: Traffic, apps: SimApps | null, timeline: Re
               const startOp = w.pending(`rolling-restart start ${p.name}`, p)
               const prev = w.onExit
               w.onExit = (x) => {
+                const mine = x === p && x.boot === boot
                 prev(x)
-                if (x === p && x.boot === boot) {
+                if (mine) {
                   w.at(w.now + downtime, `rolling-restart start ${p.name}`, () => {
                     w.done(startOp)
                     w.start(p)
