@@ -59,16 +59,23 @@ describe("application reports in the log", () => {
     expect(l.log.waiting).toBe(0)
   })
 
-  it("retries a conflict at once with the same message id, an unavailable log after a pause; waits for the Join", async () => {
+  it("retries a conflict once the winning record is folded, with the same message id, an unavailable log after a pause; waits for the Join", async () => {
     const l = scriptedLog(initialState("web"), ["conflict", "failed"])
     l.log.add({ _tag: "ReportApplication", state: "left", reason: "3 restarts in 86400 s used up: http: status 500", restarts: 3, checker: "http" })
     l.log.pump()
     expect(l.attempts).toEqual([]) // s2 is no member yet
-    l.state = farm()
+    const joined = farm()
+    l.state = joined
     l.log.pump()
     await sleep(0)
+    expect(l.attempts).toEqual(["app-s2-b1-1"]) // a conflict: another append won
+    l.log.pump()
     await sleep(0)
-    expect(l.attempts).toEqual(["app-s2-b1-1", "app-s2-b1-1"]) // conflict, retried: failed
+    expect(l.attempts.length).toBe(1) // not before the record that won is folded
+    l.state = execute(joined, { _tag: "SetWeight", node: "s1", weight: 50, cause: operatorCause() }).state
+    l.log.pump()
+    await sleep(0)
+    expect(l.attempts).toEqual(["app-s2-b1-1", "app-s2-b1-1"]) // retried: failed
     l.log.pump()
     expect(l.attempts.length).toBe(2) // waits RETRY_MS
     l.tick(600)

@@ -37,6 +37,8 @@ export class ApplicationLog {
   private readonly pending: Array<{ readonly report: ApplicationReport; readonly id: string }> = []
   private inflight = false
   private retryAt = 0
+  /** After a conflict: the record that won must be folded first. */
+  private waitSeq = 0
   private n = 0
 
   constructor(private readonly d: ApplicationLogDeps) {}
@@ -60,6 +62,7 @@ export class ApplicationLog {
   pump(): void {
     if (this.inflight || this.pending.length === 0 || this.d.now() < this.retryAt || !this.d.caughtUp()) return
     const st = this.d.folded()
+    if (st.seq < this.waitSeq) return
     const me = findMember(st, this.d.node)
     // not a member (yet, or any more): the report waits for the Join
     if (me === undefined || me.status === "down") return
@@ -84,6 +87,7 @@ export class ApplicationLog {
       if (outcome === "ok") this.pending.shift()
       else if (outcome === "failed") this.retryAt = this.d.now() + RETRY_MS
       // a conflict: retried once the record that won is folded
+      else this.waitSeq = seq + 1
       this.pump()
     })
   }
