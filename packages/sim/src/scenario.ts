@@ -59,10 +59,11 @@ const FlowLoad = Schema.Struct({
   /** TCP: the share of connections the client ends with a RST instead of a FIN (default 0.05). */
   rst: Schema.optionalKey(Probability),
   /**
-   * TCP: long-lived connections (default: 0.2% of them, 12 s, a packet every 500 ms), longer
-   * than a hand-off, so hand-offs move buckets holding established connections. `maxDuration`
-   * does not apply to them; they end before the controller's `handoffMax` (a longer one is
-   * reset by the hand-off's forced completion, by design).
+   * TCP: long-lived connections (default: 0.2% of them, a packet every 500 ms), so hand-offs
+   * move buckets holding established connections. They last `duration` (±25%), by default 1 to
+   * 1.25 × `maxDuration`: longer than any other connection, so a hand-off waits for them. They
+   * end before the controller's `handoffMax` (a longer one is reset by the hand-off's forced
+   * completion, by design).
    */
   long: Schema.optionalKey(Schema.Struct({ share: Schema.optionalKey(Probability), duration: Schema.optionalKey(Duration), gap: Schema.optionalKey(Duration) }))
 })

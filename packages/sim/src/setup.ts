@@ -20,7 +20,7 @@ export interface FlowSpec {
   readonly maxDurationMs: number
   /** TCP: share of connections ended by a client RST (the others by FIN). */
   readonly rstShare: number
-  /** TCP: share of long-lived connections, their duration and packet gap. */
+  /** TCP: share of long-lived connections, their duration (0: a little longer than `maxDurationMs`) and packet gap. */
   readonly long: { readonly share: number; readonly durationMs: number; readonly gapMs: number }
 }
 
@@ -143,7 +143,7 @@ const flowSpec = (f: NonNullable<NonNullable<Scenario["load"]>["tcp"]> | undefin
 
 const DEFAULT_TCP: FlowSpec = {
   flowsPerSec: 2000, clients: 20000, medianPackets: 8, maxPackets: 2000, sigma: 1.2, gapMs: 20, idle: 0.01, maxDurationMs: 20_000,
-  rstShare: 0.05, long: { share: 0.002, durationMs: 12_000, gapMs: 500 }
+  rstShare: 0.05, long: { share: 0.002, durationMs: 0, gapMs: 500 }
 }
 const DEFAULT_UDP: FlowSpec = {
   flowsPerSec: 300, clients: 5000, medianPackets: 20, maxPackets: 500, sigma: 1, gapMs: 50, idle: 0, maxDurationMs: 20_000,

@@ -252,7 +252,7 @@ export class Traffic {
     const long = spec.long
     if (kind === TCP && long.share > 0 && this.rng.chance(long.share)) {
       // a long-lived connection: a packet every gap for about its duration
-      const d = Math.min(this.longMaxMs, long.durationMs * this.rng.uniform(0.75, 1.25))
+      const d = Math.min(this.longMaxMs, long.durationMs > 0 ? long.durationMs * this.rng.uniform(0.75, 1.25) : spec.maxDurationMs * this.rng.uniform(1, 1.25))
       this.isLong[f] = 1
       this.left[f] = Math.max(1, Math.round(d / long.gapMs))
       this.gap[f] = long.gapMs
