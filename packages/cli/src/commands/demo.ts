@@ -9,7 +9,7 @@ import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import {
   addressesOf, canUseNamespaces, describeLeftovers, type HoldResult, hostSnapshot, type HttpResult, isClean, killDaemon, LabError, labDown,
-  labLeftovers, labStartDaemon, labStatus, labUp, type PollResult, recoveryTimes, runProbe, until, waitFarmUp
+  labLeftovers, labStartDaemon, labStatus, labUp, type PollResult, recoveryTimes, runProbe, startProbe, until, waitFarmUp
 } from "@vipfarm/runtime"
 
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s)
@@ -67,28 +67,33 @@ export const runDemo = async (name: string): Promise<void> => {
 
   step(4, "s2 crashes (its daemon is SIGKILLed; its filter fences itself)")
   const c1 = addressesOf(lab, "c1")
-  const polled = runProbe<PollResult>(lab, "c1", ["poll", lab.vip, "5", ...c1.slice(0, 100)])
-  const held = runProbe<HoldResult>(lab, "c2", ["hold", lab.vip, "5", ...addressesOf(lab, "c2").slice(0, 90)])
-  await new Promise((r) => setTimeout(r, 1500))
+  const polling = startProbe<PollResult>(lab, "c1", ["poll", lab.vip, "6", ...c1.slice(0, 100)])
+  const holding = startProbe<HoldResult>(lab, "c2", ["hold", lab.vip, "6", ...addressesOf(lab, "c2").slice(0, 90)])
+  // crash once every client is being served (a probe's start takes a while on a busy machine)
+  await Promise.all([polling.ready, holding.ready])
+  await new Promise((r) => setTimeout(r, 500))
   const crashedAt = killDaemon(lab, "s2")
-  const times = recoveryTimes(await polled, crashedAt, "s2")
+  const times = recoveryTimes(await polling.result, crashedAt, "s2")
   if (times.length === 0) fail("no probed client was on s2")
   const worst = Math.max(...times)
   if (!Number.isFinite(worst)) fail(`${times.filter((t) => !Number.isFinite(t)).length} clients of s2 were never served again`)
   ok(`all ${times.length} clients of s2 served again: median ${Math.round(median(times))} ms, worst ${Math.round(worst)} ms after the crash`)
-  const h = await held
+  const h = await holding.result
   const others = h.filter((x) => x.servers[0] !== "s2")
   const broken = others.filter((x) => x.reset || x.error !== null || x.servers.length !== 1)
   if (broken.length > 0) fail(`${broken.length} long-lived connections on s1/s3 broke`)
   ok(`${others.length} of ${others.length} long-lived connections on s1 and s3 lived through it`)
 
   step(5, "s2 comes back and takes its share again (no connection reset)")
-  const across = runProbe<HoldResult>(lab, "c2", ["hold", lab.vip, "8", ...addressesOf(lab, "c2").slice(0, 90)])
-  await new Promise((r) => setTimeout(r, 500))
+  // held from before s2 starts until a second after it has its share again (at most 90 s)
+  const holdAcross = startProbe<HoldResult>(lab, "c2", ["hold", lab.vip, "90", ...addressesOf(lab, "c2").slice(0, 90)])
+  await holdAcross.ready
   labStartDaemon(lab, "s2")
-  await until("s2 back with a share", async () => ((await labStatus(lab, "s1")).members.find((m) => m.name === "s2")?.buckets ?? 0) > 300, 30_000)
+  await until("s2 back with a share", async () => ((await labStatus(lab, "s1")).members.find((m) => m.name === "s2")?.buckets ?? 0) > 300, 60_000)
   await waitFarmUp(lab)
-  const kept = await across
+  await new Promise((r) => setTimeout(r, 1000))
+  holdAcross.stop()
+  const kept = await holdAcross.result
   const resets = kept.filter((x) => x.reset || x.error !== null || x.servers.length !== 1)
   if (resets.length > 0) fail(`${resets.length} of ${kept.length} long-lived connections broke while s2 took its share back`)
   ok(`${kept.length} of ${kept.length} long-lived connections kept while s2 took its share back`)

@@ -62,17 +62,33 @@ export const waitFarmUp = (lab: LabState, timeoutMs = 30_000): Promise<void> =>
     return true
   }, timeoutMs)
 
-/** Run the probe in a client namespace; resolves with its JSON output. */
-export const runProbe = <T>(lab: LabState, client: string, args: ReadonlyArray<string>): Promise<T> =>
-  new Promise((resolve, reject) => {
+/**
+ * Start the probe in a client namespace. `ready` resolves once a poll or hold probe has had a
+ * first answer from every source address (or has ended); `result` with its JSON output;
+ * `stop()` ends a hold probe early (it reports as at its end).
+ */
+export const startProbe = <T>(lab: LabState, client: string, args: ReadonlyArray<string>): { ready: Promise<void>; result: Promise<T>; stop: () => void } => {
+  let stop: () => void = () => {}
+  let markReady: () => void = () => {}
+  const ready = new Promise<void>((r) => (markReady = r))
+  const result = new Promise<T>((resolve, reject) => {
     const c = lab.clients.find((x) => x.node === client)
-    if (c === undefined) return reject(new Error(`no client ${client} in lab ${lab.name}`))
+    if (c === undefined) {
+      markReady()
+      return reject(new Error(`no client ${client} in lab ${lab.name}`))
+    }
     const child = spawn("ip", ["netns", "exec", c.ns, process.execPath, PROBE, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+    // `ip netns exec` execs the probe: the child is the probe itself
+    stop = () => child.kill("SIGTERM")
     let out = ""
     let err = ""
     child.stdout.on("data", (d) => (out += d))
-    child.stderr.on("data", (d) => (err += d))
+    child.stderr.on("data", (d) => {
+      err += d
+      if (/^ready$/m.test(err)) markReady()
+    })
     child.on("close", (code) => {
+      markReady()
       try {
         resolve(JSON.parse(out) as T)
       } catch {
@@ -80,6 +96,11 @@ export const runProbe = <T>(lab: LabState, client: string, args: ReadonlyArray<s
       }
     })
   })
+  return { ready, result, stop: () => stop() }
+}
+
+/** Run the probe in a client namespace; resolves with its JSON output. */
+export const runProbe = <T>(lab: LabState, client: string, args: ReadonlyArray<string>): Promise<T> => startProbe<T>(lab, client, args).result
 
 /** SIGKILL a server's daemon; returns the epoch ms at which the signal was sent. */
 export const killDaemon = (lab: LabState, node: string): number => {

@@ -5,9 +5,11 @@
  *     → JSON [{src, samples: [[epochMs, server|null], ...], lagged}] (only changes are kept;
  *     `lagged` counts timeouts noticed late, with the prober itself stalled: not samples)
  *   node probe.mjs hold VIP SECONDS ADDR... one long-lived TCP connection per source
+ *     (SIGTERM ends every connection early and reports as at the end)
  *     address to VIP:7000, a line every 50 ms; → JSON per connection: the servers that answered,
  *     whether it was reset, the longest gap between answers, and when answers resumed after gaps.
- * Every loop is bounded in count and time.
+ * Every loop is bounded in count and time. poll and hold write "ready" on stderr once every
+ * source address has had its first answer (or its first try, when nobody answers).
  */
 import { request } from "node:http"
 import { connect } from "node:net"
@@ -26,7 +28,13 @@ const httpOnce = (src, timeoutMs = 2000) =>
     req.end()
   })
 
-const hold = (src, seconds, t0) =>
+/** Ends the hold connections early (SIGTERM). */
+const enders = new Set()
+process.on("SIGTERM", () => {
+  for (const end of enders) end()
+})
+
+const hold = (src, seconds, t0, answered) =>
   new Promise((resolve) => {
     /** @type {any} */
     const h = { src, servers: [], answers: 0, reset: false, error: null, maxGapMs: 0, firstAnswerAt: null, lastAnswerAt: null }
@@ -34,10 +42,15 @@ const hold = (src, seconds, t0) =>
     let buf = ""
     let n = 0
     const timer = setInterval(() => sock.write(`${n++}\n`), 50)
-    const end = setTimeout(() => {
+    const finish = () => {
       clearInterval(timer)
       sock.end()
-    }, seconds * 1000)
+    }
+    const end = setTimeout(finish, seconds * 1000)
+    enders.add(() => {
+      clearTimeout(end)
+      finish()
+    })
     sock.setEncoding("utf8")
     sock.on("data", (chunk) => {
       buf += chunk
@@ -50,6 +63,7 @@ const hold = (src, seconds, t0) =>
         h.firstAnswerAt ??= now
         h.lastAnswerAt = now
         h.answers++
+        answered(src)
         if (h.servers[h.servers.length - 1] !== server) h.servers.push(server)
       }
     })
@@ -58,11 +72,24 @@ const hold = (src, seconds, t0) =>
       h.reset = e.code === "ECONNRESET"
     })
     sock.on("close", () => {
+      answered(src) // no answer ever: not waited for
       clearInterval(timer)
       clearTimeout(end)
       resolve(h)
     })
   })
+
+/** Write "ready" on stderr once `count` sources have called the returned function. */
+const readiness = (count) => {
+  let left = count
+  const seen = new Set()
+  if (left === 0) process.stderr.write("ready\n")
+  return (src) => {
+    if (seen.has(src)) return
+    seen.add(src)
+    if (--left === 0) process.stderr.write("ready\n")
+  }
+}
 
 const main = async () => {
   if (mode === "http") {
@@ -71,7 +98,9 @@ const main = async () => {
     process.stdout.write(JSON.stringify(out) + "\n")
   } else if (mode === "poll") {
     const until = Date.now() + Math.min(Number(rest[0]), 120) * 1000
-    const out = await Promise.all(rest.slice(1, 257).map(async (src) => {
+    const sources = rest.slice(1, 257)
+    const tried = readiness(sources.length)
+    const out = await Promise.all(sources.map(async (src) => {
       /** @type {Array<[number, string | null]>} */
       const samples = []
       let lagged = 0
@@ -83,6 +112,7 @@ const main = async () => {
         // answered: such a sample is no evidence either way and is only counted
         if (r.server === null && r.error === "timeout" && Date.now() - started > 160) lagged++
         else if (last === undefined || last[1] !== r.server) samples.push([started, r.server])
+        tried(src)
         await new Promise((res) => setTimeout(res, Math.max(0, 50 - (Date.now() - started))))
       }
       samples.push([Date.now(), samples[samples.length - 1]?.[1] ?? null])
@@ -92,7 +122,9 @@ const main = async () => {
   } else if (mode === "hold") {
     const seconds = Math.min(Number(rest[0]), 120)
     const t0 = Date.now()
-    const out = await Promise.all(rest.slice(1, 1025).map((src) => hold(src, seconds, t0)))
+    const sources = rest.slice(1, 1025)
+    const answered = readiness(sources.length)
+    const out = await Promise.all(sources.map((src) => hold(src, seconds, t0, answered)))
     process.stdout.write(JSON.stringify(out) + "\n")
   } else {
     process.stderr.write("usage: probe.mjs http|hold VIP ...\n")
