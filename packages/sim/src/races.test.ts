@@ -28,14 +28,20 @@ describe("protocol races found by the simulator (issue 5)", () => {
     expect(failed).toBeDefined()
   })
 
-  it("a stale unhealthy report (decided during a log stall, folded after the application recovered) is withdrawn, not a takeover (seed 222)", () => {
-    // the append stall of the leader kill holds s3's ReportUnhealthy until 4716 ms; its
+  it("a stale unhealthy report (decided during a log stall, folded after the application recovered) is withdrawn, not a takeover (seed 199, was 222)", () => {
+    // the append stall of the leader kill holds s3's ReportUnhealthy until 4757 ms; its
     // application recovered at 3830. s3 does not acknowledge the entry, keeps its tables and
     // appends MemberRecovered restoring its buckets, so its established flows are kept.
+    // (Seed 222 showed it until the simulator's traffic and stall model changed.) With seed 199
+    // a CompleteHandoff + rebalance was decided on the report before s3's recovery: bucket 0/428,
+    // given back to s4 (held for s3's ack), moved on to s1, which waited for s4's ack only (two
+    // live owners); and a bucket moving to s3 moved elsewhere with s3's flows. Now a claim also
+    // waits for any live member still claiming the bucket in the state it acked, and completions
+    // and rebalances wait for every live member's ack (PROTOCOL.md §5, §8).
     const timeline = [
       { at: 303, do: "slow", node: "s3", delay: 101, for: 1008 }, { at: 1323, do: "unhealthy", node: "s3", for: 2507 }, { at: 309, do: "nats-leader-kill" }
     ] as Scenario["timeline"]
-    const r = runScenario(generated(timeline), { seed: 222, stopOnViolation: true })
+    const r = runScenario(generated(timeline), { seed: 199, stopOnViolation: true })
     expect(r.violations).toEqual([])
     expect(r.liveness.converged).toBe(true)
     const unhealthy = r.timeline.find((l) => l.kind === "log:MemberUnhealthy" && l.node === "s3")!

@@ -68,10 +68,17 @@ export const updateWaits = (
 
 /**
  * Release the waits whose peer acked their seq, is gone (down in the log and not heard for
- * expireAfterMs) or is taken over. True when any was released (the tables change).
+ * expireAfterMs) or is taken over — and that no other live member still claims as of the seq
+ * it acked (`history`: folded states by seq). True when any was released (the tables change).
+ *
+ * The second part closes a chain: a server withholding its ack of its own stale unhealthy
+ * report (§8) still serves the buckets the report took; the report gave bucket 0/428, moving to
+ * it, back to s4 (held back for its ack), a rebalance then moved it from s4 to s1, and s1 waited
+ * for s4's ack only: two servers took its new flows.
  */
 export const releaseWaits = (
-  waits: Map<number, ClaimWait>, peers: ReadonlyMap<string, PeerView>, folded: FarmState, overlay: ReadonlyArray<string>, expireAfterMs: number, now: number
+  waits: Map<number, ClaimWait>, peers: ReadonlyMap<string, PeerView>, folded: FarmState, overlay: ReadonlyArray<string>, expireAfterMs: number, now: number,
+  me: string, history: ReadonlyMap<number, FarmState>
 ): boolean => {
   let changed = false
   for (const [idx, w] of waits) {
@@ -79,12 +86,29 @@ export const releaseWaits = (
     const acked = p?.last !== null && p?.last !== undefined && p.last.seq >= w.seq
     const pm = findMember(folded, w.peer)
     const gone = (pm === undefined || pm.status === "down") && (p === undefined || now - p.acceptedAt > expireAfterMs)
-    if (acked || gone || overlay.includes(w.peer)) {
+    if ((acked || gone || overlay.includes(w.peer)) && !claimedElsewhere(idx, w.seq, peers, folded, overlay, expireAfterMs, now, me, history)) {
       waits.delete(idx)
       changed = true
     }
   }
   return changed
+}
+
+/** A live member (heard lately, not down, not taken over) whose last ack is below `seq` still claims bucket `idx` in the state it acked. */
+const claimedElsewhere = (
+  idx: number, seq: number, peers: ReadonlyMap<string, PeerView>, folded: FarmState, overlay: ReadonlyArray<string>, expireAfterMs: number, now: number,
+  me: string, history: ReadonlyMap<number, FarmState>
+): boolean => {
+  const t = Math.floor(idx / BUCKETS)
+  const b = idx % BUCKETS
+  for (const m of folded.members) {
+    if (m.name === me || m.status === "down" || overlay.includes(m.name)) continue
+    const p = peers.get(m.name)
+    if (p === undefined || p.last === null || p.last.seq >= seq || now - p.lastAt >= expireAfterMs) continue
+    const st = history.get(p.last.seq)
+    if (st !== undefined && claimant(st, t, b) === m.name) return true
+  }
+  return false
 }
 
 /**

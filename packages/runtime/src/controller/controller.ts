@@ -504,7 +504,7 @@ export class NodeController {
   }
 
   private checkWaits(now: number): void {
-    if (releaseWaits(this.waits, this.peers, this.folded, this.overlay, this.config.expireAfterMs, now)) {
+    if (releaseWaits(this.waits, this.peers, this.folded, this.overlay, this.config.expireAfterMs, now, this.config.node, this.history)) {
       this.tablesDirty = true
       this.flowCountFresh = false
     }
@@ -649,6 +649,7 @@ export class NodeController {
       handoffs: () => this.handoffView(),
       allOldOwnersDone: (h) =>
         allOldOwnersDone(this.handoffView(), h, me, () => this.doneHandoffs(now), this.overlay, this.peers, this.config.expireAfterMs, now),
+      peersAcked: () => allCaughtUp(this.heard(), now),
       rebalance: this.rebalance
     }, now)
     for (const d of candidates) {

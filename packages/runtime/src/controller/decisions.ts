@@ -4,7 +4,8 @@
  * 2. its own membership (Join, Ready, ReportUnhealthy, ReportRecovered, Drain, Resume, Leave,
  *    then Exit once the log removed it);
  * 3. hand-offs whose old owners are all done (CompleteHandoff);
- * 4. convergence: the lowest-named up member rebalances when nothing moves.
+ * 4. convergence: the lowest-named up member rebalances when nothing moves and every live
+ *    member acked the folded seq.
  * {@link decisions} yields the candidates lazily; the {@link NodeController} appends the first
  * one the domain accepts (with its deterministic message id) and stops there.
  */
@@ -44,6 +45,8 @@ export interface DecisionInput {
   readonly restoreOf: (seq: number) => Array<RestoredBucket> | null
   readonly handoffs: () => HandoffView
   readonly allOldOwnersDone: (h: string) => boolean
+  /** Every live member heard acked the folded seq (a rebalance waits for it). */
+  readonly peersAcked: () => boolean
   /** Whether a rebalance is wanted, checked once per folded seq (updated here). */
   readonly rebalance: { checkedAt: number; wanted: boolean }
 }
@@ -114,8 +117,9 @@ export function* decisions(x: DecisionInput, now: number): Generator<Decision, v
   }
   // 3. hand-offs whose old owners are all done
   const open = x.handoffs().open
+  // (its batch carries a rebalance: once every live member acked the folded seq, as in 4)
   for (const h of open) {
-    if (x.allOldOwnersDone(h)) yield { _tag: "Append", cmd: { _tag: "CompleteHandoff", handoff: h, cause: c }, msgId: `complete-${h}` }
+    if (x.allOldOwnersDone(h) && x.peersAcked()) yield { _tag: "Append", cmd: { _tag: "CompleteHandoff", handoff: h, cause: c }, msgId: `complete-${h}` }
   }
   // 4. convergence: the lowest-named up member rebalances when nothing moves
   if (open.length === 0 && m !== undefined && m.status === "up" && leased) {
@@ -124,7 +128,9 @@ export function* decisions(x: DecisionInput, now: number): Generator<Decision, v
       const firstUp = x.folded.members.find((y) => y.status === "up")
       x.rebalance.wanted = firstUp?.name === me && rebalanceMoves(x.folded).length > 0
     }
-    if (x.rebalance.wanted) yield { _tag: "Append", cmd: { _tag: "Rebalance", cause: c }, msgId: `rebalance@${seq}` }
+    // once every live member acked the state it is decided on: a server withholding its ack of
+    // its own stale unhealthy report (§8) gets its buckets restored before they move elsewhere
+    if (x.rebalance.wanted && x.peersAcked()) yield { _tag: "Append", cmd: { _tag: "Rebalance", cause: c }, msgId: `rebalance@${seq}` }
   }
 }
 
