@@ -67,7 +67,7 @@ describe.skipIf(!root || !haveChromium)("farm audit in a browser, against a lab 
     await until("the audit server answers", async () => {
       const r = await fetch(`http://127.0.0.1:${port}/api/info`)
       return r.ok && ((await r.json()) as { headSeq: number }).headSeq > 0
-    }, 15_000)
+    }, 45_000) // the CLI's start (tsx compiling it) takes well over 15 s on a loaded 2-core machine
     userDir = mkdtempSync(`${tmpdir()}/vipfarm-audit-chromium-`)
     context = await chromium.launchPersistentContext(userDir, {
       executablePath: CHROMIUM,
@@ -76,7 +76,7 @@ describe.skipIf(!root || !haveChromium)("farm audit in a browser, against a lab 
       viewport: { width: 1400, height: 1000 }
     })
     page = context.pages()[0] ?? (await context.newPage())
-  }, 60_000)
+  }, 150_000)
 
   afterAll(async () => {
     await context?.close().catch(() => undefined)
@@ -171,5 +171,92 @@ describe.skipIf(!root || !haveChromium)("farm audit in a browser, against a lab 
     const ok = spawnSync(process.execPath, [FARM_BIN, "audit", "--verify", file], { encoding: "utf8" })
     expect(ok.status, ok.stderr).toBe(0)
     expect(ok.stdout).toMatch(/chain verifies/)
-  }, 30_000)
+    // the head the page shows is the export's: an operator records it and checks later exports against it
+    const shownSeq = Number(await page.getAttribute("#chain-head", "data-seq"))
+    const shownHead = (await page.getAttribute("#chain-head", "data-head"))!
+    expect(await page.textContent("#chain-head")).toBe(`head seq ${shownSeq} · ${shownHead}`)
+    const pinned = spawnSync(process.execPath, [FARM_BIN, "audit", "--verify", file, "--expect-seq", String(shownSeq), "--expect-head", shownHead, "--json"], { encoding: "utf8" })
+    expect(pinned.status, pinned.stderr).toBe(0)
+    expect(JSON.parse(pinned.stdout)).toMatchObject({ ok: true, anchor: { ok: true, seq: shownSeq } })
+  }, 120_000) // three CLI runs, each compiled by tsx: 10-15 s apiece on a loaded 2-core machine
+
+  /** Rows of the timeline as the page shows them. */
+  const rows = () =>
+    page.evaluate(() => {
+      const w = globalThis as any
+      return [...w.document.querySelectorAll("#timeline .ev")].map((r: any) => ({ seq: Number(r.dataset.seq), tag: r.dataset.tag as string, nodes: (r.dataset.nodes as string).split(" ").filter((n: string) => n !== ""), text: r.textContent as string }))
+    })
+  /** The same query against the API (the page's answer must be the model's). */
+  const apiTimeline = (query: string) =>
+    page.evaluate(async (q) => (await (await fetch(`/api/timeline?${q}&table=0`)).json()) as { events: Array<{ seq: number; tag: string; time: number; nodes: Array<string> }>; total: number }, query)
+  const key = (r: { seq: number; tag: string }) => `${r.seq}:${r.tag}`
+  /** Submit the filter form and wait until the timeline shows `want` rows. */
+  const filter = async (o: { node?: string; bucket?: string; from?: string; to?: string }, want: number) => {
+    await page.click("#f-clear")
+    await page.fill("#f-node", o.node ?? "")
+    await page.fill("#f-bucket", o.bucket ?? "")
+    await page.fill("#f-from", o.from ?? "")
+    await page.fill("#f-to", o.to ?? "")
+    await page.click('#filters button[type="submit"]')
+    await until(`the timeline shows ${want} rows`, async () => (await rows()).length === want, 5_000)
+    return rows()
+  }
+
+  it("filters the timeline by server, bucket and time; the bucket history panel explains a bucket s2 lost", async () => {
+    const all = await apiTimeline("")
+    const failed = all.events.find((e) => e.tag === "MemberFailed" && e.nodes.includes("s2"))!
+    expect(failed).toBeDefined()
+
+    // by server: only s2's events, the same as the model's, its join and its failure among them
+    const s2 = await apiTimeline("node=s2")
+    expect(s2.events.length).toBeLessThan(all.events.length)
+    const byServer = await filter({ node: "s2" }, s2.events.length)
+    expect(byServer.map(key)).toEqual(s2.events.map(key))
+    expect(byServer.every((r) => r.nodes.includes("s2"))).toBe(true)
+    expect(byServer.map((r) => r.tag)).toEqual(expect.arrayContaining(["MemberJoined", "MemberFailed"]))
+    expect(await page.textContent("#timeline-count")).toBe(`${s2.total} events`)
+    await page.screenshot({ path: `${ARTIFACTS}/5-filter-server-s2.png`, fullPage: true })
+
+    // a bucket s2 owned before it failed
+    const before = await page.evaluate(async (seq) => (await (await fetch(`/api/state?seq=${seq}`)).json()) as { members: Array<{ name: string }>; tables: Array<{ owner: Array<number> }> }, failed.seq - 1)
+    const bucket = before.tables[0].owner.findIndex((o) => o >= 0 && before.members[o].name === "s2")
+    expect(bucket).toBeGreaterThanOrEqual(0)
+    const b = await apiTimeline(`bucket=${bucket}`)
+    const byBucket = await filter({ bucket: String(bucket) }, b.events.length)
+    expect(byBucket.map(key)).toEqual(b.events.map(key))
+    expect(byBucket.length).toBeLessThan(all.events.length)
+    expect(byBucket.some((r) => r.seq === failed.seq)).toBe(true)
+
+    // by time: from the second of the failure on (the browser's local time, as a person types it)
+    const fromText = await page.evaluate((ms) => {
+      const d = new Date(Math.floor(ms / 1000) * 1000)
+      const p = (n: number) => String(n).padStart(2, "0")
+      return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`
+    }, failed.time)
+    const fromMs = Math.floor(failed.time / 1000) * 1000
+    const t = await apiTimeline(`from=${fromMs}`)
+    expect(t.events.length).toBeLessThan(all.events.length)
+    const byTime = await filter({ from: fromText }, t.events.length)
+    expect(byTime.map(key)).toEqual(t.events.map(key))
+    expect(byTime.some((r) => r.seq === failed.seq)).toBe(true)
+    expect(t.events.every((e) => e.time >= fromMs)).toBe(true)
+    expect(byTime.some((r) => r.tag === "MemberJoined" && r.nodes.includes("s2"))).toBe(false)
+    await page.screenshot({ path: `${ARTIFACTS}/6-filter-time-from-failure.png`, fullPage: true })
+    // cleared: everything again
+    await page.click("#f-clear")
+    await until("the whole timeline again", async () => (await rows()).length === (await apiTimeline("")).events.length, 5_000)
+
+    // the bucket's history: click its cell on the map
+    await page.click("#bucketmap", { position: { x: (bucket % 32) * 16 + 8, y: Math.floor(bucket / 32) * 16 + 8 } })
+    const history = await page.evaluate(async (bk) => (await (await fetch(`/api/bucket?table=0&bucket=${bk}`)).json()) as { history: Array<{ seq: number }> }, bucket)
+    await page.waitForSelector(`#bucket-label:has-text("bucket ${bucket}:")`, { timeout: 5_000 })
+    expect(await page.textContent("#bucket-label")).toBe(`table 0, bucket ${bucket}: ${history.history.length} change(s)`)
+    expect(await page.inputValue("#bucket-input")).toBe(String(bucket))
+    const blocks = await page.locator("#bucket-result .result-block").evaluateAll((els) => els.map((e: any) => ({ seq: Number(e.dataset.seq), text: e.textContent as string })))
+    expect(blocks.map((x) => x.seq)).toEqual(history.history.map((h) => h.seq))
+    const atFailure = blocks.find((x) => x.seq === failed.seq)
+    expect(atFailure?.text).toMatch(/s2 ⇒ s[13] \(taken over from s2\)/)
+    expect(atFailure?.text).toMatch(/MemberFailed: s2 failed/)
+    await page.screenshot({ path: `${ARTIFACTS}/7-bucket-history.png`, fullPage: true })
+  }, 60_000)
 })
