@@ -95,7 +95,7 @@ if (wanted("model")) {
       simulatedMs += r.simulatedMs
     }
   })
-  row(`model runs    20 generated scenarios (${(simulatedMs / 60000).toFixed(1)} min simulated), ${faults} timeline faults and operations, ${failovers} failovers measured, in ${wallCpu(t)}: ${Math.round(faults / (t.ms / 60000))} faults and ${Math.round(failovers / (t.ms / 60000))} failovers per wall minute`)
+  row(`model runs    20 generated scenarios (${(simulatedMs / 60000).toFixed(1)} min simulated), ${faults} timeline faults and operations, ${failovers} failovers measured, in ${wallCpu(t)}: ${Math.round(faults / (t.ms / 60000))} faults and ${Math.round(failovers / (t.ms / 60000))} failovers per wall minute, ${Math.round(faults / (t.cpuMs / 60000))} and ${Math.round(failovers / (t.cpuMs / 60000))} per CPU-minute`)
 }
 if (wanted("scenarios")) {
   for (const name of ["default", "scale-2-32-2"]) {
