@@ -8,7 +8,7 @@
  * - after: nothing the run made may remain: no network namespace, process started by the
  *   run (every test process carries `VIPFARM_LAB_OWNER=<this pid>`, see vitest.config.ts),
  *   lab process, veth in the host namespace or XDP program that was not there before. Each
- *   leftover is printed and written to .ci/leaks.json (scripts/test.sh counts them as
+ *   leftover is printed and written to artifacts/leaks.json (scripts/test.sh names its own file and counts them as
  *   failures in CI mode), then removed. In CI mode (VIPFARM_CI=1) a leftover fails the run.
  */
 import { spawnSync } from "node:child_process"
@@ -20,7 +20,7 @@ import {
 import { LAB_ROOT, labDown, listLabs, type LabState } from "../packages/runtime/src/lab/lab.ts"
 
 /** Where the leftovers are written (scripts/test.sh names its own file). */
-const LEAKS = process.env.VIPFARM_LEAKS_FILE ?? ".ci/leaks.json"
+const LEAKS = process.env.VIPFARM_LEAKS_FILE ?? "artifacts/leaks.json"
 const ci = process.env.VIPFARM_CI === "1"
 const me = process.pid
 const say = (line: string) => process.stderr.write(`[leak check] ${line}\n`)
