@@ -38,12 +38,14 @@ describe.skipIf(!isRoot())("XdpFilter service", () => {
     expect(err.op).toContain("if_nametoindex vf-missing0")
   })
 
-  it("attaches to a veth in native mode and detaches on release", async () => {
+  it("attaches to a veth in native mode and detaches on release", async (ctx) => {
     const ip = (...args: Array<string>) => execFileSync("ip", args, { encoding: "utf8" })
     try {
       ip("link", "add", "vfxdpt0", "type", "veth", "peer", "name", "vfxdpt1")
     } catch (e) {
+      // counted as skipped (a failure in CI mode), not as a pass
       console.log(`loader.kernel.test.ts: veth attach test skipped: cannot create a veth (${String(e)})`)
+      ctx.skip()
       return
     }
     try {

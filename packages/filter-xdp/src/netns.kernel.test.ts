@@ -60,8 +60,9 @@ describe.skipIf(!isRoot())("ARP answered by XDP_TX in native mode on a veth", ()
     }
   })
 
-  it("is dropped without an XDP program on the peer, delivered with the pass program, fenced at the deadline", async () => {
-    if (!ready) return
+  it("is dropped without an XDP program on the peer, delivered with the pass program, fenced at the deadline", async (ctx) => {
+    // counted as skipped (a failure in CI mode), not as a pass
+    if (!ready) return ctx.skip()
     const serverMac = /link\/ether ([0-9a-f:]{17})/.exec(ip("-n", NS_SERVER, "link", "show", "s0"))![1]
     const [mode, deadline] = inNs(NS_SERVER, process.execPath, "--import", "tsx", SCRIPT, "filter", "s0", serverMac, String(LEASE_MS)).trim().split(" ")
     expect(mode).toBe("drv")
