@@ -14,7 +14,7 @@ import { NodeController, defaultTiming, type Action, type Heartbeat } from "./co
 import { ensureStream, makeNatsEventLog, natsConnection, type EventLog, type LogRecord } from "./eventLog.ts"
 import { followLog } from "./logFollower.ts"
 import { profileCpuScoped } from "./cpuProfile.ts"
-import { interfaceInfo } from "./hostNet.ts"
+import { HostNetError, interfaceInfo } from "./hostNet.ts"
 import { ControlRefused, serveControl } from "./control.ts"
 import { statusOf } from "./status.ts"
 import { announcementFrames, sendFrames } from "./announce.ts"
@@ -102,6 +102,9 @@ export const runDaemon = (config: Config) =>
       const vmac = virtualMac(config.farm)
       const seed = farmSeed(config.farm)
       const iface = yield* interfaceInfo(config.interface)
+      // the member's address is the farm interface's: without one the Join would be refused by the log
+      if (iface.address === "")
+        return yield* new HostNetError({ op: `interface ${config.interface}`, message: `interface ${config.interface} has no IP address (config key: interface)` })
       log("info", "daemon.start", { node, farm: config.farm, interface: config.interface, vmac })
 
       // 1. NATS and the log
