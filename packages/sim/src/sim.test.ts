@@ -88,7 +88,7 @@ describe("runs", () => {
   })
 
   // every shipped scenario (a new file is covered without editing this list); scale-2-32-2 is
-  // the slowest, about 3 s of CPU (BENCHMARKS.md)
+  // the slowest, 3-6 s of CPU (BENCHMARKS.md)
   for (const name of shippedScenarios()) {
     it(`runs the shipped scenario ${name} clean`, () => {
       const r = runScenario(loadScenario(name), { seed: 1 })
