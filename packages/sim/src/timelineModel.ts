@@ -3,9 +3,13 @@
  * membership (each server up, down, leaving or out; draining, unhealthy, paused; the NATS
  * nodes; open partitions) from which every command of the scenario format is generated only
  * when it is valid in the model's state: no restart of a running server, no start of a
- * started one, no resume of a server that is not draining, no stop of the last server up, a
- * scale or rolling restart only while no server is leaving. Shrinking removes commands and
- * skips those no longer valid, so a shrunk timeline is valid too.
+ * started one, no resume of a server that is not draining, no crash or kill of the last
+ * server up, no stop or drain that leaves no server (up, not draining) to take the buckets,
+ * a scale or rolling restart only while no server is leaving, rolling restarts spaced so that
+ * a server is always up. Shrinking removes commands and skips those no longer valid, so a
+ * shrunk timeline is valid too. What the model cannot know (how long a stopped server takes
+ * to leave: {@link LEAVE_MS} after the log may stall) it estimates; a `start` of a server
+ * still leaving then is a no-op in the simulator.
  *
  * The farm: 2..6 servers with unequal weights (1..400; the last 0..2 of them standby, for
  * `start` and `scale`), 0..2 witnesses, 3 or 5 NATS nodes. The timeline runs from
@@ -21,7 +25,7 @@ export const HORIZON = 7000
 /** The safety phase of a generated scenario (ms). */
 export const DURATION = 9000
 /** Time a stopped server is assumed to need to leave (hand-offs wait for flows of at most 2 s). */
-const LEAVE_MS = 3000
+export const LEAVE_MS = 3000
 /** The longest append stall a NATS fault may cause (natsLog.ts). */
 const STALL_MS = 7800
 
