@@ -24,7 +24,7 @@ export const FIRST_AT = 300
 export const HORIZON = 7000
 /** The safety phase of a generated scenario (ms). */
 export const DURATION = 9000
-/** Time a stopped server is assumed to need to leave (hand-offs wait for flows of at most 2 s). */
+/** Time a stopped server is assumed to need to leave (hand-offs wait for its flows: at most 2.5 s with the load below). */
 export const LEAVE_MS = 3000
 /** The longest append stall a NATS fault may cause (natsLog.ts). */
 const STALL_MS = 7800
