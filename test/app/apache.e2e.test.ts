@@ -53,24 +53,30 @@ afterEach(async () => {
   for (const f of cleanups.splice(0).reverse()) await f()
 })
 
+/** Write the configuration, load the shipped module with its vars, run a supervisor until Ready. */
+const startApache = async (dir: string, port: number) => {
+  writeFileSync(join(dir, "apache2.conf"), conf(dir, port))
+  const vars = {
+    APACHE_CONF: join(dir, "apache2.conf"), APACHE_PID: join(dir, "apache2.pid"), APACHE_ENVVARS: "/nonexistent",
+    HTTP_URL: `http://127.0.0.1:${port}/index.html`
+  }
+  cleanups.push(() => cleanUp(dir, [vars.APACHE_PID]))
+  const m = await Effect.runPromise(loadModule(shippedModule("apache"), { vars }))
+  const sup = new Supervisor(m)
+  cleanups.push(() => sup.close())
+  const r = recordReports(sup)
+  sup.run()
+  await r.waitFor("Ready", 10000)
+  return { vars, m, sup, r }
+}
+
 describe.skipIf(skip !== null)("apache module (Debian apache2 on loopback)", () => {
   it("Ready once it serves; a killed apache2 is restarted; closing stops it", async () => {
     const dir = tempDir("apache")
     const port = await freePort()
     mkdirSync(join(dir, "www"), { mode: 0o755 })
     writeFileSync(join(dir, "www", "index.html"), "ok\n")
-    writeFileSync(join(dir, "apache2.conf"), conf(dir, port))
-    const vars = {
-      APACHE_CONF: join(dir, "apache2.conf"), APACHE_PID: join(dir, "apache2.pid"), APACHE_ENVVARS: "/nonexistent",
-      HTTP_URL: `http://127.0.0.1:${port}/index.html`
-    }
-    cleanups.push(() => cleanUp(dir, [vars.APACHE_PID]))
-    const m = await Effect.runPromise(loadModule(shippedModule("apache"), { vars }))
-    const sup = new Supervisor(m)
-    cleanups.push(() => sup.close())
-    const r = recordReports(sup)
-    sup.run()
-    await r.waitFor("Ready", 10000)
+    const { vars, sup, r } = await startApache(dir, port)
     const pid = readPid(vars.APACHE_PID)!
     crash(pid)
     const t0 = performance.now()
@@ -92,19 +98,8 @@ describe.skipIf(skip !== null)("apache module (Debian apache2 on loopback)", () 
       mkdirSync(join(dir, d), { mode: 0o755 })
       writeFileSync(join(dir, d, "index.html"), text)
     }
-    writeFileSync(join(dir, "apache2.conf"), conf(dir, port))
-    const vars = {
-      APACHE_CONF: join(dir, "apache2.conf"), APACHE_PID: join(dir, "apache2.pid"), APACHE_ENVVARS: "/nonexistent",
-      HTTP_URL: `http://127.0.0.1:${port}/index.html`
-    }
-    cleanups.push(() => cleanUp(dir, [vars.APACHE_PID]))
-    const m = await Effect.runPromise(loadModule(shippedModule("apache"), { vars }))
+    const { vars, m, sup, r } = await startApache(dir, port)
     expect(m.reload?.command).toBe("./reload.sh")
-    const sup = new Supervisor(m)
-    cleanups.push(() => sup.close())
-    const r = recordReports(sup)
-    sup.run()
-    await r.waitFor("Ready", 10000)
     const parent = readPid(vars.APACHE_PID)!
     expect(await get(vars.HTTP_URL)).toEqual({ status: 200, body: "v1\n" })
 

@@ -23,7 +23,7 @@ import { parse, stringify } from "yaml"
 import { Effect } from "effect"
 import { callControl, type EventsPage, formatRecord, formatStatus, labStartDaemon, type LabState, recordJsonLines, type Status } from "@vipfarm/runtime"
 import {
-  addressesOf, crashNginx, daemonRunning, expectedServer, type HttpResult, nginxPids, owners, probe, rootOrSkip, sleep, startLab, status, stopLab, until, untilFarm
+  expectEveryClientServed, crashNginx, daemonRunning, nginxPids, rootOrSkip, sleep, startLab, status, stopLab, until, untilFarm
 } from "./harness.ts"
 
 const NAME = "x7"
@@ -85,15 +85,7 @@ describe.skipIf(skip !== null)("operating applications in the farm: restart hand
 
   const socket = (node: string) => lab.servers.find((s) => s.node === node)!.control
   const member = async (name: string, from = "s3") => (await status(lab, from)).members.find((m) => m.name === name)!
-  const everyClientServed = async (not?: string) => {
-    const table = await owners(lab, "s3")
-    const r = await probe<HttpResult>(lab, "c1", ["http", lab.vip, ...addressesOf(lab)])
-    for (const x of r) {
-      expect(x.server, `answer to ${x.src}`).toBe(expectedServer(lab, table, x.src))
-      if (not) expect(x.server).not.toBe(not)
-    }
-    return r
-  }
+  const everyClientServed = (not?: string) => expectEveryClientServed(lab, "s3", not)
 
   it("farm restart adopts the running application: nginx not restarted, no unhealthy report, no bucket moves", async () => {
     const master = nginxPids(lab, "s1").master

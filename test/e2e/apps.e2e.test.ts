@@ -19,8 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { parse, stringify } from "yaml"
 import { type LabState, recoveryTimes } from "@vipfarm/runtime"
 import {
-  addressesOf, crashNginx, expectedServer, type HttpResult, medianWorst, nginxPids, owners, type PollResult, probe, rootOrSkip, sleep,
-  startLab, status, stopLab, untilFarm
+  addressesOf, expectEveryClientServed, crashNginx, medianWorst, nginxPids, type PollResult, probe, rootOrSkip, sleep, startLab, status, stopLab, untilFarm
 } from "./harness.ts"
 
 const NAME = "x3"
@@ -63,15 +62,7 @@ describe.skipIf(skip !== null)("applications in the farm: real nginx through the
   }, 60_000)
 
   const s2 = async (from = "s1") => (await status(lab, from)).members.find((m) => m.name === "s2")!
-  const everyClientServed = async (not?: string) => {
-    const table = await owners(lab, "s1")
-    const r = await probe<HttpResult>(lab, "c1", ["http", lab.vip, ...addressesOf(lab)])
-    for (const x of r) {
-      expect(x.server, `answer to ${x.src}`).toBe(expectedServer(lab, table, x.src))
-      if (not) expect(x.server).not.toBe(not)
-    }
-    return r
-  }
+  const everyClientServed = (not?: string) => expectEveryClientServed(lab, "s1", not)
 
   it("nginx serves in every server, through the module", async () => {
     for (const n of ["s1", "s2", "s3"]) {

@@ -4,7 +4,8 @@ import { expect } from "vitest"
 import { spawnSync } from "node:child_process"
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import {
-  type BpfProgram, describeLeftovers, hostSnapshot, LAB_ROOT, labDown, labLeftovers, labStatus, labUp, until, type LabOptions, type LabState, waitFarmUp
+  addressesOf, type BpfProgram, describeLeftovers, expectedServer, hostSnapshot, type HttpResult, LAB_ROOT, labDown, labLeftovers, labOwners, labStatus, labUp,
+  runProbe, until, type LabOptions, type LabState, waitFarmUp
 } from "@vipfarm/runtime"
 
 export {
@@ -171,4 +172,15 @@ export const expectHostClean = (lab: LabState, node: string): void => {
   expect(inNs("ip", "-d", "link", "show", "eth0"), `${node}: XDP left on eth0`).not.toMatch(/xdp/)
   expect(inNs("ip", "addr", "show", "lo"), `${node}: VIP left on lo`).not.toContain(lab.vip)
   expect(inNs("sysctl", "-n", "net.ipv4.conf.all.arp_ignore").trim(), `${node}: arp_ignore left set`).toBe("0")
+}
+
+/** GET the VIP from every address of client c1: each answered by its bucket's owner in `from`'s table (and never by `not`). */
+export const expectEveryClientServed = async (lab: LabState, from: string, not?: string): Promise<HttpResult> => {
+  const table = await labOwners(lab, from)
+  const r = await runProbe<HttpResult>(lab, "c1", ["http", lab.vip, ...addressesOf(lab)])
+  for (const x of r) {
+    expect(x.server, `answer to ${x.src}`).toBe(expectedServer(lab, table, x.src))
+    if (not) expect(x.server).not.toBe(not)
+  }
+  return r
 }
