@@ -21,7 +21,7 @@ problem() {
 }
 
 # Debian packages the tests use (only what is missing is installed).
-pkgs=(iproute2 nftables nats-server libbpf1 curl procps nginx-light apache2 chromium)
+pkgs=(iproute2 nftables nats-server libbpf1 curl procps nginx-light apache2 chromium gcc systemd)
 if [ "$(id -u)" = 0 ]; then
   if command -v apt-get >/dev/null; then
     missing=()

@@ -31,6 +31,7 @@ const apacheRunExisted = existsSync("/run/apache2")
 const apacheLockExisted = existsSync("/run/lock/apache2")
 const APACHE_PID = "/run/apache2/apache2.pid"
 const haveApache = existsSync("/usr/sbin/apache2") && existsSync("/etc/apache2/apache2.conf")
+if (!haveApache) console.log("service sandbox: the apache2 case is skipped: Debian's apache2 is not installed (apt-get install apache2)")
 const apachePid = (): number | null => {
   try {
     const p = Number(readFileSync(APACHE_PID, "utf8").trim())
