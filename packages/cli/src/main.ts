@@ -11,10 +11,12 @@ import { witness } from "./commands/witness.ts"
 import { buckets, configCommand, events, restart } from "./commands/ops.ts"
 import { audit } from "./commands/audit.ts"
 import { app } from "./commands/app.ts"
+import { cliConfigLayer, envLogLevelError, withLogLevel } from "./logLevel.ts"
 
 const farm = Command.make("farm").pipe(
   Command.withDescription("vipfarm: a Linux farm cluster, every server holds the VIP and an XDP filter takes its share"),
-  Command.withSubcommands([sim, daemon, witness, status, drain, resume, lab, demo, audit, events, buckets, configCommand, restart, app])
+  Command.withSubcommands([sim, daemon, witness, status, drain, resume, lab, demo, audit, events, buckets, configCommand, restart, app]),
+  withLogLevel
 )
 
 /** Print a failure as one line a person reads (the error names the file, key or socket). */
@@ -28,8 +30,16 @@ const report = (cause: Cause.Cause<unknown>) =>
     process.stderr.write(`farm: ${message}\n`)
   }).pipe(Effect.andThen(Effect.failCause(cause)))
 
+// an invalid VIPFARM_LOG is a usage error, not "log everything"
+const envError = envLogLevelError()
+if (envError !== null) {
+  process.stderr.write(`farm: ${envError}\n`)
+  process.exit(2)
+}
+
 Command.run(farm, { version: "0.1.0" }).pipe(
   Effect.catchCause(report),
+  Effect.provide(cliConfigLayer),
   Effect.provide(NodeServices.layer),
   NodeRuntime.runMain({ disableErrorReporting: true })
 )

@@ -27,13 +27,33 @@ export const formatLine = (level: Level, op: string, fields: Fields, now = new D
   return parts.join(" ")
 }
 
-let minLevel: Level = (process.env.VIPFARM_LOG as Level | undefined) ?? "info"
+/** The log levels, least severe first. */
+export const LEVELS: ReadonlyArray<Level> = ["debug", "info", "warn", "error"]
+
+/** Whether a text names a log level. */
+export const isLevel = (s: string): s is Level => (LEVELS as ReadonlyArray<string>).includes(s)
+
+/**
+ * The level `VIPFARM_LOG` asks for: its value, "info" when unset or empty, or an error text
+ * naming a value that is not a level (the `farm` command refuses to start on it).
+ */
+export const levelFromEnv = (value: string | undefined): { readonly level: Level } | { readonly error: string } =>
+  value === undefined || value === "" ? { level: "info" }
+    : isLevel(value) ? { level: value }
+    : { error: `VIPFARM_LOG=${value} is not a log level (${LEVELS.join(", ")})` }
+
+const fromEnv = levelFromEnv(process.env.VIPFARM_LOG)
+// an invalid value prints at the default level until the command line refuses it
+let minLevel: Level = "level" in fromEnv ? fromEnv.level : "info"
 const rank: Record<Level, number> = { debug: 0, info: 1, warn: 2, error: 3 }
 
 /** Set the minimum level printed. */
 export const setLogLevel = (level: Level): void => {
   minLevel = level
 }
+
+/** The minimum level printed. */
+export const getLogLevel = (): Level => minLevel
 
 /** Write one structured line to stderr. */
 export const log = (level: Level, op: string, fields: Fields = {}): void => {
