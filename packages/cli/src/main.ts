@@ -11,6 +11,7 @@ import { witness } from "./commands/witness.ts"
 import { buckets, configCommand, events, restart } from "./commands/ops.ts"
 import { audit } from "./commands/audit.ts"
 import { app } from "./commands/app.ts"
+import { VERSION } from "@vipfarm/runtime"
 import { cliConfigLayer, envLogLevelError, withLogLevel } from "./logLevel.ts"
 
 const farm = Command.make("farm").pipe(
@@ -37,7 +38,7 @@ if (envError !== null) {
   process.exit(2)
 }
 
-Command.run(farm, { version: "0.1.0" }).pipe(
+Command.run(farm, { version: VERSION }).pipe(
   Effect.catchCause(report),
   Effect.provide(cliConfigLayer),
   Effect.provide(NodeServices.layer),

@@ -2,7 +2,9 @@ import { describe, expect, it } from "vitest"
 import { addressWords, BUCKETS, initialState, type FarmState } from "@vipfarm/domain"
 import { execute, operatorCause, settle } from "@vipfarm/domain/testkit"
 import { reasonNames, type VerdictCounters, type VipCounters } from "@vipfarm/filter-xdp"
-import { actionOfVerdict, FarmMetrics, metricsAddress, tablesOfVips, type MetricsSource } from "./metrics.ts"
+import { readFileSync } from "node:fs"
+import { actionOfVerdict, buildInfo, FarmMetrics, metricsAddress, tablesOfVips, type MetricsSource } from "./metrics.ts"
+import { VERSION } from "./version.ts"
 
 const counters = (): VerdictCounters => {
   const c = {} as VerdictCounters
@@ -138,5 +140,29 @@ describe("metrics", () => {
     expect(metricsAddress("[::1]:9469")).toEqual({ host: "::1", port: 9469 })
     expect(metricsAddress("127.0.0.1")).toBeNull()
     expect(metricsAddress("x:70000")).toBeNull()
+  })
+
+  it("exports the process's own metrics (event-loop lag, heap, RSS, GC) with the farm's labels, beside the farm's", async () => {
+    const text = await new FarmMetrics(source()).render()
+    for (const name of ["nodejs_eventloop_lag_seconds", "nodejs_heap_size_used_bytes", "process_resident_memory_bytes", "nodejs_gc_duration_seconds", "process_cpu_seconds_total"]) {
+      expect(text).toMatch(new RegExp(`^# TYPE ${name} `, "m"))
+    }
+    expect(value(text, 'process_resident_memory_bytes{farm="web",node="s1"}')).toBeGreaterThan(10 * 2 ** 20)
+    expect(value(text, 'nodejs_heap_size_used_bytes{farm="web",node="s1"}')).toBeGreaterThan(0)
+    expect(value(text, 'nodejs_eventloop_lag_seconds{farm="web",node="s1"}')).toBeGreaterThanOrEqual(0)
+    expect(text).toContain("# TYPE vipfarm_members gauge")
+    // two farms' metrics side by side (the tests, a lab in one process) keep their own registries
+    const other = await new FarmMetrics(source({ node: "s2" })).render()
+    expect(other).toMatch(/^process_resident_memory_bytes\{farm="web",node="s2"\} /m)
+  })
+
+  it("exports vipfarm_build_info = 1 with the version and Node.js version", async () => {
+    const text = await new FarmMetrics(source()).render()
+    expect(text).toContain("# TYPE vipfarm_build_info gauge")
+    expect(value(text, `vipfarm_build_info{version="${VERSION}",nodejs="${process.versions.node}",farm="web",node="s1"}`)).toBe(1)
+    expect(buildInfo()).toEqual({ version: VERSION, nodejs: process.versions.node })
+    // the constant is the packages' version (a bundle cannot read package.json)
+    const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }
+    expect(VERSION).toBe(pkg.version)
   })
 })

@@ -10,9 +10,10 @@
  */
 import { createServer, type Server } from "node:http"
 import { Effect, Schema } from "effect"
-import { Counter, Gauge, Histogram, Registry } from "prom-client"
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client"
 import { addressWords, effectiveOwner, type FarmState, formatAddress, openHandoffs, ruleTables, type Vip } from "@vipfarm/domain"
 import type { VerdictCounters, VipCounters } from "@vipfarm/filter-xdp"
+import { VERSION } from "./version.ts"
 
 /** Everything the metrics read at scrape time; each may be missing (null) when the part is not running. */
 export interface MetricsSource {
@@ -64,6 +65,10 @@ export class FarmMetrics {
     const registers = [this.registry]
     const src = source
     this.registry.setDefaultLabels({ farm: source.farm, node: source.node })
+    // the process itself: event-loop lag, heap, RSS, GC, CPU, handles (prom-client's nodejs_* and process_*)
+    collectDefaultMetrics({ register: this.registry })
+    new Gauge({ name: "vipfarm_build_info", help: "Always 1: the vipfarm version and Node.js version this server runs", labelNames: ["version", "nodejs"], registers })
+      .set(buildInfo(), 1)
 
     new Counter({
       name: "vipfarm_filter_packets_total", help: "Packets the XDP filter handled, by verdict reason and action", labelNames: ["verdict", "action"], registers,
@@ -257,6 +262,9 @@ export class FarmMetrics {
     return this.registry.contentType
   }
 }
+
+/** The labels of `vipfarm_build_info` (the farm and node labels are the registry's own). */
+export const buildInfo = (): { readonly version: string; readonly nodejs: string } => ({ version: VERSION, nodejs: process.versions.node })
 
 type LooseEvent = { readonly _tag?: unknown; readonly mode?: unknown }
 
