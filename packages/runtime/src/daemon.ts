@@ -150,7 +150,7 @@ export const runDaemon = (config: Config) =>
           rulesDigest: rulesDigest(config.vips), witnesses: config.witnesses,
           ...defaultTiming,
           heartbeatMs: config.lease.heartbeatMs, fenceAfterMs: config.lease.fenceAfterMs, expireAfterMs: config.lease.expireAfterMs,
-          handoffMaxMs: config.handoffMaxMs
+          handoffMaxMs: config.handoffMaxMs ?? defaultTiming.handoffMaxMs
         },
         t0
       )

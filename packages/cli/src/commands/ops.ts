@@ -69,9 +69,9 @@ const check = Command.make(
   { file: Argument.String("file").pipe(Argument.withDescription("the configuration file")), json: jsonFlag },
   ({ file, json }) =>
     Effect.gen(function* () {
-      let text: string
+      let text: Uint8Array
       try {
-        text = readFileSync(file, "utf8")
+        text = readFileSync(file) // decoded strictly by checkConfig: a byte that is not UTF-8 is an error
       } catch (e) {
         return yield* Effect.fail(new ConfigCheckFailed({ file, errors: 1 })).pipe(
           Effect.tap(() => Console.error(`${file}:0: cannot read: ${(e as Error).message}`))
