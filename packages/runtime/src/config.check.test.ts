@@ -1,8 +1,12 @@
-import { describe, expect, it } from "vitest"
+import { describe, expect, it, vi } from "vitest"
 import { Effect, Result } from "effect"
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import fc from "fast-check"
+import { execFile } from "node:child_process"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
+import { fileURLToPath } from "node:url"
 import { checkConfig, configErrors, loadConfig, parseConfig } from "./config.ts"
+import { firstInvalidUtf8 } from "./yamlSchema.ts"
 
 const good = `farm: web
 node: s1
@@ -108,5 +112,140 @@ describe("farm config check: the application module", () => {
     // a client that needs only the socket path (farm status -c) still reads it
     const client = await Effect.runPromise(Effect.result(loadConfig(`${dir}/farm.yaml`, { checkApp: false })))
     expect(Result.isSuccess(client) && client.success.control).toBe("/run/vipfarm/web.sock")
+  })
+})
+
+describe("farm config check: the gaps", () => {
+  const one = (text: string | Uint8Array) => {
+    const errors = checkConfig(text, "/etc/vipfarm/farm.yaml")
+    expect(errors).toHaveLength(1)
+    return errors[0]
+  }
+
+  it("a rule with no port is refused (a log record's ports: [] still means every port)", () => {
+    const e = one(good.replace("ports: [80, 443]", "ports: []"))
+    expect(e.message).toBe('/etc/vipfarm/farm.yaml:11: vips[0].rules[0].ports: a rule needs at least one port ("*" for every port)')
+    expect(checkConfig(good.replace("ports: [80, 443]", 'ports: ["*"]'), "f.yaml")).toEqual([])
+  })
+
+  it("only YAML 1.1 and 1.2 directives", () => {
+    expect(one(`%YAML 9.9\n---\n${good}`).message).toBe("/etc/vipfarm/farm.yaml:1: %YAML: Unsupported YAML version 9.9 (1.1 or 1.2)")
+    expect(checkConfig(`%YAML 1.2\n---\n${good}`, "f.yaml")).toEqual([])
+    expect(checkConfig(`%YAML 1.1\n---\n${good}`, "f.yaml")).toEqual([])
+  })
+
+  it("a byte that is not UTF-8: file, line, column and key", async () => {
+    const bytes = Buffer.from(good.replace("interface: eth0", "interface: et\xffh0"), "latin1")
+    expect(one(bytes).message).toBe("/etc/vipfarm/farm.yaml:3: interface: column 14: byte 0xff is not UTF-8 (save the file as UTF-8)")
+    // a truncated sequence, an overlong encoding and a surrogate, after a valid multi-byte character
+    const at = (tail: Array<number>) => firstInvalidUtf8(Uint8Array.from([0x61, 0xc3, 0xa9, ...tail, 0x62]))
+    expect(at([0xe2, 0x82])).toBe(3)
+    expect(at([0xc0, 0xaf])).toBe(3)
+    expect(at([0xed, 0xa0, 0x80])).toBe(3)
+    expect(at([0xf0, 0x9f, 0x98, 0x80])).toBe(8)
+    // the daemon refuses the file the same way (it was decoded leniently: U+FFFD, accepted)
+    const dir = mkdtempSync(`${tmpdir()}/vipfarm-utf8-`)
+    writeFileSync(`${dir}/farm.yaml`, bytes)
+    const loaded = await Effect.runPromise(Effect.result(loadConfig(`${dir}/farm.yaml`)))
+    expect(Result.isFailure(loaded) && loaded.failure.message).toBe(`${dir}/farm.yaml:3: interface: column 14: byte 0xff is not UTF-8 (save the file as UTF-8)`)
+    rmSync(dir, { recursive: true })
+  })
+
+  it("an unresolved alias and an alias bomb name file:line and key", () => {
+    expect(one(good.replace("node: s1", "node: *nowhere")).message).toBe(
+      "/etc/vipfarm/farm.yaml:2: node: Unresolved alias (the anchor must be set before the alias): *nowhere"
+    )
+    const bomb = ["x-a: &a [x, x, x, x, x, x, x, x, x, x]", "x-b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]", "x-c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]"].join("\n")
+    const e = one(`${bomb}\n${good}`)
+    expect(e).toMatchObject({ line: 3 })
+    expect(e.message).toMatch(/^\/etc\/vipfarm\/farm\.yaml:3: x-c\[\d\]: alias \*b expands past 100 nodes/)
+  })
+
+  it("a duplicate key is named with its path and the line it was first set at", () => {
+    expect(one(good.replace("interface: eth0", "interface: eth0\nnode: s2")).message).toBe("/etc/vipfarm/farm.yaml:4: node: duplicate key (first set at line 2)")
+    expect(one(good.replace("  servers:", "  user: a\n  user: b\n  servers:")).message).toBe("/etc/vipfarm/farm.yaml:6: nats.user: duplicate key (first set at line 5)")
+    expect(one(good.replace("{proto: tcp,", "{proto: tcp, proto: udp,")).message).toBe("/etc/vipfarm/farm.yaml:11: vips[0].rules[0].proto: duplicate key (first set at line 11)")
+  })
+
+  it("a mapping used as a key is an error, not a stringified key and a warning", () => {
+    const warn = vi.spyOn(process, "emitWarning")
+    const e = one(good.replace("node: s1", "{a: 1}: s1"))
+    expect(e).toMatchObject({ line: 2, key: '"{a: 1}"' })
+    expect(warn).not.toHaveBeenCalled()
+    warn.mockRestore()
+  })
+
+  it("farm config check reads bytes: a non-UTF-8 byte is reported by the command", async () => {
+    const dir = mkdtempSync(`${tmpdir()}/vipfarm-check-`)
+    writeFileSync(`${dir}/farm.yaml`, Buffer.from(good.replace("interface: eth0", "interface: et\xffh0"), "latin1"))
+    const farm = fileURLToPath(new URL("../../cli/bin/farm.mjs", import.meta.url))
+    const r = await new Promise<{ code: number; stderr: string }>((resolve) =>
+      execFile(process.execPath, [farm, "config", "check", `${dir}/farm.yaml`], { timeout: 30_000 }, (err, _out, stderr) =>
+        resolve({ code: err === null ? 0 : Number(err.code), stderr })))
+    rmSync(dir, { recursive: true })
+    expect(r.code).not.toBe(0)
+    expect(r.stderr).toContain(`${dir}/farm.yaml:3: interface: column 14: byte 0xff is not UTF-8`)
+  })
+})
+
+describe("farm config check: mutations of a valid file", () => {
+  const valid = Buffer.from(`farm: web
+node: s1
+interface: eth0
+weight: 100
+priority: 5
+nats:
+  servers: [nats://198.18.0.11:4222, nats://198.18.0.12:4222]
+  user: s1
+  passwordFile: ./password
+witnesses: [w1]
+lease: {heartbeatMs: 50, fenceAfterMs: 250, expireAfterMs: 350}
+handoff: {maxMs: 60000}
+xdp: {mode: auto}
+metrics: {listen: "127.0.0.1:9469"}
+restart: {holdMs: 8000}
+vips:
+  - address: 198.18.0.100
+    rules:
+      - {proto: tcp, ports: [80, 443], affinity: client-ip}
+      - {proto: udp, ports: ["5000-5100"], affinity: client-ip-port, mode: single-host}
+  - address: 2001:db8::100
+    rules:
+      - proto: udp
+        ports: [53]
+        affinity: per-packet
+`)
+  // what breaks YAML and config files: indicators, anchors and aliases, directives, tabs, a bad byte, empty values
+  const tokens = [":", "-", "[", "]", "{", "}", "&a ", "*a", "!", "!!str ", "%YAML 9.9\n---\n", "---\n", "#", "'", "\"", "\t", "\n", " ", "0", "-1", "1e9",
+    "null", "~", "[]", "{}", "<<: *a\n", "? ", "|", ">", ",", "ports: []\n", "é", "\u2028", "\ufeff", "farm: web\n"]
+  const mutation = fc.record({ at: fc.nat(), del: fc.nat(8), ins: fc.oneof(fc.constantFrom(...tokens), fc.constant(null)) })
+
+  it("every error of 400 mutated files has the file, a line in the file and a key; nothing throws or warns", () => {
+    expect(checkConfig(valid, "/etc/vipfarm/farm.yaml")).toEqual([])
+    const warn = vi.spyOn(process, "emitWarning")
+    let failing = 0
+    fc.assert(fc.property(fc.array(mutation, { minLength: 1, maxLength: 4 }), (ms) => {
+      let b: Buffer = valid
+      for (const m of ms) {
+        const at = m.at % (b.length + 1)
+        const ins = m.ins === null ? Buffer.from([0xff]) : Buffer.from(m.ins)
+        b = Buffer.concat([b.subarray(0, at), ins, b.subarray(Math.min(b.length, at + m.del))])
+      }
+      const lines = b.toString("latin1").split("\n").length
+      const errors = checkConfig(b, "/etc/vipfarm/farm.yaml")
+      if (errors.length > 0) failing++
+      for (const e of errors) {
+        expect(e.file).toBe("/etc/vipfarm/farm.yaml")
+        expect(Number.isInteger(e.line) && e.line >= 1 && e.line <= lines).toBe(true)
+        expect(e.key).not.toBe("")
+        expect(e.message.startsWith(`/etc/vipfarm/farm.yaml:${e.line}: ${e.key}: `)).toBe(true)
+        // one line, no stack trace
+        expect(e.message).not.toMatch(/\n|\bat .*:\d+:\d+\)?$/m)
+      }
+    }), { numRuns: 400, seed: 1616 })
+    expect(warn).not.toHaveBeenCalled()
+    warn.mockRestore()
+    // the mutations do break files (a test that passes on no errors at all asserts nothing)
+    expect(failing).toBeGreaterThan(300)
   })
 })

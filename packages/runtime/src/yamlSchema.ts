@@ -18,9 +18,13 @@ export class YamlError extends Schema.TaggedError<YamlError>()("YamlError", {
   }
 }
 
+/** A key as written in a path: plain, or quoted and shortened (an empty, multi-line or odd key). */
+const keyPart = (k: string): string =>
+  /^[A-Za-z0-9_.@%$/-]+$/.test(k) ? k : JSON.stringify(k.length > 40 ? `${k.slice(0, 40)}...` : k)
+
 /** `a.b[2].c` from a path. */
 export const keyText = (path: ReadonlyArray<PropertyKey>): string =>
-  path.map((p, i) => (typeof p === "number" ? `[${p}]` : `${i === 0 ? "" : "."}${String(p)}`)).join("")
+  path.map((p, i) => (typeof p === "number" ? `[${p}]` : `${i === 0 ? "" : "."}${keyPart(String(p))}`)).join("")
 
 /** A parsed YAML document with line lookup by key path. */
 export interface YamlDoc {
@@ -77,6 +81,21 @@ const pathAt = (doc: Document, offset: number, atKey = false): Array<PropertyKey
   return best.length > 0 ? best : (before as { path: Array<PropertyKey> } | null)?.path ?? []
 }
 
+/**
+ * For an error outside the structure yaml could compose (a broken stream): the first key written
+ * on its line, else the last one written on a line before it, else the line's first word.
+ */
+const writtenKey = (text: string, line: number): Array<PropertyKey> => {
+  const all = text.split("\n")
+  for (let l = line - 1; l >= 0; l--) {
+    const keys = [...(all[l] ?? "").replace(/#.*$/, "").matchAll(/([A-Za-z_][\w.-]*)[ \t]*:(?:\s|$)/g)].map((m) => m[1])
+    if (keys.length > 0) return [l === line - 1 ? keys[0] : keys[keys.length - 1]]
+  }
+  // no key written up to there (the first key itself is broken): what the line starts with
+  const first = /([^\s:]+)/.exec(all[line - 1] ?? "")
+  return first === null ? [] : [first[1].slice(0, 40)]
+}
+
 /** Where a duplicate key at `offset` was first written: the line of the earlier pair with the same key. */
 const firstLineOfKey = (doc: Document, offset: number, lines: LineCounter): number | null => {
   let found: number | null = null
@@ -129,7 +148,8 @@ export const parseYamlAll = (text: string, file: string): Result.Result<YamlDoc,
   const doc: Document = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true })
   const errors = doc.errors.map((e) => {
     const offset = e.pos[0]
-    const path = pathAt(doc, offset, e.code === "DUPLICATE_KEY")
+    const found = pathAt(doc, offset, e.code === "DUPLICATE_KEY")
+    const path = found.length > 0 ? found : writtenKey(text, lines.linePos(offset).line)
     const first = e.code === "DUPLICATE_KEY" ? firstLineOfKey(doc, offset, lines) : null
     const problem = e.code === "DUPLICATE_KEY"
       ? `duplicate key${first === null ? "" : ` (first set at line ${first})`}`
@@ -142,6 +162,16 @@ export const parseYamlAll = (text: string, file: string): Result.Result<YamlDoc,
     const problem = w.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")
     errors.push(new YamlError({ file, line: lines.linePos(w.pos[0]).line, key: "%YAML", problem: /YAML version/.test(problem) ? `${problem} (${YAML_VERSIONS.join(" or ")})` : problem }))
   }
+  // a mapping or sequence used as a key: toJS would stringify it (and print a warning)
+  visit(doc, {
+    Pair: (_k, pair, ancestors) => {
+      if (pair.key === null || isScalar(pair.key)) return
+      const start = rangeOf(pair.key)?.[0] ?? 0
+      const written = text.slice(start, rangeOf(pair.key)?.[1] ?? start).replace(/\s+/g, " ").slice(0, 40)
+      errors.push(new YamlError({ file, line: lines.linePos(start).line, key: keyText([...pathOf(ancestors, pair).slice(0, -1), written]), problem: "a key must be a plain value, not a mapping, sequence or alias" }))
+      return visit.SKIP
+    }
+  })
   if (errors.length > 0) return Result.fail(errors.sort((a, b) => a.line - b.line))
   const value = toValue(doc, file, lines)
   if (Result.isFailure(value)) return Result.fail([value.failure])
@@ -175,9 +205,11 @@ export const decodeUtf8 = (bytes: Uint8Array, file: string): Result.Result<strin
     const line = bytes.subarray(0, lineStart).reduce((n, b) => n + (b === 0x0a ? 1 : 0), 1)
     const column = [...new TextDecoder().decode(bytes.subarray(lineStart, at))].length + 1
     const before = new TextDecoder().decode(bytes.subarray(0, at))
-    const doc = parseDocument(new TextDecoder().decode(bytes), { prettyErrors: false })
+    const lenient = new TextDecoder().decode(bytes)
+    const doc = parseDocument(lenient, { prettyErrors: false })
+    const found = pathAt(doc, before.length, true)
     return Result.fail(new YamlError({
-      file, line, key: keyText(pathAt(doc, before.length, true)),
+      file, line, key: keyText(found.length > 0 ? found : writtenKey(lenient, line)),
       problem: `column ${column}: byte 0x${bytes[at].toString(16).padStart(2, "0")} is not UTF-8 (save the file as UTF-8)`
     }))
   }
