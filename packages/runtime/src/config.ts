@@ -37,7 +37,9 @@ const ConfigRule = Rule.mapFields((f) => ({
 
 /** A virtual IP as the config file writes it (the domain's Vip, documented). */
 const ConfigVip = Vip.mapFields((f) => ({
-  address: f.address.annotate({ description: "The virtual IP, IPv4 or IPv6; every server holds it on lo.", examples: ["192.0.2.100", "2001:db8::100"] }),
+  // annotations of a checked schema go on its last check; the address check has no JSON Schema
+  // form, so it declares an open approximation, else JSON Schema export drops the description
+  address: f.address.annotate({ description: "The virtual IP, IPv4 or IPv6; every server holds it on lo.", examples: ["192.0.2.100", "2001:db8::100"], toJsonSchema: () => [{}, true] }),
   rules: Schema.Array(ConfigRule).annotate({ description: "The VIP's port rules; packets no rule matches are dropped." })
 }))
 
