@@ -58,4 +58,12 @@ describe("config", () => {
     expect(e.key).toBe("lease.expireAfterMs")
     expect(e.problem).toMatch(/fences/)
   })
+
+  it("handoff.maxMs is an optional cap with no default", () => {
+    const none = parseConfig(good, "farm.yaml")
+    expect(Result.isSuccess(none) && none.success.handoffMaxMs).toBeNull()
+    const capped = parseConfig(good + "handoff: {maxMs: 600000}\n", "farm.yaml")
+    expect(Result.isSuccess(capped) && capped.success.handoffMaxMs).toBe(600000)
+    expect(errorOf(good + "handoff: {maxMs: -1}\n")).toMatchObject({ line: 12, key: "handoff.maxMs" })
+  })
 })
