@@ -4,7 +4,7 @@
  * (application modules); `config.ts` may move onto it.
  */
 import { Result, Schema, SchemaIssue } from "effect"
-import { Alias, type Document, isAlias, isPair, isScalar, isSeq, LineCounter, type Node, type Pair, parseDocument, visit } from "yaml"
+import { Alias, type Document, isPair, isScalar, isSeq, LineCounter, type Node, type Pair, parseDocument, visit } from "yaml"
 
 /** A problem in a YAML file: file, line and key, and what is wrong. */
 export class YamlError extends Schema.TaggedError<YamlError>()("YamlError", {
