@@ -12,7 +12,7 @@ const farmBin = fileURLToPath(new URL("../bin/farm.mjs", import.meta.url))
 /** Run the real `farm` with an environment; its exit code and stderr. */
 const farm = (args: Array<string>, env: Record<string, string>) =>
   new Promise<{ code: number; stderr: string; stdout: string }>((resolve) => {
-    execFile(process.execPath, [farmBin, ...args], { env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [farmBin, ...args], { env: { ...process.env, ...env }, timeout: 100_000 }, (err, stdout, stderr) => {
       resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : -1, stderr, stdout })
     })
   })
@@ -84,14 +84,14 @@ describe("the farm command and its log level", () => {
     const r = await farm(["config", "check", "/nonexistent.yaml"], { VIPFARM_LOG: "verbose" })
     expect(r.code).toBe(2)
     expect(r.stderr).toBe("farm: VIPFARM_LOG=verbose is not a log level (debug, info, warn, error)\n")
-  })
+  }, 120_000)
 
   it("offers --log-level with vipfarm's levels on a subcommand, and refuses others", async () => {
-    const help = await farm(["config", "check", "--help"], {})
+    // each start compiles the CLI through tsx: slow on a loaded machine, so both at once
+    const [help, bad] = await Promise.all([farm(["config", "check", "--help"], {}), farm(["status", "--log-level", "trace"], {})])
     expect(help.stdout).toMatch(/--log-level <debug\|info\|warn\|error>/)
     expect(help.stdout).not.toMatch(/trace|fatal/)
-    const bad = await farm(["status", "--log-level", "trace"], {})
     expect(bad.code).not.toBe(0)
     expect(bad.stderr + bad.stdout).toMatch(/log-level/)
-  })
+  }, 120_000)
 })

@@ -180,12 +180,12 @@ describe("farm config check: the gaps", () => {
     writeFileSync(`${dir}/farm.yaml`, Buffer.from(good.replace("interface: eth0", "interface: et\xffh0"), "latin1"))
     const farm = fileURLToPath(new URL("../../cli/bin/farm.mjs", import.meta.url))
     const r = await new Promise<{ code: number; stderr: string }>((resolve) =>
-      execFile(process.execPath, [farm, "config", "check", `${dir}/farm.yaml`], { timeout: 30_000 }, (err, _out, stderr) =>
+      execFile(process.execPath, [farm, "config", "check", `${dir}/farm.yaml`], { timeout: 100_000 }, (err, _out, stderr) =>
         resolve({ code: err === null ? 0 : Number(err.code), stderr })))
     rmSync(dir, { recursive: true })
     expect(r.code).not.toBe(0)
     expect(r.stderr).toContain(`${dir}/farm.yaml:3: interface: column 14: byte 0xff is not UTF-8`)
-  })
+  }, 120_000)
 })
 
 describe("farm config check: mutations of a valid file", () => {
