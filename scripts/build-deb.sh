@@ -2,7 +2,8 @@
 # Build the vipfarm Debian package: dist/vipfarm_VERSION_ARCH.deb (dpkg-deb; no npm dependency).
 #   sh scripts/build-deb.sh            (after npm ci: the bundle is built here, into the package)
 #   sudo dpkg -i dist/vipfarm_*.deb    (or: sudo apt install ./dist/vipfarm_*.deb)
-# Layout: /usr/bin/farm runs /usr/lib/vipfarm/farm.mjs (the bundle, its BPF objects, modules,
+# Layout: /usr/bin/farm runs /usr/lib/vipfarm/farm.mjs (the entry point: the bundle with its
+# V8 code cache, see scripts/build.mjs; its BPF objects, modules,
 # scenarios and audit page in the repository's relative layout, koffi's native addon);
 # /lib/systemd/system/vipfarm.service; /etc/vipfarm/farm.yaml.example (a conffile);
 # /usr/share/doc/vipfarm/ (README, the application drop-ins as examples: a drop-in under
@@ -29,8 +30,8 @@ trap 'rm -rf "$STAGE"' EXIT
 LIB="$STAGE/usr/lib/vipfarm"
 DOC="$STAGE/usr/share/doc/vipfarm"
 
-node scripts/build.mjs --out "$LIB"
-# koffi (external to the bundle: a native addon), only what it loads at run time
+# koffi (external to the bundle: a native addon), only what it loads at run time; first: the
+# build runs the bundle once (its code cache) and the bundle loads koffi
 mkdir -p "$LIB/node_modules/koffi" "$LIB/node_modules/@koromix"
 cp -r node_modules/koffi/package.json node_modules/koffi/index.js node_modules/koffi/index.cjs node_modules/koffi/indirect.js node_modules/koffi/indirect.cjs node_modules/koffi/src node_modules/koffi/lib node_modules/koffi/LICENSE.txt "$LIB/node_modules/koffi/"
 cp -r "$KOFFI_NATIVE" "$LIB/node_modules/@koromix/"
@@ -38,6 +39,7 @@ rm -rf "$LIB/node_modules/@koromix/koffi-linux-$NODE_ARCH/musl_$NODE_ARCH"
 # the module sources the C build reads are not needed at run time
 find "$LIB/node_modules/koffi/src" -type f ! -name '*.js' ! -name '*.cjs' ! -name '*.json' -delete
 find "$LIB/node_modules/koffi/src" -type d -empty -delete
+node scripts/build.mjs --out "$LIB"
 
 install -D -m 0755 packaging/deb/farm "$STAGE/usr/bin/farm"
 install -D -m 0644 packaging/vipfarm.service "$STAGE/lib/systemd/system/vipfarm.service"
