@@ -2,7 +2,8 @@
  * The Debian package as an operator gets it: scripts/build-deb.sh builds it, `dpkg -i` installs
  * it on this machine, the installed unit verifies, `/usr/bin/farm` answers, a lab farm whose
  * servers run the installed `/usr/bin/farm daemon` (not the checkout) serves every client, a
- * member of the vipfarm group uses a daemon's control socket and others cannot, and
+ * member of the vipfarm group uses a daemon's control socket and others cannot, a daemon
+ * notifies READY=1 / STOPPING=1 and applies a reload (SIGHUP) through the log, and
  * `dpkg --purge` leaves nothing (files, group, unit, /usr/lib/vipfarm, /etc/vipfarm).
  * Needs root (dpkg, network namespaces); CI runs it as root.
  */
@@ -12,7 +13,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type LabState, listLabs } from "@vipfarm/runtime"
-import { expectEveryClientServed, rootOrSkip, startLab, stopLab, termDaemon, until } from "../e2e/harness.ts"
+import { expectEveryClientServed, rootOrSkip, startLab, status, stopLab, termDaemon, until } from "../e2e/harness.ts"
 
 const ROOT = new URL("../../", import.meta.url).pathname
 const NAME = "pkg1"
@@ -202,6 +203,21 @@ describe.skipIf(!root || !haveDpkg)("the Debian package", () => {
     expect(other.status).not.toBe(0)
     expect(other.stdout + other.stderr).toMatch(/EACCES|permission denied/i)
   })
+
+  it("reload (SIGHUP, as ExecReload sends it): the installed daemon applies a new weight through the log, refuses what needs a restart", async () => {
+    expect(lab).toBeDefined()
+    const s = lab!.servers[0]
+    writeFileSync(s.config, readFileSync(s.config, "utf8").replace(/^interface: eth0$/m, "interface: eth0\nweight: 50\npriority: 7"))
+    const pid = Number(sh("pgrep", ["-f", ` daemon --config ${s.config}$`]).stdout.trim())
+    expect(pid).toBeGreaterThan(0)
+    process.kill(pid, "SIGHUP")
+    // the other servers see it: it is the farm's log
+    await until("s1's weight 50 as s2 sees it", async () => (await status(lab!, "s2")).members.find((m) => m.name === "s1")?.weight === 50, 30_000)
+    const reloads = readFileSync(`${lab!.dir}/s1-daemon.log`, "utf8").split("\n").filter((l) => l.includes("op=config.reload"))
+    expect(reloads.some((l) => l.includes("key=weight") && l.includes("result=applied"))).toBe(true)
+    expect(reloads.some((l) => l.includes("key=priority") && l.includes("result=refused") && l.includes("restart"))).toBe(true)
+    expect(sh("kill", ["-0", String(pid)]).status, "the daemon runs on").toBe(0)
+  }, 60_000)
 
   it("SIGTERM: the installed daemon notifies STOPPING=1 when it starts draining", async () => {
     expect(lab).toBeDefined()
