@@ -85,6 +85,7 @@ const require = createRequire(file)
 let cachedData
 try { cachedData = readFileSync(cacheFile) } catch {}
 const script = new Script(require("node:module").wrap(readFileSync(file, "utf8")), { filename: file, cachedData })
+cachedData = undefined // compiled: the 2 MB buffer need not live as long as the daemon
 if (process.env.VIPFARM_WRITE_CODE_CACHE === "1") {
   delete process.env.VIPFARM_WRITE_CODE_CACHE
   process.once("exit", () => { writeFileSync(cacheFile + ".tmp", script.createCachedData()); renameSync(cacheFile + ".tmp", cacheFile) })
