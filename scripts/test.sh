@@ -72,6 +72,9 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
   fi
 fi
 
+# what `farm` runs (bin/farm.mjs would build it on first use; a broken build fails here, once)
+node scripts/build.mjs || problem "the build (node scripts/build.mjs) failed"
+
 # this run's own result files (another vitest run in the same tree cannot overwrite them)
 work=$(mktemp -d /tmp/vipfarm-test.XXXXXX)
 mkdir -p .ci

@@ -1,5 +1,6 @@
 /**
- * packaging/vipfarm.service and its application drop-ins as systemd reads them
+ * packaging/vipfarm.service (installed by the Debian package, test/package/deb.test.ts) and its
+ * application drop-ins (shipped as examples) as systemd reads them
  * (`systemd-analyze verify`, which needs no running systemd): no warning, and exactly the
  * capabilities and writable paths the README documents.
  */
@@ -24,6 +25,22 @@ describe.skipIf(!haveAnalyze)("the systemd unit", () => {
     expect(u.ambient).toEqual([])
     expect(u.readWritePaths).toEqual(["/run/vipfarm", "/proc/sys/net/ipv4/conf"])
     expect(u).toMatchObject({ protectSystem: "strict", protectHome: "yes", privateTmp: "yes", umask: "0027", runtimeDirectory: "vipfarm", noNewPrivileges: true })
+  })
+
+  it("is Type=notify (main process), checks the config before it starts, reloads by SIGHUP, runs the packaged /usr/bin/farm with Group=vipfarm", () => {
+    const u = analyzeUnit()
+    expect(u.type).toBe("notify")
+    expect(u.notifyAccess).toBe("main")
+    expect(u.group).toBe("vipfarm")
+    expect(u.execStartPre).toEqual(["/usr/bin/farm config check /etc/vipfarm/farm.yaml"])
+    expect(u.execStart).toEqual(["/usr/bin/farm daemon --config /etc/vipfarm/farm.yaml"])
+    expect(u.execReload).toEqual(["/bin/kill -HUP $MAINPID"])
+    // farm restart exits 75: a success, and always started again
+    const unit = readFileSync(join(PACKAGING, "vipfarm.service"), "utf8")
+    expect(unit).toMatch(/^SuccessExitStatus=75$/m)
+    expect(unit).toMatch(/^RestartForceExitStatus=75$/m)
+    // nothing of tsx is left in it
+    expect(unit).not.toMatch(/tsx|\/usr\/bin\/env farm/)
   })
 
   it.each([

@@ -28,10 +28,25 @@ export interface UnitView {
   readonly runtimeDirectory: string
   /** From the unit files (the dump does not show it). */
   readonly noNewPrivileges: boolean
+  /** Type=, NotifyAccess=, Group= as systemd parsed them. */
+  readonly type: string
+  readonly notifyAccess: string
+  readonly group: string
+  /** The command lines of ExecStartPre=, ExecStart=, ExecReload= (from the unit files: the dump splits them). */
+  readonly execStartPre: ReadonlyArray<string>
+  readonly execStart: ReadonlyArray<string>
+  readonly execReload: ReadonlyArray<string>
 }
 
 const capList = (v: string | undefined): Array<string> =>
   (v ?? "").split(/\s+/).filter((c) => c !== "").map((c) => c.toLowerCase().replace(/^cap_/, "")).sort()
+
+/** The command lines of an Exec*= key over the unit and its drop-ins (an empty assignment resets). */
+const execLines = (texts: ReadonlyArray<string>, key: string): Array<string> => {
+  let out: Array<string> = []
+  for (const t of texts) for (const m of t.matchAll(new RegExp(`^${key}=(.*)$`, "gm"))) out = m[1] === "" ? [] : [...out, m[1]]
+  return out
+}
 
 /**
  * Verify vipfarm.service with the given drop-ins (file names under packaging/vipfarm.service.d,
@@ -41,7 +56,10 @@ export const analyzeUnit = (dropIns: ReadonlyArray<string | { readonly name: str
   const dir = mkdtempSync(join(tmpdir(), "vipfarm-unit-"))
   try {
     const unit = unitText ?? readFileSync(join(PACKAGING, "vipfarm.service"), "utf8")
-    writeFileSync(join(dir, "vipfarm.service"), unit)
+    // the unit runs the packaged /usr/bin/farm, which verify requires to exist: a stand-in here
+    // (test/package/deb.test.ts verifies the installed unit against the installed command)
+    writeFileSync(join(dir, "farm"), "#!/bin/sh\nexit 0\n", { mode: 0o755 })
+    writeFileSync(join(dir, "vipfarm.service"), unit.replaceAll("/usr/bin/farm ", `${join(dir, "farm")} `))
     const texts = [unit]
     if (dropIns.length > 0) mkdirSync(join(dir, "vipfarm.service.d"))
     for (const d of dropIns) {
@@ -78,7 +96,13 @@ export const analyzeUnit = (dropIns: ReadonlyArray<string | { readonly name: str
       privateTmp: props.get("PrivateTmp") ?? "",
       umask: props.get("UMask") ?? "",
       runtimeDirectory: props.get("RuntimeDirectory") ?? "",
-      noNewPrivileges: nnp === "yes" || nnp === "true" || nnp === "1"
+      noNewPrivileges: nnp === "yes" || nnp === "true" || nnp === "1",
+      type: props.get("Type") ?? "",
+      notifyAccess: props.get("NotifyAccess") ?? "",
+      group: props.get("Group") ?? texts.flatMap((t) => [...t.matchAll(/^Group=(\S+)/gm)].map((m) => m[1])).at(-1) ?? "",
+      execStartPre: execLines(texts, "ExecStartPre"),
+      execStart: execLines(texts, "ExecStart"),
+      execReload: execLines(texts, "ExecReload")
     }
   } finally {
     rmSync(dir, { recursive: true, force: true })

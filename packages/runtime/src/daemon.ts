@@ -31,6 +31,9 @@ import { scopedHostSetupKept } from "./hostNet.ts"
 import { acquireFilterKept, attachFilter, encodeTables, RESTART_EXIT_CODE, restartStatePath, type RestartState, tablesOf, takeRestartState, writeRestartState } from "./restart.ts"
 // end ops
 import { ChainTail } from "./audit/chainTail.ts" // audit chain
+import { loadConfig } from "./config.ts" // reload
+import { reloadConfig } from "./reload.ts" // reload
+import { notifySystemd } from "./sdNotify.ts" // systemd Type=notify
 
 /** CLOCK_MONOTONIC in ms: the clock of the controller and of the filter's deadline. */
 export const monotonicMs = (): number => Number(process.hrtime.bigint() / 1_000_000n)
@@ -500,6 +503,27 @@ export const runDaemon = (config: Config) =>
       yield* Effect.addFinalizer(() => Effect.sync(() => process.off("SIGUSR2", onUsr2)))
       // end ops
 
+      // reload (SIGHUP, systemctl reload): re-read the config file, apply what changes live, log what
+      // is refused (see reload.ts). The weight goes to the log as the operator's commands do.
+      let running = config
+      let reloading: Promise<unknown> = Promise.resolve()
+      const appendWeight = (weight: number): Promise<string> => {
+        const st = ctl.foldedState
+        const d = decide({ _tag: "SetWeight", node, weight, cause: { kind: "config", by: node, detail: running.file } }, st)
+        if (Result.isFailure(d)) return Promise.reject(new Error(d.failure.reason))
+        const prev = prevFor(st.seq)
+        if (prev === null) return Promise.reject(new Error(`audit chain: record ${st.seq} is not held`))
+        return Effect.runPromise(eventLog.append({ v: 1, events: d.success, prev }, { expectLastSeq: st.seq, msgId: `reload-${node}-${st.seq}-${weight}` }))
+          .then((r) => (r._tag === "Conflict" ? Promise.reject(new Error(`the log moved on to ${r.lastSeq}: reload again`)) : r._tag))
+      }
+      const onHup = () => {
+        reloading = reloading.then(() => reloadConfig({
+          node, current: () => running, load: (f) => loadConfig(f), applied: (c) => { running = c }, apply: (c) => appendWeight(c.weight)
+        }))
+      }
+      process.on("SIGHUP", onHup)
+      yield* Effect.addFinalizer(() => Effect.sync(() => process.off("SIGHUP", onHup)))
+
       // SIGTERM / SIGINT interrupt the main fiber (the runtime's signal handling); this finalizer runs
       // first, while the log consumer and the clock still run: drain, wait for the hand-offs, leave.
       // Then the rest of the scope removes everything the daemon set.
@@ -508,6 +532,7 @@ export const runDaemon = (config: Config) =>
         Effect.gen(function* () {
           if (!exited) {
             log("info", "daemon.stopping", { node, seq: ctl.foldedState.seq })
+            notifySystemd("STOPPING=1", node)
             ctl.stop(monotonicMs())
             run(ctl.drainActions())
             yield* Deferred.await(exit).pipe(Effect.timeout(defaultTiming.stopMaxMs + 5_000), Effect.ignore)
@@ -519,6 +544,7 @@ export const runDaemon = (config: Config) =>
       )
 
       log("info", "daemon.ready", { node, seq: head, control: config.control })
+      notifySystemd("READY=1", node)
       yield* profileCpuScoped(process.env.VIPFARM_CPU_PROFILE, node)
       yield* Deferred.await(exit)
       exited = true

@@ -93,6 +93,11 @@ export interface LabOptions {
 const ROOT = fileURLToPath(new URL("../../../../", import.meta.url))
 const FARM_BIN = `${ROOT}packages/cli/bin/farm.mjs`
 const APP = `${ROOT}packages/runtime/src/lab/app.mjs`
+/**
+ * How the lab starts `farm`: the checkout's (this build's) command, or the one `VIPFARM_FARM_BIN`
+ * names (e.g. the installed /usr/bin/farm, run as it is: the package test serves a lab with it).
+ */
+const farmArgv = (): Array<string> => (process.env.VIPFARM_FARM_BIN ? [process.env.VIPFARM_FARM_BIN] : [process.execPath, FARM_BIN])
 
 const mac = (kind: number, i: number) => `02:42:c6:12:${kind.toString(16).padStart(2, "0")}:${i.toString(16).padStart(2, "0")}`
 
@@ -305,7 +310,7 @@ export const labUp = (o: LabOptions): Effect.Effect<LabState, LabError> =>
       for (const s of natsServers) yield* waitPort(s.address, 4222, s.ns, 10_000)
       if (witness !== null) {
         spawnInNs(witness.ns, [
-          "nice", "-n", "-10", process.execPath, FARM_BIN, "witness", "--farm", o.name, "--node", "w1", "--nats", `nats://${witness.address}:4222`,
+          "nice", "-n", "-10", ...farmArgv(), "witness", "--farm", o.name, "--node", "w1", "--nats", `nats://${witness.address}:4222`,
           ...(o.natsAuth ? ["--user", "w1", "--password-file", `${dir}/w1.pass`] : [])
         ], `${dir}/w1-witness.log`)
       }
@@ -322,7 +327,7 @@ export const labUp = (o: LabOptions): Effect.Effect<LabState, LabError> =>
 export const labStartDaemon = (lab: LabState, node: string): number => {
   const s = lab.servers.find((x) => x.node === node)
   if (s === undefined) throw new Error(`no server ${node} in lab ${lab.name}`)
-  return spawnInNs(s.ns, ["nice", "-n", "-10", process.execPath, FARM_BIN, "daemon", "--config", s.config], `${lab.dir}/${s.node}-daemon.log`)
+  return spawnInNs(s.ns, ["nice", "-n", "-10", ...farmArgv(), "daemon", "--config", s.config], `${lab.dir}/${s.node}-daemon.log`)
 }
 
 /**
@@ -366,7 +371,7 @@ export const labNode = (lab: LabState, node: string): Effect.Effect<LabServer | 
 export const labKill = (lab: LabState, node: string) =>
   Effect.gen(function* () {
     const n = yield* labNode(lab, node)
-    yield* nsRun(n.ns, "pkill", ["-KILL", "-f", `farm.mjs daemon --config ${lab.dir}/${node}.yaml`]).pipe(
+    yield* nsRun(n.ns, "pkill", ["-KILL", "-f", ` daemon --config ${lab.dir}/${node}.yaml$`]).pipe(
       Effect.mapError((e) => new LabError({ op: "kill", message: `no daemon running on ${node}: ${e.message}` }))
     )
   })
