@@ -124,7 +124,10 @@ describe.skipIf(!root)("a killed daemon's host set-up is adopted and removed", (
 
   beforeAll(async () => {
     noteHostBefore(NAME)
-    lab = await Effect.runPromise(labUp({ name: NAME, servers: 3, clients: 1, addressesPerClient: 40, app: "builtin", daemons: false }))
+    // a long hold: a daemon's start takes over 10 s on a loaded machine, and the restart case wants the lease adopted
+    lab = await Effect.runPromise(labUp({
+      name: NAME, servers: 3, clients: 1, addressesPerClient: 40, app: "builtin", daemons: false, extraConfig: () => "restart: {holdMs: 40000}\n"
+    }))
     vmac = virtualMac(lab.name)
     for (const [k, v] of Object.entries(BEFORE)) inNs("s1", "sysctl", "-qw", `${k}=${v}`)
     pristine = hostOf("s1")
@@ -214,8 +217,12 @@ describe.skipIf(!root)("a killed daemon's host set-up is adopted and removed", (
     expect(r).toMatchObject({ granted: true, exit: 75 })
     expect(await d.exit).toEqual({ code: 75, signal: null })
     expectLeftByKill("after the keep-serving restart's exit")
+    // the record handed over in the restart state is the state file's
+    const control = lab.servers[0].control
+    const handed = JSON.parse(readFileSync(`${control}.restart.json`, "utf8")) as { host: unknown }
+    expect(handed.host).toEqual((JSON.parse(readFileSync(hostStatePath(control), "utf8")) as { host: unknown }).host)
     startS1()
-    await untilFarm(lab, "s1 adopted its filter", async () => /op=restart\.adopted/.test(logOfS1().slice(mark)), 30_000)
+    await untilFarm(lab, "s1 adopted its filter", async () => /op=restart\.adopted/.test(logOfS1().slice(mark)), 40_000)
     await s1Serving()
     await kill()
     startS1()
