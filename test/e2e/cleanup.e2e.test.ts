@@ -13,7 +13,7 @@ import { closeSync, existsSync, openSync, readFileSync, rmSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { Effect } from "effect"
 import { virtualMac } from "@vipfarm/domain"
-import { callControl, LAB_ENV, labStartDaemon, labUp, type LabState, waitFarmUp } from "@vipfarm/runtime"
+import { callControl, LAB_ENV, labStartDaemon, labUp, type LabState, listLabs, waitFarmUp } from "@vipfarm/runtime"
 import { hostStatePath } from "../../packages/runtime/src/hostState.ts"
 import { daemonRunning, expectEveryClientServed, killDaemon, noteHostBefore, rootOrSkip, status, stopLab, termDaemon, until, untilFarm } from "./harness.ts"
 
@@ -66,6 +66,7 @@ describe.skipIf(!root)("a killed daemon's host set-up is adopted and removed", (
   /** Start s1's daemon as the lab does, keeping the process to learn its exit status. */
   const startS1 = () => {
     const s = lab.servers[0]
+    if (s1 !== null || daemonRunning(lab, "s1")) throw new Error("s1's daemon is still running")
     const fd = openSync(`${lab.dir}/s1-daemon.log`, "a")
     const child = spawn("ip", ["netns", "exec", s.ns, "nice", "-n", "-10", process.execPath, FARM, "daemon", "--config", s.config], {
       stdio: ["ignore", fd, fd], env: { ...process.env, [LAB_ENV]: lab.name }
@@ -80,7 +81,7 @@ describe.skipIf(!root)("a killed daemon's host set-up is adopted and removed", (
     await untilFarm(lab, "s1 up with a share", async () => {
       const m = (await status(lab, "s2")).members.find((x) => x.name === "s1")
       return m?.state === "up" && m.buckets > 0 && !(await status(lab, "s1")).filter.fenced
-    }, 40_000)
+    }, 120_000) // a daemon's start (tsx) takes up to 40 s on this shared 2-core machine
   }
 
   /** The others serve every client, none answered by s1. */
@@ -89,8 +90,18 @@ describe.skipIf(!root)("a killed daemon's host set-up is adopted and removed", (
       const st = await status(lab, "s2")
       const m = st.members.find((x) => x.name === "s1")
       return (m === undefined || m.state !== "up" || m.buckets === 0) && st.handoffs.length === 0 && !st.filter.fenced
-    }, 30_000)
-    await expectEveryClientServed(lab, "s2", "s1")
+    }, 60_000)
+    // one GET per client address; a lease lapse on the loaded machine may drop one: up to 3 rounds
+    for (let round = 1; ; round++) {
+      try {
+        await expectEveryClientServed(lab, "s2", "s1")
+        return
+      } catch (e) {
+        if (round === 3) throw e
+        console.log(`${what}: round ${round} of the clients' GETs failed (${(e as Error).message.split("\n")[0]}); again`)
+        await new Promise((r) => setTimeout(r, 2000))
+      }
+    }
   }
 
   const kill = async () => {
@@ -126,7 +137,7 @@ describe.skipIf(!root)("a killed daemon's host set-up is adopted and removed", (
     noteHostBefore(NAME)
     // a long hold: a daemon's start takes over 10 s on a loaded machine, and the restart case wants the lease adopted
     lab = await Effect.runPromise(labUp({
-      name: NAME, servers: 3, clients: 1, addressesPerClient: 40, app: "builtin", daemons: false, extraConfig: () => "restart: {holdMs: 40000}\n"
+      name: NAME, servers: 3, clients: 1, addressesPerClient: 40, app: "builtin", daemons: false, extraConfig: () => "restart: {holdMs: 90000}\n"
     }))
     vmac = virtualMac(lab.name)
     for (const [k, v] of Object.entries(BEFORE)) inNs("s1", "sysctl", "-qw", `${k}=${v}`)
@@ -135,8 +146,8 @@ describe.skipIf(!root)("a killed daemon's host set-up is adopted and removed", (
     startS1()
     labStartDaemon(lab, "s2")
     labStartDaemon(lab, "s3")
-    await waitFarmUp(lab, 60_000)
-  }, 120_000)
+    await waitFarmUp(lab, 150_000)
+  }, 240_000)
 
   afterAll(async () => {
     if (!root) return
@@ -147,8 +158,11 @@ describe.skipIf(!root)("a killed daemon's host set-up is adopted and removed", (
       await Promise.race([d.exit, new Promise((r) => setTimeout(r, 40_000))])
       if (daemonRunning(lab, "s1")) killDaemon(lab, "s1")
     }
-    expect(stopLab(NAME)).toEqual([])
-  }, 60_000)
+    // XDP programs are counted host-wide: another helper's lab built meanwhile shows there too
+    const others = listLabs().filter((l) => l !== NAME)
+    const left = stopLab(NAME)
+    expect(others.length > 0 ? left.filter((l) => !l.startsWith("XDP programs:")) : left).toEqual([])
+  }, 120_000)
 
   it("start → SIGTERM: exit 0, nothing left", async () => {
     const h = hostOf("s1")
@@ -170,7 +184,7 @@ describe.skipIf(!root)("a killed daemon's host set-up is adopted and removed", (
     await termAndExpectClean("kill, start, term")
     expect(logOfS1().slice(mark)).toMatch(/op=host\.adopt .*source=file/)
     expect(logOfS1().slice(mark)).not.toMatch(/vmac=promiscuous/)
-  }, 240_000)
+  }, 420_000)
 
   it("SIGKILL → start → SIGKILL → start → SIGTERM: the values from before the first daemon survive two kills", async () => {
     startS1()
@@ -184,7 +198,7 @@ describe.skipIf(!root)("a killed daemon's host set-up is adopted and removed", (
     startS1()
     await s1Serving()
     await termAndExpectClean("kill, start, kill, start, term")
-  }, 300_000)
+  }, 540_000)
 
   it("without the state file, the farm's own marks are recognised: VIP (its label) and fdb entry removed", async () => {
     startS1()
@@ -206,7 +220,7 @@ describe.skipIf(!root)("a killed daemon's host set-up is adopted and removed", (
     expect({ ...h, sysctls: {} }).toEqual({ ...pristine, sysctls: {} })
     for (const [k, v] of Object.entries(BEFORE)) inNs("s1", "sysctl", "-qw", `${k}=${v}`)
     await othersServe("after the recognised clean-up")
-  }, 240_000)
+  }, 420_000)
 
   it("farm restart (exit 75) → SIGKILL → start → SIGTERM: the restart state's record and the file agree", async () => {
     startS1()
@@ -222,11 +236,11 @@ describe.skipIf(!root)("a killed daemon's host set-up is adopted and removed", (
     const handed = JSON.parse(readFileSync(`${control}.restart.json`, "utf8")) as { host: unknown }
     expect(handed.host).toEqual((JSON.parse(readFileSync(hostStatePath(control), "utf8")) as { host: unknown }).host)
     startS1()
-    await untilFarm(lab, "s1 adopted its filter", async () => /op=restart\.adopted/.test(logOfS1().slice(mark)), 40_000)
+    await untilFarm(lab, "s1 adopted its filter", async () => /op=restart\.adopted/.test(logOfS1().slice(mark)), 100_000)
     await s1Serving()
     await kill()
     startS1()
     await s1Serving()
     await termAndExpectClean("restart, kill, start, term")
-  }, 240_000)
+  }, 540_000)
 })
