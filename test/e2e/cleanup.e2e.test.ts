@@ -128,7 +128,7 @@ describe.skipIf(!root)("a killed daemon's host set-up is adopted and removed", (
     expect(h.sysctls, what).toMatchObject({ "net.ipv4.conf.eth0.arp_ignore": "1", "net.ipv4.conf.eth0.arp_announce": "2" })
     expect(h.lo, what).toEqual(["198.18.0.100/32"])
     expect(h.fdb || h.promisc, what).toBe(true)
-    void h
+    expect(h.stateFile, what).toBe(true)
   }
 
   const logOfS1 = () => readFileSync(`${lab.dir}/s1-daemon.log`, "utf8")
