@@ -230,6 +230,7 @@ describe.skipIf(!root)("a killed daemon's host set-up is adopted and removed", (
     const r = (await Effect.runPromise(callControl(lab.servers[0].control, "POST", "/restart"))) as { granted: boolean; exit: number }
     expect(r).toMatchObject({ granted: true, exit: 75 })
     expect(await d.exit).toEqual({ code: 75, signal: null })
+    s1 = null
     expectLeftByKill("after the keep-serving restart's exit")
     // the record handed over in the restart state is the state file's
     const control = lab.servers[0].control
