@@ -28,6 +28,7 @@ import { findMember } from "@vipfarm/domain"
 import { FarmMetrics, serveMetrics } from "./metrics.ts"
 import { EventStore, type EventsPage } from "./events.ts"
 import { scopedHostSetupKept } from "./hostNet.ts"
+import { hostStatePath } from "./hostState.ts"
 import { acquireFilterKept, attachFilter, encodeTables, RESTART_EXIT_CODE, restartStatePath, type RestartState, tablesOf, takeRestartState, writeRestartState } from "./restart.ts"
 // end ops
 import { ChainTail } from "./audit/chainTail.ts" // audit chain
@@ -137,7 +138,9 @@ export const runDaemon = (config: Config) =>
       log("info", "filter.attached", { node, interface: config.interface, mode: xdpMode, inherited: inherited !== null })
 
       // 3. the host: sysctls, VIPs on lo, virtual MAC reception (all undone when the scope closes)
-      const hostRecord = yield* scopedHostSetupKept(config.interface, vmac, config.vips.map((v) => v.address), inherited?.host ?? null, () => keeping) // ops: inheritable
+      const hostRecord = yield* scopedHostSetupKept(config.interface, vmac, config.vips.map((v) => v.address), inherited?.host ?? null, () => keeping, {
+        farm: config.farm, node, statePath: hostStatePath(config.control) // adopted after a SIGKILL too (hostState.ts)
+      }) // ops: inheritable
       const macMode = hostRecord.mac // ops
       log("info", "host.ready", { node, vips: config.vips.map((v) => v.address).join(","), vmac: macMode })
 

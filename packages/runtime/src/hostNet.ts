@@ -6,7 +6,14 @@
 import { execFile, spawnSync } from "node:child_process"
 import { constants } from "node:os"
 import { readFileSync, writeFileSync } from "node:fs"
-import { Effect, Schema } from "effect"
+import { Effect, Schema, type Scope } from "effect"
+import {
+  chooseInherited, emptyHostRecord, type HostRecord, isAlreadyGone, isAlreadyThere, promiscuousIn, readHostState, removeHostState, validHostRecord,
+  vipLabel, vipOnLo, vipPrefix, writeHostState
+} from "./hostState.ts"
+import { log } from "./log.ts"
+
+export type { HostRecord } from "./hostState.ts"
 
 /** A host command failed. */
 export class HostNetError extends Schema.TaggedError<HostNetError>()("HostNetError", {
@@ -39,55 +46,13 @@ export const runAttached = (cmd: string, args: ReadonlyArray<string>): Effect.Ef
 
 const sysctlPath = (key: string) => `/proc/sys/${key.replace(/\./g, "/")}`
 
-/** Set a sysctl for the scope's lifetime; the previous value is restored after. */
-export const scopedSysctl = (key: string, value: string) =>
-  Effect.acquireRelease(
-    Effect.try({
-      try: () => {
-        const before = readFileSync(sysctlPath(key), "utf8").trim()
-        writeFileSync(sysctlPath(key), value)
-        return before
-      },
-      catch: (e) => new HostNetError({ op: `sysctl ${key}=${value}`, message: (e as Error).message })
-    }),
-    (before) => Effect.sync(() => writeFileSync(sysctlPath(key), before)).pipe(Effect.ignore)
-  )
-
 const isV6 = (address: string) => address.includes(":")
 
-/** Put a VIP on `lo` for the scope's lifetime (left alone, and not removed, if it was there already). */
-export const scopedVipOnLoopback = (address: string) => {
-  const prefix = `${address}/${isV6(address) ? 128 : 32}`
-  return Effect.acquireRelease(
-    Effect.gen(function* () {
-      const present = (yield* run("ip", ["-o", "addr", "show", "dev", "lo"])).includes(` ${prefix} `) ||
-        (yield* run("ip", ["-o", "addr", "show", "dev", "lo"])).includes(` ${address}/`)
-      if (present) return false
-      // nodad: every server holds the VIP; nobody should defend it with DAD
-      yield* run("ip", ["addr", "add", prefix, "dev", "lo", ...(isV6(address) ? ["nodad"] : [])])
-      return true
-    }),
-    (added) => (added ? run("ip", ["addr", "del", prefix, "dev", "lo"]).pipe(Effect.ignore) : Effect.void)
-  )
-}
+const readSysctl = (key: string) =>
+  Effect.try({ try: () => readFileSync(sysctlPath(key), "utf8").trim(), catch: (e) => new HostNetError({ op: `sysctl ${key}`, message: (e as Error).message }) })
 
-/**
- * Receive frames for the virtual MAC: add it to the NIC's unicast filter where the driver
- * can (`bridge fdb add ... self`), promiscuous mode as fallback. Returns the method used.
- */
-export const scopedVirtualMac = (iface: string, vmac: string) =>
-  Effect.acquireRelease(
-    run("bridge", ["fdb", "add", vmac, "dev", iface, "self", "permanent"]).pipe(
-      Effect.as("unicast-filter" as const),
-      Effect.orElseSucceed(() => "promiscuous" as const),
-      Effect.flatMap((how) => (how === "promiscuous" ? run("ip", ["link", "set", iface, "promisc", "on"]).pipe(Effect.as(how)) : Effect.succeed(how)))
-    ),
-    (how) =>
-      (how === "unicast-filter"
-        ? run("bridge", ["fdb", "del", vmac, "dev", iface, "self"])
-        : run("ip", ["link", "set", iface, "promisc", "off"])
-      ).pipe(Effect.ignore)
-  )
+const writeSysctl = (key: string, value: string) =>
+  Effect.try({ try: () => writeFileSync(sysctlPath(key), value), catch: (e) => new HostNetError({ op: `sysctl ${key}=${value}`, message: (e as Error).message }) })
 
 /** The MAC address, index and first address of an interface. */
 export const interfaceInfo = (iface: string): Effect.Effect<{ mac: string; index: number; address: string }, HostNetError> =>
@@ -104,79 +69,143 @@ export const interfaceInfo = (iface: string): Effect.Effect<{ mac: string; index
     return { ...base, address: m ? m[1] : "" }
   })
 
-/**
- * Everything the host needs for the farm, in one scope: ARP sysctls (all and the farm
- * interface: arp_ignore=1, arp_announce=2), each VIP on lo, virtual MAC reception.
- */
-export const scopedHostSetup = (iface: string, vmac: string, vips: ReadonlyArray<string>) =>
-  Effect.gen(function* () {
-    yield* interfaceInfo(iface)
-    for (const scope of ["all", iface]) {
-      yield* scopedSysctl(`net.ipv4.conf.${scope}.arp_ignore`, "1")
-      yield* scopedSysctl(`net.ipv4.conf.${scope}.arp_announce`, "2")
-    }
-    for (const vip of vips) yield* scopedVipOnLoopback(vip)
-    return yield* scopedVirtualMac(iface, vmac)
-  })
-
-/**
- * What {@link scopedHostSetupKept} set on the host, so that a daemon restarted with
- * `farm restart` (which leaves everything in place) undoes exactly what the first one changed.
- */
-export interface HostRecord {
-  /** sysctl key -> value before the daemon set it. */
-  readonly sysctls: Readonly<Record<string, string>>
-  /** VIPs the daemon added to lo (others were there before and stay). */
-  readonly vipsAdded: ReadonlyArray<string>
-  readonly mac: "unicast-filter" | "promiscuous"
+/** Whose host set-up this is, and where its state file lives (see hostState.ts). */
+export interface HostSetupOwner {
+  readonly farm: string
+  readonly node: string
+  /** The host state file ({@link hostStatePath} of the control socket). */
+  readonly statePath: string
 }
 
 /**
- * {@link scopedHostSetup} that records what it set, and takes over a record from a previous
- * process instead of setting again (its undo restores the values from before that process).
- * Undo runs when the scope closes unless `keep()` says the daemon is exiting for a restart.
+ * Everything the host needs for the farm, in one scope: ARP sysctls (all and the farm
+ * interface: arp_ignore=1, arp_announce=2), each VIP on lo, virtual MAC reception; undone
+ * in reverse order when the scope closes, unless `keep()` says the daemon is exiting for a
+ * keep-serving restart. Each change is first written to the host state file, so that a
+ * daemon started after a SIGKILL adopts what the killed one set (with the values from before
+ * the first daemon): from that file, else from `inherited` (a keep-serving restart's
+ * record), else by recognising the farm's own marks (its VIP label on lo, its virtual MAC
+ * in the fdb). Undoing is idempotent: what is gone already is fine.
  */
 export const scopedHostSetupKept = (
   iface: string,
   vmac: string,
   vips: ReadonlyArray<string>,
   inherited: HostRecord | null,
-  keep: () => boolean
-): Effect.Effect<HostRecord, HostNetError, import("effect").Scope.Scope> =>
+  keep: () => boolean,
+  owner: HostSetupOwner
+): Effect.Effect<HostRecord, HostNetError, Scope.Scope> =>
   Effect.gen(function* () {
     yield* interfaceInfo(iface)
-    const sysctls: Record<string, string> = {}
+    const { farm, node, statePath } = owner
+    const who = { farm, node, interface: iface, vmac }
+    const fromFile = readHostState(statePath, who)
+    if (fromFile.record === null && fromFile.why !== "none") log("warn", "host.state-ignored", { node, file: statePath, reason: fromFile.why })
+    const fromRestart = inherited === null ? null : validHostRecord(inherited)
+    const chosen = chooseInherited(fromFile.record, fromRestart)
+    const prior = chosen.record ?? emptyHostRecord()
+    if (chosen.source !== "none") {
+      log("info", "host.adopt", { node, source: chosen.source, sysctls: Object.keys(prior.sysctls).length, vips: prior.vipsAdded.join(","), mac: prior.mac ?? "" })
+    }
+    const sysctls: Record<string, string> = { ...prior.sysctls }
+    const vipsAdded: Array<string> = [...prior.vipsAdded]
+    let mac: HostRecord["mac"] = prior.mac
+    let promiscBefore: boolean | undefined = prior.promiscBefore
+    const record = (): HostRecord => ({
+      sysctls: { ...sysctls }, vipsAdded: [...vipsAdded], ...(mac === undefined ? {} : { mac }), ...(promiscBefore === undefined ? {} : { promiscBefore })
+    })
+    const save = Effect.suspend(() =>
+      Effect.try({
+        try: () => writeHostState(statePath, { v: 1, ...who, pid: process.pid, host: record() }),
+        catch: (e) => new HostNetError({ op: `write ${statePath}`, message: (e as Error).message })
+      })
+    )
+    // an undo that failed (other than "already gone") keeps the file: the next daemon adopts and retries
+    let undoFailed = false
+    const undo = (what: string, e: Effect.Effect<unknown, HostNetError>) =>
+      Effect.suspend(() => (keep() ? Effect.void : e)).pipe(
+        Effect.matchEffect({
+          onFailure: (err) => Effect.sync(() => {
+            if (isAlreadyGone(err.message)) return
+            undoFailed = true
+            log("error", "host.undo-failed", { node, what, error: err.message })
+          }),
+          onSuccess: () => Effect.void
+        })
+      )
+    // closed last: once everything the file names is undone
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        if (keep()) return
+        if (undoFailed) log("error", "host.left", { node, file: statePath, detail: "some host set-up could not be undone; the next daemon adopts it from the file" })
+        else removeHostState(statePath)
+      })
+    )
+    yield* save
+
     for (const scope of ["all", iface]) {
       for (const [k, v] of [[`net.ipv4.conf.${scope}.arp_ignore`, "1"], [`net.ipv4.conf.${scope}.arp_announce`, "2"]] as const) {
-        const before = inherited?.sysctls[k] ?? (yield* Effect.try({
-          try: () => readFileSync(sysctlPath(k), "utf8").trim(),
-          catch: (e) => new HostNetError({ op: `sysctl ${k}`, message: (e as Error).message })
-        }))
-        yield* Effect.try({ try: () => writeFileSync(sysctlPath(k), v), catch: (e) => new HostNetError({ op: `sysctl ${k}=${v}`, message: (e as Error).message }) })
-        sysctls[k] = before
-        yield* Effect.addFinalizer(() => (keep() ? Effect.void : Effect.sync(() => writeFileSync(sysctlPath(k), before)).pipe(Effect.ignore)))
+        if (!(k in sysctls)) {
+          sysctls[k] = yield* readSysctl(k)
+          yield* save
+        }
+        const before = sysctls[k]
+        yield* writeSysctl(k, v)
+        yield* Effect.addFinalizer(() => undo(`sysctl ${k}`, writeSysctl(k, before)))
       }
     }
-    const vipsAdded: Array<string> = []
-    for (const vip of vips) {
-      const prefix = `${vip}/${isV6(vip) ? 128 : 32}`
-      const text = yield* run("ip", ["-o", "addr", "show", "dev", "lo"])
-      const present = text.includes(` ${prefix} `) || text.includes(` ${vip}/`)
-      if (!present) yield* run("ip", ["addr", "add", prefix, "dev", "lo", ...(isV6(vip) ? ["nodad"] : [])])
-      if (!present || inherited?.vipsAdded.includes(vip)) {
+
+    const label = vipLabel(farm)
+    for (const vip of [...new Set([...vips, ...vipsAdded])]) {
+      const prefix = vipPrefix(vip)
+      const on = vipOnLo(yield* run("ip", ["-o", "addr", "show", "dev", "lo"]), vip, label)
+      const recorded = vipsAdded.includes(vip)
+      if (!on.present && !vips.includes(vip)) {
+        // a VIP an earlier daemon added that is neither there nor configured any more
+        vipsAdded.splice(vipsAdded.indexOf(vip), 1)
+        yield* save
+        continue
+      }
+      if (on.present && !recorded && !on.marked) continue // the operator's: left alone, not removed
+      if (!recorded) {
         vipsAdded.push(vip)
-        yield* Effect.addFinalizer(() => (keep() ? Effect.void : run("ip", ["addr", "del", prefix, "dev", "lo"]).pipe(Effect.ignore)))
+        yield* save
+        if (on.present) log("info", "host.vip-recognised", { node, vip, label: isV6(vip) ? "nodad" : label })
+      }
+      if (!on.present) {
+        // nodad: every server holds the VIP; nobody should defend it with DAD
+        yield* run("ip", ["addr", "add", prefix, "dev", "lo", ...(isV6(vip) ? ["nodad"] : ["label", label])]).pipe(
+          Effect.catchIf((e) => isAlreadyThere(e.message), () => Effect.succeed(""))
+        )
+      }
+      yield* Effect.addFinalizer(() => undo(`vip ${vip}`, run("ip", ["addr", "del", prefix, "dev", "lo"])))
+    }
+
+    if (mac !== "promiscuous") {
+      mac = "unicast-filter"
+      yield* save
+      const added = yield* run("bridge", ["fdb", "add", vmac, "dev", iface, "self", "permanent"]).pipe(
+        Effect.as("added" as const),
+        Effect.catchIf((e) => isAlreadyThere(e.message), () => Effect.succeed("present" as const)),
+        Effect.orElseSucceed(() => "refused" as const)
+      )
+      // EEXIST: this farm's virtual MAC is in the fdb already (a killed daemon's entry): ours
+      if (added === "present") log("info", "host.fdb-recognised", { node, vmac, interface: iface })
+      if (added === "refused") {
+        promiscBefore = promiscuousIn(yield* Effect.try({
+          try: () => readFileSync(`/sys/class/net/${iface}/flags`, "utf8"),
+          catch: (e) => new HostNetError({ op: `interface ${iface}`, message: (e as Error).message })
+        }))
+        mac = "promiscuous"
+        yield* save
       }
     }
-    const mac = inherited?.mac ?? (yield* run("bridge", ["fdb", "add", vmac, "dev", iface, "self", "permanent"]).pipe(
-      Effect.as("unicast-filter" as const),
-      Effect.orElseSucceed(() => "promiscuous" as const),
-      Effect.flatMap((how) => (how === "promiscuous" ? run("ip", ["link", "set", iface, "promisc", "on"]).pipe(Effect.as(how)) : Effect.succeed(how)))
-    ))
-    yield* Effect.addFinalizer(() =>
-      keep()
-        ? Effect.void
-        : (mac === "unicast-filter" ? run("bridge", ["fdb", "del", vmac, "dev", iface, "self"]) : run("ip", ["link", "set", iface, "promisc", "off"])).pipe(Effect.ignore)
-    )
-    return { sysctls, vipsAdded, mac }
+    if (mac === "promiscuous") {
+      yield* run("ip", ["link", "set", iface, "promisc", "on"])
+      const wasOn = promiscBefore === true
+      yield* Effect.addFinalizer(() => (wasOn ? Effect.void : undo(`promisc ${iface}`, run("ip", ["link", "set", iface, "promisc", "off"]))))
+    } else {
+      yield* Effect.addFinalizer(() => undo(`fdb ${vmac}`, run("bridge", ["fdb", "del", vmac, "dev", iface, "self"])))
+    }
+    return record()
   })

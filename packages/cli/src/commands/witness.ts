@@ -2,8 +2,9 @@
 import { Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { runWitness } from "@vipfarm/runtime"
+import { stopsCleanlyOnSignal } from "./exitStatus.ts"
 
-/** `farm witness --farm NAME --node NAME --nats URL[,URL...]`. */
+/** `farm witness --farm NAME --node NAME --nats URL[,URL...]`: exits 0 when SIGTERM/SIGINT stop it (exitStatus.ts). */
 export const witness = Command.make(
   "witness",
   {
@@ -16,7 +17,7 @@ export const witness = Command.make(
     passwordFile: Flag.String("password-file").pipe(Flag.withDescription("file whose first line is the NATS password"), Flag.optional)
   },
   (o) =>
-    runWitness({
+    stopsCleanlyOnSignal(runWitness({
       farm: o.farm,
       node: o.node,
       witnesses: Option.getOrElse(Option.map(o.witnesses, (w) => w.split(",").filter(Boolean)), () => [o.node]),
@@ -26,5 +27,5 @@ export const witness = Command.make(
         user: Option.getOrNull(o.user),
         passwordFile: Option.getOrNull(o.passwordFile)
       }
-    })
+    }))
 ).pipe(Command.withDescription("run a heartbeat-only voter: owns no bucket, lets a 2-server farm keep its quorum"))
