@@ -7,7 +7,7 @@
  * `farm restart` of every server. Per fault it reports what the clients saw.
  */
 import { spawn, spawnSync } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { Effect } from "effect"
@@ -90,6 +90,8 @@ export interface ChaosRow {
   /** Connections answered by another server than the one holding them. */
   readonly switched: number
   readonly udpTwice: number
+  /** Each request answered twice: ms from the fault at which it was sent, and who answered. */
+  readonly udpTwiceAt: ReadonlyArray<{ readonly ms: number; readonly servers: ReadonlyArray<string> }>
   readonly udpSent: number
   readonly udpLost: number
   /** Every HTTP client served in the last 2 s of the watch (no attempt failed then). */
@@ -321,6 +323,22 @@ const applyFault = async (c: Ctx, fault: ChaosFault): Promise<Phase> => {
   }
 }
 
+/**
+ * After a fault that failed half-way: heal what any fault may have left (partition, links,
+ * stopped NATS nodes and daemons), so that the suite can go on.
+ */
+const recover = async (lab: LabState) => {
+  await Effect.runPromise(labHealPartition(lab))
+  for (const s of lab.servers) {
+    await Effect.runPromise(labLink(lab, s.node, true).pipe(Effect.ignore))
+    const conf = natsConf(lab, s.node)
+    if (existsSync(conf) && pidsOf(s.ns, `nats-server -c ${conf}`).length === 0) {
+      spawnInNs(s.ns, ["nice", "-n", "-10", "nats-server", "-c", conf], `${lab.dir}/${s.node}-nats.log`)
+    }
+    if (!daemonRunning(lab, s.node)) await startDaemon(lab, s.node)
+  }
+}
+
 /** The farm's HandoffCompleted records, by sequence: the earliest time a server folded it. */
 const collectCompletions = async (lab: LabState, into: Map<number, number>) => {
   for (const s of lab.servers) {
@@ -413,6 +431,7 @@ const rowOf = (
     ownBroken: own.length,
     switched: inside.filter((e) => e.k === "ts").length,
     udpTwice: inside.filter((e) => e.k === "u2").length,
+    udpTwiceAt: inside.filter((e): e is Extract<LoadEvent, { k: "u2" }> => e.k === "u2").map((e) => ({ ms: e.t - p.faultAt, servers: e.servers })),
     udpSent: b.udpSent - a.udpSent,
     udpLost: Math.max(0, bLost.udpLost - a.udpLost),
     servedAtEnd,
@@ -444,7 +463,12 @@ export const runChaos = async (lab: LabState, o: ChaosOptions = chaosDefaults, p
     log("info", "chaos.start", { lab: lab.name, faults: o.faults.join(","), http: o.httpClients, tcp: o.tcpConnections, udp: o.udpRate })
     for (const fault of o.faults) {
       progress(`${fault}: applying`)
-      const p = await applyFault(c, fault)
+      const failedAt = Date.now()
+      const p = await applyFault(c, fault).catch(async (e): Promise<Phase> => {
+        log("warn", "chaos.fault", { fault, error: (e as Error).message })
+        await recover(lab)
+        return { label: fault, faultAt: failedAt, healAt: Date.now(), victims: [], notes: [`the fault failed: ${(e as Error).message}`] }
+      })
       const settledAt = await settle(lab, o.settleTimeoutMs)
       if (settledAt === null) p.notes.push(`not settled within ${o.settleTimeoutMs / 1000} s of the heal`)
       for (const v of p.victims) if (v.to === Infinity) v.to = settledAt ?? Date.now()
@@ -504,6 +528,9 @@ export const chaosTable = (r: ChaosReport): string => {
         `${x.othersBroken.during} / ${x.othersBroken.atCompletion} | ${x.ownBroken} | ${x.udpTwice} | ${x.udpLost} of ${x.udpSent} | ${x.settledMs === null ? "NOT SETTLED" : secs(x.settledMs)} |`
     )
   }
-  const notes = r.rows.flatMap((x) => x.notes.map((n) => `- ${x.fault}: ${n}`))
+  const notes = r.rows.flatMap((x) => [
+    ...x.notes.map((n) => `- ${x.fault}: ${n}`),
+    ...x.udpTwiceAt.map((u) => `- ${x.fault}: a UDP request sent ${secs(u.ms)} after the fault was answered by ${u.servers.join(" and ")}`)
+  ])
   return [...lines, ...(notes.length > 0 ? ["", ...notes] : [])].join("\n")
 }
