@@ -58,7 +58,7 @@ export const chaosDefaults: ChaosOptions = {
   udpSockets: 10,
   partitionMs: 8000,
   observeMs: 15_000,
-  settleTimeoutMs: 90_000
+  settleTimeoutMs: 120_000
 }
 
 /** Client addresses a run needs (HTTP, TCP and UDP clients each use their own). */
@@ -207,6 +207,20 @@ const settled = async (lab: LabState): Promise<boolean> => {
   return seqs.size === 1
 }
 
+/** Each server's view of the farm in one line (what a fault that did not settle left). */
+const views = async (lab: LabState): Promise<string> => {
+  const out: Array<string> = []
+  for (const s of lab.servers) {
+    try {
+      const st = await labStatus(lab, s.node)
+      out.push(`${s.node} at log ${st.log.sequence}${st.filter.fenced ? " FENCED" : ""}: ${st.members.map((m) => `${m.name} ${m.state} ${m.buckets}`).join(", ")}${st.handoffs.length > 0 ? `; moving: ${st.handoffs.join(",")}` : ""}`)
+    } catch (e) {
+      out.push(`${s.node}: no status (${(e as Error).message})`)
+    }
+  }
+  return out.join("; ")
+}
+
 /** Wait until the farm settled; returns when (epoch ms), or null when it did not within the bound. */
 const settle = async (lab: LabState, timeoutMs: number): Promise<number | null> => {
   try {
@@ -313,7 +327,7 @@ const applyFault = async (c: Ctx, fault: ChaosFault): Promise<Phase> => {
         // what systemd does: start the daemon again
         await startDaemon(lab, node)
         const done = await settle(lab, o.settleTimeoutMs)
-        if (done === null) notes.push(`not settled within ${o.settleTimeoutMs / 1000} s after restarting ${node}`)
+        if (done === null) notes.push(`not settled within ${o.settleTimeoutMs / 1000} s after restarting ${node}: ${await views(lab)}`)
         v.to = done ?? Date.now()
         c.progress(`  ${fault}: ${node} back${done === null ? " (NOT settled)" : ` after ${Math.round((v.to - heal) / 100) / 10} s`}`)
       }
@@ -470,7 +484,7 @@ export const runChaos = async (lab: LabState, o: ChaosOptions = chaosDefaults, p
         return { label: fault, faultAt: failedAt, healAt: Date.now(), victims: [], notes: [`the fault failed: ${(e as Error).message}`] }
       })
       const settledAt = await settle(lab, o.settleTimeoutMs)
-      if (settledAt === null) p.notes.push(`not settled within ${o.settleTimeoutMs / 1000} s of the heal`)
+      if (settledAt === null) p.notes.push(`not settled within ${o.settleTimeoutMs / 1000} s of the heal: ${await views(lab)}`)
       for (const v of p.victims) if (v.to === Infinity) v.to = settledAt ?? Date.now()
       const died: Array<string> = []
       for (const s of lab.servers) {
