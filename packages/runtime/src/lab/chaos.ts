@@ -98,6 +98,8 @@ export interface ChaosRow {
   readonly servedAtEnd: boolean
   /** Ms from the heal until the farm settled (null: it did not within the bound). */
   readonly settledMs: number | null
+  /** The load generator's own stalls (its event loop late by more than 250 ms): count and longest, ms. */
+  readonly loadStalls: { readonly count: number; readonly worstMs: number }
   /** Daemons found not running when the fault had settled (and restarted). */
   readonly daemonsDied: ReadonlyArray<string>
   readonly notes: ReadonlyArray<string>
@@ -121,6 +123,7 @@ type LoadEvent =
   | { k: "ts"; t: number; src: string; from: string; to: string }
   | { k: "u2"; t: number; id: string; servers: Array<string> }
   | { k: "s"; t: number; http: number; udpSent: number; udpLost: number; tcpOpen: number }
+  | { k: "lag"; t: number; ms: number }
   | { k: "ready"; t: number }
   | { k: "end"; t: number }
 
@@ -449,6 +452,10 @@ const rowOf = (
     udpSent: b.udpSent - a.udpSent,
     udpLost: Math.max(0, bLost.udpLost - a.udpLost),
     servedAtEnd,
+    loadStalls: {
+      count: inside.filter((e) => e.k === "lag").length,
+      worstMs: inside.reduce((m, e) => (e.k === "lag" ? Math.max(m, e.ms) : m), 0)
+    },
     settledMs: settledAt === null ? null : Math.max(0, settledAt - p.healAt),
     daemonsDied: died,
     notes: servedAtEnd ? p.notes : [...p.notes, "HTTP clients still failing in the last 2 s of the watch"]
@@ -533,13 +540,13 @@ const chaosRowText = (r: ChaosRow): string =>
 /** The report as the markdown table of issue 16 (plus the columns that explain it). */
 export const chaosTable = (r: ChaosReport): string => {
   const lines = [
-    "| fault | requests failed after one retry | time to all served (from the heal) | failed attempts (after the heal) | others' connections broken (during / at hand-off completion) | own connections broken | UDP datagrams answered twice | UDP lost | settled after |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| fault | requests failed after one retry | time to all served (from the heal) | failed attempts (after the heal) | others' connections broken (during / at hand-off completion) | own connections broken | UDP datagrams answered twice | UDP lost | settled after | client stalls > 250 ms (worst) |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   ]
   for (const x of r.rows) {
     lines.push(
       `| ${x.label} | ${x.failedAfterRetry} of ${x.httpRequests} | ${secs(x.allServedMs)} | ${x.failedAttempts} (${x.failedAttemptsAfterHeal}) | ` +
-        `${x.othersBroken.during} / ${x.othersBroken.atCompletion} | ${x.ownBroken} | ${x.udpTwice} | ${x.udpLost} of ${x.udpSent} | ${x.settledMs === null ? "NOT SETTLED" : secs(x.settledMs)} |`
+        `${x.othersBroken.during} / ${x.othersBroken.atCompletion} | ${x.ownBroken} | ${x.udpTwice} | ${x.udpLost} of ${x.udpSent} | ${x.settledMs === null ? "NOT SETTLED" : secs(x.settledMs)} | ${x.loadStalls.count} (${x.loadStalls.worstMs} ms) |`
     )
   }
   const notes = r.rows.flatMap((x) => [

@@ -14,6 +14,8 @@
  *                                   silent one, else when it broke; server: its last answer)
  *   {k:"ts",t,src,from,to}          a TCP connection was answered by another server
  *   {k:"u2",t,id,servers}           a UDP request answered by two servers
+ *   {k:"lag",t,ms}                  this process's own loop was ms late (a loaded machine:
+ *                                   its timeouts then say little about the farm)
  *   {k:"s",t,http,httpFailed,tcpOpen,udpSent,udpAnswered,udpLost}  totals, every second
  *   {k:"ready",t}                   every TCP connection has had its first answer
  *   {k:"end",t,...totals}           last line
@@ -196,10 +198,18 @@ const sweeper = setInterval(() => {
   emit({ k: "s", t: Date.now(), ...totals })
 }, 1000)
 
+let tick = Date.now()
+const lagWatch = setInterval(() => {
+  const now = Date.now()
+  if (now - tick > 350) emit({ k: "lag", t: tick, ms: now - tick - 100 })
+  tick = now
+}, 100)
+
 process.on("SIGTERM", () => (stopping = true))
 if (tcpAddrs.length === 0) emit({ k: "ready", t: Date.now() })
 
 await Promise.all([...httpAddrs.map(httpClient), ...tcpAddrs.map(tcpClient), ...udpClients()])
 clearInterval(sweeper)
+clearInterval(lagWatch)
 for (const p of pending.values()) if (p.servers.length === 0) totals.udpLost++
 emit({ k: "end", t: Date.now(), ...totals })
