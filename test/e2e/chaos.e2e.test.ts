@@ -47,7 +47,7 @@ describe.skipIf(!root)("chaos: faults in sequence under load", () => {
     expect(others.length > 0 ? left.filter((l) => !l.startsWith("XDP programs:")) : left).toEqual([])
   })
 
-  it("no daemon dies, every client is served again after each heal, no datagram is answered twice", async () => {
+  it("no daemon dies, every client is served again after each heal, no double answer through a NATS crash or a partition", async () => {
     const report = await runChaos(lab, options, (line) => console.log(`chaos: ${line}`))
     console.log(`chaos.e2e (load average ${report.load.start} at the start):\n${chaosTable(report)}`)
     expect(report.rows.map((r) => r.fault)).toEqual(options.faults)
