@@ -116,7 +116,8 @@ export interface ChaosReport {
   readonly rows: ReadonlyArray<ChaosRow>
 }
 
-type LoadEvent =
+/** A line of load.mjs's output (see there). */
+export type ChaosLoadEvent =
   | { k: "hf"; t: number; te: number; src: string; try: number; err: string }
   | { k: "hx"; t: number; src: string }
   | { k: "tb"; t: number; src: string; server: string; why: string; age: number }
@@ -126,21 +127,27 @@ type LoadEvent =
   | { k: "lag"; t: number; ms: number }
   | { k: "ready"; t: number }
   | { k: "end"; t: number }
+type LoadEvent = ChaosLoadEvent
 
 /** A server at fault from `from` to `to` (epoch ms): its connections breaking are its own. */
-interface Victim {
+export interface ChaosVictim {
   readonly node: string
   readonly from: number
   to: number
 }
 
-interface Phase {
+type Victim = ChaosVictim
+
+/** A fault as applied: when, when healed, who was at fault, what was noticed. */
+export interface ChaosPhase {
   readonly label: string
   readonly faultAt: number
   readonly healAt: number
   readonly victims: Array<Victim>
   readonly notes: Array<string>
 }
+
+type Phase = ChaosPhase
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 const loadavg = () => {
@@ -409,8 +416,8 @@ const startLoad = (lab: LabState, o: ChaosOptions, seconds: number) => {
   return { events, ready, exited, stderr: () => err, stop: () => child.kill("SIGTERM") }
 }
 
-/** The row of one fault from the load's events in [faultAt, endAt). */
-const rowOf = (
+/** The row of one fault from the load's events in [faultAt, endAt) and the hand-off completions' times. */
+export const chaosRow = (
   fault: ChaosFault, p: Phase, endAt: number, settledAt: number | null, events: ReadonlyArray<LoadEvent>, completions: ReadonlyArray<number>,
   died: ReadonlyArray<string>
 ): ChaosRow => {
@@ -507,7 +514,7 @@ export const runChaos = async (lab: LabState, o: ChaosOptions = chaosDefaults, p
       const endAt = Math.max(Date.now() + 2000, p.healAt + (fault === "baseline" ? 0 : o.observeMs))
       await sleep(endAt - Date.now())
       await collectCompletions(lab, completions)
-      const row = rowOf(fault, p, endAt, settledAt, load.events, [...completions.values()], died)
+      const row = chaosRow(fault, p, endAt, settledAt, load.events, [...completions.values()], died)
       rows.push(row)
       log("info", "chaos.fault", {
         fault, failed: row.failedAfterRetry, servedMs: row.allServedMs, broken: row.othersBroken.during + row.othersBroken.atCompletion, twice: row.udpTwice,
