@@ -22,7 +22,6 @@ import { namespacePids } from "./netns.ts"
 const ROOT = fileURLToPath(new URL("../../../../", import.meta.url))
 const LOAD = `${ROOT}packages/runtime/src/lab/load.mjs`
 const NATS_LEADER = `${ROOT}packages/runtime/src/lab/natsLeader.mjs`
-const FARM_BIN = `${ROOT}packages/cli/bin/farm.mjs`
 
 /** The faults the suite knows, in the order the full suite applies them. */
 export const CHAOS_FAULTS = ["baseline", "sigkill", "nats-leader", "partition", "flap", "rolling", "farm-restart"] as const
