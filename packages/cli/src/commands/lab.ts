@@ -2,6 +2,7 @@
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import {
+  CHAOS_FAULTS, chaosAddresses, chaosDefaults, chaosTable, type ChaosFault, runChaos, waitFarmUp,
   canUseNamespaces, describeLeftovers, isClean, labDown, labExec, labHealPartition, labKill, labLink, labPartition, labPrefix, labProcesses, labUp,
   listLabs, listNamespaces, readLab, LabError
 } from "@vipfarm/runtime"
@@ -113,8 +114,50 @@ const partition = Command.make("partition", { name: nameFlag, spec: Argument.Str
   })
 ).pipe(Command.withDescription('partition the switch: farm lab partition s1,s2 / s3'))
 
+const chaos = Command.make(
+  "chaos",
+  {
+    name: Flag.String("name").pipe(Flag.withDescription("lab name (1 to 8 lower-case letters or digits)"), Flag.withDefault("chaos")),
+    use: Flag.Boolean("use").pipe(Flag.withDescription("run on the existing lab --name (3 servers, a client with enough addresses) and leave it up"), Flag.withDefault(false)),
+    keep: Flag.Boolean("keep").pipe(Flag.withDescription("leave the lab the suite built up afterwards"), Flag.withDefault(false)),
+    faults: Flag.String("faults").pipe(Flag.withDescription(`comma-separated faults, in order (default all: ${CHAOS_FAULTS.join(",")})`), Flag.withDefault(CHAOS_FAULTS.join(","))),
+    http: Flag.Int("http").pipe(Flag.withDescription("HTTP clients (a request every 250 ms each, retried once)"), Flag.withDefault(chaosDefaults.httpClients)),
+    tcp: Flag.Int("tcp").pipe(Flag.withDescription("long-lived TCP connections"), Flag.withDefault(chaosDefaults.tcpConnections)),
+    udp: Flag.Int("udp").pipe(Flag.withDescription("UDP requests per second"), Flag.withDefault(chaosDefaults.udpRate)),
+    observe: Flag.Int("observe-ms").pipe(Flag.withDescription("how long the clients are watched after each heal, at least"), Flag.withDefault(chaosDefaults.observeMs)),
+    json: Flag.Boolean("json").pipe(Flag.withDescription("print the report as JSON instead of the table"), Flag.withDefault(false))
+  },
+  (o) =>
+    Effect.gen(function* () {
+      yield* needRoot
+      const faults = o.faults.split(",").map((f) => f.trim()).filter(Boolean)
+      const unknown = faults.filter((f) => !(CHAOS_FAULTS as ReadonlyArray<string>).includes(f))
+      if (faults.length === 0 || unknown.length > 0) return yield* new LabError({ op: "chaos", message: `faults: unknown ${unknown.join(",") || "(none given)"}; known: ${CHAOS_FAULTS.join(",")}` })
+      for (const [field, v, max] of [["http", o.http, 500], ["tcp", o.tcp, 500], ["udp", o.udp, 1000], ["observe-ms", o.observe, 120_000]] as const) {
+        if (!Number.isInteger(v) || v < 0 || v > max) return yield* new LabError({ op: "chaos", message: `${field}: 0 to ${max}, got ${v}` })
+      }
+      const options = { ...chaosDefaults, faults: faults as Array<ChaosFault>, httpClients: o.http, tcpConnections: o.tcp, udpRate: o.udp, observeMs: o.observe }
+      const lab = o.use
+        ? yield* readLab(o.name)
+        : yield* labUp({ name: o.name, servers: 3, clients: 1, addressesPerClient: chaosAddresses(options), app: "builtin", daemons: true })
+      const run = Effect.gen(function* () {
+        yield* Effect.tryPromise({ try: () => waitFarmUp(lab, 60_000), catch: (e) => new LabError({ op: "chaos", message: `the farm did not come up: ${(e as Error).message}` }) })
+        const report = yield* Effect.tryPromise({
+          try: () => runChaos(lab, options, (line) => process.stderr.write(`${line}\n`)),
+          catch: (e) => new LabError({ op: "chaos", message: (e as Error).message })
+        })
+        if (o.json) yield* Console.log(JSON.stringify(report, null, 2))
+        else {
+          yield* Console.log(`chaos suite on lab ${report.lab}, ${report.startedAt}, ${report.seconds} s; load average ${report.load.start} at the start, ${report.load.end} at the end`)
+          yield* Console.log(chaosTable(report))
+        }
+      })
+      yield* o.use || o.keep ? run : run.pipe(Effect.ensuring(Effect.sync(() => labDown(lab.name))))
+    })
+).pipe(Command.withDescription("the chaos suite: faults one after another under load on a 3-server lab, a table of what the clients saw (issue 16)"))
+
 /** `farm lab`. */
 export const lab = Command.make("lab").pipe(
   Command.withDescription("a real farm in network namespaces on one machine (root)"),
-  Command.withSubcommands([up, down, exec, kill, cut, heal, partition])
+  Command.withSubcommands([up, down, exec, kill, cut, heal, partition, chaos])
 )
