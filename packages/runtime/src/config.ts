@@ -30,7 +30,13 @@ export const ConfigFile = Schema.Struct({
     /** User/password authentication (nats-server `authorization { users = [...] }`): the user ... */
     user: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1))),
     /** ... and a file holding its password (first line; keep it mode 0600), so the config file holds no secret. */
-    passwordFile: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1)))
+    passwordFile: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1))),
+    insecure: Schema.optionalKey(Schema.Boolean.annotate({ description: "Run against a NATS server that requires no authentication (default false: the daemon and farm witness refuse to start; any host reaching NATS could write the log). For labs and tests." })),
+    tls: Schema.optionalKey(Schema.Struct({
+      ca: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1))),
+      cert: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1))),
+      key: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1)))
+    }).annotate({ description: "TLS to NATS: ca (CA bundle to verify the server), cert and key (this server's client certificate), PEM file paths relative to the config file." }))
   }),
   control: Schema.optionalKey(Schema.String),
   /** Names of heartbeat-only witnesses that count towards the quorum (a 2-server farm needs one). */
@@ -52,6 +58,10 @@ export const ConfigFile = Schema.Struct({
   metrics: Schema.optionalKey(Schema.Struct({ listen: Schema.String.check(Schema.isPattern(/^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$/)) })),
   /** `farm restart` / SIGUSR2: the peers hold this server's share for holdMs while the daemon restarts (the filter keeps serving). */
   restart: Schema.optionalKey(Schema.Struct({ holdMs: Schema.optionalKey(Millis(1000, 120000)) })),
+  signing: Schema.optionalKey(Schema.Struct({
+    key: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1))),
+    keys: Schema.optionalKey(Schema.Record(Schema.String.check(Schema.isPattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/)), Schema.String.check(Schema.isMinLength(1))))
+  }).annotate({ description: "Signed records (docs/security.md): key is this server's Ed25519 private key (PEM file, farm keygen); keys lists every server's public key by name (PEM or base64 SPKI). With keys set, an unsigned or wrongly signed record, or one speaking for another server, is rejected by every folder." })),
   vips: Schema.Array(Vip)
 })
 /** The configuration file, as written. */
@@ -71,6 +81,10 @@ export interface Config {
     /** User/password authentication: both set, or neither. */
     readonly user: string | null
     readonly passwordFile: string | null
+    /** Accept a NATS server without authentication. */
+    readonly insecure: boolean
+    /** TLS files (resolved), each null when not set. */
+    readonly tls: { readonly ca: string | null; readonly cert: string | null; readonly key: string | null }
   }
   readonly control: string
   readonly witnesses: ReadonlyArray<string>
@@ -84,6 +98,8 @@ export interface Config {
   readonly metrics: { readonly listen: string } | null
   /** Keep-serving restarts: how long the peers hold this server's share while it restarts. */
   readonly restart: { readonly holdMs: number }
+  /** Signing: this server's private key file (resolved) or null, and every server's public key (empty: the farm does not sign). */
+  readonly signing: { readonly key: string | null; readonly keys: Readonly<Record<string, string>> }
 }
 
 /** A configuration problem: file, line and key, and what is wrong (the shared YAML error). */
@@ -149,6 +165,9 @@ export const checkConfig = (text: string, file: string): Array<ConfigError> => {
   return Result.isFailure(r) ? [r.failure] : appModuleErrors(r.success, text)
 }
 
+/** A path of the config file, resolved against its directory (null when not set). */
+const rel = (file: string, p: string | undefined): string | null => (p === undefined ? null : resolve(dirname(file), p))
+
 /** Parse and validate configuration text; `file` is used in error messages only. */
 export const parseConfig = (text: string, file: string): Result.Result<Config, ConfigError> => {
   const parsed = parseYaml(text, file)
@@ -185,7 +204,9 @@ export const parseConfig = (text: string, file: string): Result.Result<Config, C
     priority: c.priority ?? 100,
     nats: {
       servers: c.nats.servers, credentials: c.nats.credentials ?? null,
-      user: c.nats.user ?? null, passwordFile: c.nats.passwordFile === undefined ? null : resolve(dirname(file), c.nats.passwordFile)
+      user: c.nats.user ?? null, passwordFile: c.nats.passwordFile === undefined ? null : resolve(dirname(file), c.nats.passwordFile),
+      insecure: c.nats.insecure ?? false,
+      tls: { ca: rel(file, c.nats.tls?.ca), cert: rel(file, c.nats.tls?.cert), key: rel(file, c.nats.tls?.key) }
     },
     control: c.control ?? `/run/vipfarm/${c.farm}.sock`,
     witnesses: c.witnesses ?? [],
@@ -195,7 +216,8 @@ export const parseConfig = (text: string, file: string): Result.Result<Config, C
     app: c.app === undefined ? null : { module: moduleDir(c.app.module, file), vars: c.app.vars ?? {} },
     vips: c.vips,
     metrics: c.metrics === undefined ? null : { listen: c.metrics.listen },
-    restart: { holdMs: c.restart?.holdMs ?? 10000 }
+    restart: { holdMs: c.restart?.holdMs ?? 10000 },
+    signing: { key: rel(file, c.signing?.key), keys: c.signing?.keys ?? {} }
   })
 }
 
