@@ -254,7 +254,8 @@ export const applyEntry = (state: FarmState, entry: unknown): FarmState => {
   // an entry over the limits is never hashed or decoded (the runtime replaces such records by a bounded stand-in before they get here)
   const chained = state.chain !== undefined || (over === null && recordPrev(entry) !== undefined)
   const chain = chained ? { head: safeHash(over === null ? entry : { overLimits: over }) } : undefined
-  const refuse = (reason: string): FarmState => ({ ...state, seq, ...(chain ? { chain } : {}), rejected: state.rejected + 1, lastRejection: { seq, reason } })
+  // a reason may quote the record (schema messages do): bounded, a hostile record must not grow the state
+  const refuse = (reason: string): FarmState => ({ ...state, seq, ...(chain ? { chain } : {}), rejected: state.rejected + 1, lastRejection: { seq, reason: reason.length > 1000 ? `${reason.slice(0, 1000)}…` : reason } })
   if (over !== null) return refuse(over)
   const broken = chainProblem(state, entry)
   if (broken !== null) return refuse(broken)
