@@ -276,7 +276,7 @@ export const applyEntry = (state: FarmState, entry: unknown): FarmState => {
     const decoded = decodeEvent(batch[i])
     if (Result.isFailure(decoded)) return refuse(where + decoded.failure.message)
     if (signer !== null) {
-      const why = authorshipProblem(decoded.success, signer, findMember(s, signer) !== undefined)
+      const why = authorshipProblem(decoded.success, signer)
       if (why !== null) return refuse(where + why)
     }
     const r = evolve(s, decoded.success)

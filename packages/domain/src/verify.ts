@@ -81,12 +81,12 @@ export const verdictOf = (entry: unknown): Verdict | undefined =>
  *   server knows it joined, is healthy, drains, leaves or what its application does;
  * - only a peer that names itself as the detector (`by` / `detectedBy` is the signer, and not
  *   the node): MemberSuspected, MemberFailed: a failed server cannot report its own failure;
- * - any member of the farm (or the signer joining in the same record): HandoffStarted,
- *   HandoffCompleted, DrainFinished, ConfigChanged: the deciders of every server write them,
- *   and the reducer checks them against the state (a move must start from the bucket's owner,
- *   a completion must name an open hand-off).
+ * - any server with a key: HandoffStarted, HandoffCompleted, DrainFinished, ConfigChanged: the
+ *   deciders of every server write them (a server writes the farm's first ConfigChanged before
+ *   it joins), and the reducer checks them against the state (a move must start from the
+ *   bucket's owner, a completion must name an open hand-off).
  */
-export const authorshipProblem = (event: { readonly _tag: string; readonly [k: string]: unknown }, signer: string, isMember: boolean): string | null => {
+export const authorshipProblem = (event: { readonly _tag: string; readonly [k: string]: unknown }, signer: string): string | null => {
   switch (event._tag) {
     case "MemberJoined":
     case "MemberReady":
@@ -104,7 +104,7 @@ export const authorshipProblem = (event: { readonly _tag: string; readonly [k: s
       return by === signer ? null : `author: ${event._tag} detected by ${String(by)} signed by ${signer}`
     }
     default:
-      return isMember ? null : `author: ${event._tag} signed by ${signer}, not a member of the farm`
+      return null
   }
 }
 
