@@ -207,6 +207,8 @@ export type EventBatch = typeof EventBatch.Type
 
 const decodeBatch = Schema.decodeUnknownResult(EventBatch, { onExcessProperty: "error" })
 
+const isObject = (v: unknown): v is object => typeof v === "object" && v !== null && !Array.isArray(v)
+
 /** A record (not an event): an object without `_tag` that has `events`. */
 const isRecord = (entry: unknown): entry is object =>
   typeof entry === "object" && entry !== null && !Array.isArray(entry) && !("_tag" in entry) && "events" in entry
@@ -257,6 +259,11 @@ export const applyEntry = (state: FarmState, entry: unknown): FarmState => {
   // a reason may quote the record (schema messages do): bounded, a hostile record must not grow the state
   const refuse = (reason: string): FarmState => ({ ...state, seq, ...(chain ? { chain } : {}), rejected: state.rejected + 1, lastRejection: { seq, reason: reason.length > 1000 ? `${reason.slice(0, 1000)}…` : reason } })
   if (over !== null) return refuse(over)
+  // the runtime's stand-in for a record it could not read (too big, too deep, not JSON): its reason
+  const unread = (entry as { malformed?: unknown } | null)?.malformed
+  if (typeof unread === "string" && isObject(entry) && !("events" in entry) && !("_tag" in entry)) {
+    return refuse(/^(limits|malformed):/.test(unread) ? unread : `malformed: ${unread.slice(0, 200)}`)
+  }
   const broken = chainProblem(state, entry)
   if (broken !== null) return refuse(broken)
   const verdict = verdictOf(entry)

@@ -54,6 +54,7 @@ describe("wire decoders", () => {
       expect(decodeRecord(bytes(text))).toEqual(e)
       const s = applyEntry(initialState("web"), e)
       expect(s.rejected).toBe(1)
+      expect(s.lastRejection?.reason).toBe(e.malformed)
       JSON.stringify(e) // serialisable
     }
   })
