@@ -8,6 +8,7 @@ import { daemon } from "./commands/daemon.ts"
 import { demo } from "./commands/demo.ts"
 import { sim } from "./commands/sim.ts"
 import { witness } from "./commands/witness.ts"
+import { keygen } from "./commands/keygen.ts"
 import { buckets, configCommand, events, restart } from "./commands/ops.ts"
 import { audit } from "./commands/audit.ts"
 import { app } from "./commands/app.ts"
@@ -16,7 +17,7 @@ import { cliConfigLayer, envLogLevelError, withLogLevel } from "./logLevel.ts"
 
 const farm = Command.make("farm").pipe(
   Command.withDescription("vipfarm: a Linux farm cluster, every server holds the VIP and an XDP filter takes its share"),
-  Command.withSubcommands([sim, daemon, witness, status, drain, resume, lab, demo, audit, events, buckets, configCommand, restart, app]),
+  Command.withSubcommands([sim, daemon, witness, status, drain, resume, lab, demo, audit, events, buckets, configCommand, restart, app, keygen]),
   withLogLevel
 )
 

@@ -109,7 +109,7 @@ describe("the reducer and prev", () => {
     const log = chainedLog()
     const withPrev = foldLog(initialState("f"), log.map((r) => r.entry))
     const without = foldLog(initialState("f"), log.map((r) => ({ v: 1, events: (r.entry as { events: unknown }).events })))
-    expect(withPrev).toEqual(without)
+    expect({ ...withPrev, chain: undefined }).toEqual(without) // the chained fold also holds the head
     expect(withPrev.rejected).toBe(0)
     expect(withPrev.members.map((m) => m.status)).toEqual(["up", "up", "joining"])
     expect(applyEntry(initialState("f"), log[0].entry).members.length).toBe(1)

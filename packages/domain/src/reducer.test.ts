@@ -5,6 +5,7 @@ import type { Command } from "./decider.ts"
 import { EVENT_VERSION, type FarmEvent } from "./events.ts"
 import { failurePlan } from "./plan.ts"
 import { applyEntry, applyEvent, foldLog } from "./reducer.ts"
+import { recordHash } from "./chain.ts"
 import { type FarmState, initialState } from "./state.ts"
 import { execute, settle } from "./testkit.ts"
 
@@ -178,7 +179,7 @@ describe("malformed entries are rejected naming the field", () => {
     ["a record with an unknown field", { v: 1, events: [joined], junk: true }, /record.*junk/s],
     ["a record whose events is not an array", { v: 1, events: "MemberJoined" }, /record.*events/s],
     ["a record with no event", { v: 1, events: [] }, /record: events is empty/],
-    ["a record whose prev is not a hash", { v: 1, events: [joined], prev: "ab" }, /record.*prev/s],
+    ["a record whose prev is not a hash", { v: 1, events: [joined], prev: "ab" }, /chain: prev ab… does not continue/],
     ["an event of a record", { v: 1, events: [joined, { _tag: "Nope", v: 1 }] }, /events\[1\]: .*_tag: "Nope"/]
   ]
   for (const [what, entry, reason] of cases) {
@@ -205,7 +206,7 @@ describe("malformed entries are rejected naming the field", () => {
   it("still folds what the runtime writes: a chained record and a legacy single event", () => {
     const chained = applyEntry(s0, { v: 1, events: [joined], prev: "" })
     expect(chained.rejected).toBe(0)
-    const next = applyEntry(chained, { v: 1, events: [{ _tag: "MemberReady", v: EVENT_VERSION, cause, node: "s1" }], prev: "0123456789abcdef".repeat(4) })
+    const next = applyEntry(chained, { v: 1, events: [{ _tag: "MemberReady", v: EVENT_VERSION, cause, node: "s1" }], prev: recordHash({ v: 1, events: [joined], prev: "" }) })
     expect(next.members.map((m) => m.status)).toEqual(["up"])
     expect(applyEntry(s0, joined).members.map((m) => m.address)).toEqual(["198.18.0.1"])
     expect(applyEntry(s0, { ...joined, address: "2001:db8::7" }).rejected).toBe(0)

@@ -7,6 +7,8 @@ import { Result, Schema } from "effect"
 import { decodeEvent, type FarmEvent, MEMBER_FAILED_PLAN_VERSION, MEMBER_RECOVERED_RESTORE_VERSION } from "./events.ts"
 import { failurePlan, pinnedFailurePlan, restoredTables } from "./plan.ts"
 import { tableCount } from "./rules.ts"
+import { recordHash, recordPrev } from "./chain.ts"
+import { authorshipProblem, shapeProblem, verdictOf } from "./verify.ts"
 import {
   type BucketState, type BucketTable, emptyTable, type FarmState, findMember, handoffInProgress, heldBy, isEligible, type Member, type MemberApplication
 } from "./state.ts"
@@ -164,6 +166,8 @@ export const evolve = (state: FarmState, event: FarmEvent): Result.Result<FarmSt
     case "HandoffStarted":
       return applyHandoff(state, event)
     case "HandoffCompleted":
+      // a completion must name a hand-off with buckets still moving (the decider writes it only then)
+      if (!handoffInProgress(state, event.handoff)) return reject(event, `hand-off ${event.handoff.slice(0, 64)} is not in progress (never started, or over)`)
       return ok(completeHandoff(state, event.handoff))
     case "ApplicationChanged": {
       if (member === undefined) return reject(event, `node ${event.node} is not a member`)
@@ -194,12 +198,16 @@ export const evolve = (state: FarmState, event: FarmEvent): Result.Result<FarmSt
 export const EventBatch = Schema.Struct({
   v: Schema.Literal(1),
   events: Schema.Array(Schema.Unknown),
-  prev: Schema.optionalKey(Schema.String.check(Schema.isPattern(/^(?:[0-9a-f]{64})?$/)))
+  prev: Schema.optionalKey(Schema.String.check(Schema.isPattern(/^(?:[0-9a-f]{64})?$/))),
+  /** The signer and its Ed25519 signature over the record without `sig` (verified by the runtime, see verify.ts). */
+  sig: Schema.optionalKey(Schema.Struct({ by: Schema.String, ed25519: Schema.String }))
 })
 /** A log record carrying several events decided together. */
 export type EventBatch = typeof EventBatch.Type
 
 const decodeBatch = Schema.decodeUnknownResult(EventBatch, { onExcessProperty: "error" })
+
+const isObject = (v: unknown): v is object => typeof v === "object" && v !== null && !Array.isArray(v)
 
 /** A record (not an event): an object without `_tag` that has `events`. */
 const isRecord = (entry: unknown): entry is object =>
@@ -208,13 +216,59 @@ const isRecord = (entry: unknown): entry is object =>
 /** The message of a rejected event: which event (by tag) and why. */
 const rejection = (r: EventRejected): string => `${r.event}: ${r.reason}`
 
+/** The record hash of an entry, or of a stand-in naming why it has none (a value JSON cannot hold). */
+const safeHash = (entry: unknown): string => {
+  try {
+    return recordHash(entry)
+  } catch (e) {
+    return recordHash({ unhashable: (e as Error).message })
+  }
+}
+
 /**
- * Consume one log entry (an untrusted value): decode it, fold it, or reject and count it.
- * The position always advances, so every server skips the same entries.
+ * Whether an entry continues the audit chain (chain.ts): once a record carried `prev`, every
+ * later one must, and it must be the hash of the entry before it (whatever that entry was:
+ * the chain covers the log, rejected entries included). A log's leading records may be
+ * unchained (written before the chain existed, or by the simulator): they are not hashed, and
+ * the first chained record after them cannot be checked (as `verifyChain` reports a log that
+ * starts after seq 1); a log's first record must have prev "".
+ */
+const chainProblem = (state: FarmState, entry: unknown): string | null => {
+  const prev = recordPrev(entry)
+  const hasKey = typeof entry === "object" && entry !== null && !Array.isArray(entry) && "prev" in entry
+  if (prev === undefined) {
+    if (hasKey) return "chain: prev is not a string"
+    return state.chain !== undefined ? "chain: no prev, but the chain started before" : null
+  }
+  const expected = state.chain?.head ?? (state.seq === 0 ? "" : null)
+  if (expected === null || prev === expected) return null
+  return `chain: prev ${prev.slice(0, 12)}… does not continue the chain (the hash of seq ${state.seq} is ${expected === "" ? '""' : `${expected.slice(0, 12)}…`})`
+}
+
+/**
+ * Consume one log entry (an untrusted value): check its shape limits, its place in the
+ * chain and its signer's verdict (verify.ts), then decode and fold it, or reject and count
+ * it. The position always advances, so every server skips the same entries.
  */
 export const applyEntry = (state: FarmState, entry: unknown): FarmState => {
   const seq = state.seq + 1
-  const refuse = (reason: string): FarmState => ({ ...state, seq, rejected: state.rejected + 1, lastRejection: { seq, reason } })
+  const over = shapeProblem(entry)
+  // an entry over the limits is never hashed or decoded (the runtime replaces such records by a bounded stand-in before they get here)
+  const chained = state.chain !== undefined || (over === null && recordPrev(entry) !== undefined)
+  const chain = chained ? { head: safeHash(over === null ? entry : { overLimits: over }) } : undefined
+  // a reason may quote the record (schema messages do): bounded, a hostile record must not grow the state
+  const refuse = (reason: string): FarmState => ({ ...state, seq, ...(chain ? { chain } : {}), rejected: state.rejected + 1, lastRejection: { seq, reason: reason.length > 1000 ? `${reason.slice(0, 1000)}…` : reason } })
+  if (over !== null) return refuse(over)
+  // the runtime's stand-in for a record it could not read (too big, too deep, not JSON): its reason
+  const unread = (entry as { malformed?: unknown } | null)?.malformed
+  if (typeof unread === "string" && isObject(entry) && !("events" in entry) && !("_tag" in entry)) {
+    return refuse(/^(limits|malformed):/.test(unread) ? unread : `malformed: ${unread.slice(0, 200)}`)
+  }
+  const broken = chainProblem(state, entry)
+  if (broken !== null) return refuse(broken)
+  const verdict = verdictOf(entry)
+  if (verdict?._tag === "Refused") return refuse(verdict.reason)
+  const signer = verdict?._tag === "Signed" ? verdict.by : null
   const inRecord = isRecord(entry)
   let batch: ReadonlyArray<unknown> = [entry]
   if (inRecord) {
@@ -228,11 +282,15 @@ export const applyEntry = (state: FarmState, entry: unknown): FarmState => {
     const where = inRecord ? `events[${i}]: ` : ""
     const decoded = decodeEvent(batch[i])
     if (Result.isFailure(decoded)) return refuse(where + decoded.failure.message)
+    if (signer !== null) {
+      const why = authorshipProblem(decoded.success, signer)
+      if (why !== null) return refuse(where + why)
+    }
     const r = evolve(s, decoded.success)
     if (Result.isFailure(r)) return refuse(where + rejection(r.failure))
     s = r.success
   }
-  return { ...s, seq }
+  return { ...s, seq, ...(chain ? { chain } : {}) }
 }
 
 /** Fold already-decoded events; rejected ones are counted, as by applyEntry. */

@@ -63,6 +63,13 @@ export interface FarmState {
   /** How many log entries were refused (malformed or not applicable). */
   readonly rejected: number
   readonly lastRejection: Rejection | null
+  /** The audit chain, once a record carried `prev` (reducer.ts): absent while the log is unchained. */
+  readonly chain?: ChainPosition
+}
+
+/** Where the fold stands in the audit chain: the hash of the last entry, the next record's `prev`. */
+export interface ChainPosition {
+  readonly head: string
 }
 
 const UNOWNED: BucketState = { state: "owned", owner: null }

@@ -66,7 +66,15 @@ export const ConfigFile = Schema.Struct({
     /** User/password authentication (nats-server `authorization { users = [...] }`): the user ... */
     user: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1)).annotate({ description: "User/password authentication (nats-server authorization { users = [...] }): the user; needs passwordFile.", examples: ["s1"] })),
     /** ... and a file holding its password (first line; keep it mode 0600), so the config file holds no secret. */
-    passwordFile: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1)).annotate({ description: "The file holding the user's password (first line; keep it mode 0600), relative to the config file, so the config holds no secret; needs user.", examples: ["/etc/vipfarm/nats-password"] }))
+    passwordFile: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1)).annotate({ description: "The file holding the user's password (first line; keep it mode 0600), relative to the config file, so the config holds no secret; needs user.", examples: ["/etc/vipfarm/nats-password"] })),
+    insecure: Schema.optionalKey(Schema.Boolean.annotate({
+      description: "Run against a NATS server that requires no authentication (the daemon and farm witness refuse to otherwise: any host reaching NATS could write the log). For labs and tests.", default: false
+    })),
+    tls: Schema.optionalKey(Schema.Struct({
+      ca: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1)).annotate({ description: "CA bundle (PEM) that verifies the NATS servers' certificates.", examples: ["/etc/vipfarm/nats-ca.pem"] })),
+      cert: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1)).annotate({ description: "This server's client certificate (PEM).", examples: ["/etc/vipfarm/s1.pem"] })),
+      key: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1)).annotate({ description: "The client certificate's private key (PEM).", examples: ["/etc/vipfarm/s1-key.pem"] }))
+    }).annotate({ description: "TLS to NATS; file paths relative to the config file." }))
   }).annotate({ description: "How the daemon reaches the farm's event log." }),
   control: Schema.optionalKey(Schema.String.annotate({
     description: "The local control socket (farm status, drain, resume, restart, events).", default: "/run/vipfarm/FARM.sock"
@@ -118,6 +126,14 @@ export const ConfigFile = Schema.Struct({
       description: "How long the peers hold this server's share while its daemon restarts (ms); the filter keeps serving meanwhile.", default: 10000
     }))
   }).annotate({ description: "Keep-serving restarts (farm restart, SIGUSR2)." })),
+  signing: Schema.optionalKey(Schema.Struct({
+    key: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1)).annotate({
+      description: "This server's Ed25519 private key (PEM file, made by farm keygen; mode 0600), relative to the config file: every record it appends is signed with it.", examples: ["/etc/vipfarm/s1.key"]
+    })),
+    keys: Schema.optionalKey(Schema.Record(Schema.String.check(Schema.isPattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/u)), Schema.String.check(Schema.isMinLength(1))).annotate({
+      description: "Every server's (and witness's) public key by name (PEM or base64 SPKI). With keys set, an unsigned or wrongly signed record, or one speaking for another server, is rejected by every folder."
+    }))
+  }).annotate({ description: "Signed records (docs/security.md)." })),
   vips: Schema.Array(ConfigVip).annotate({ description: "The farm's virtual IPs and their rules, the same on every server." })
 }).annotate({
   title: "vipfarm configuration",
@@ -140,6 +156,10 @@ export interface Config {
     /** User/password authentication: both set, or neither. */
     readonly user: string | null
     readonly passwordFile: string | null
+    /** Accept a NATS server without authentication. */
+    readonly insecure: boolean
+    /** TLS files (resolved), each null when not set. */
+    readonly tls: { readonly ca: string | null; readonly cert: string | null; readonly key: string | null }
   }
   readonly control: string
   readonly witnesses: ReadonlyArray<string>
@@ -154,6 +174,8 @@ export interface Config {
   readonly metrics: { readonly listen: string } | null
   /** Keep-serving restarts: how long the peers hold this server's share while it restarts. */
   readonly restart: { readonly holdMs: number }
+  /** Signing: this server's private key file (resolved) or null, and every server's public key (empty: the farm does not sign). */
+  readonly signing: { readonly key: string | null; readonly keys: Readonly<Record<string, string>> }
 }
 
 /** A configuration problem: file, line and key, and what is wrong (the shared YAML error). */
@@ -231,6 +253,9 @@ export const checkConfig = (content: ConfigText, file: string): Array<ConfigErro
   return Result.isFailure(r) ? [r.failure] : appModuleErrors(r.success, text.success)
 }
 
+/** A path of the config file, resolved against its directory (null when not set). */
+const rel = (file: string, p: string | undefined): string | null => (p === undefined ? null : resolve(dirname(file), p))
+
 /** Parse and validate configuration text; `file` is used in error messages only. */
 export const parseConfig = (content: ConfigText, file: string): Result.Result<Config, ConfigError> => {
   const text = textOf(content, file)
@@ -269,7 +294,9 @@ export const parseConfig = (content: ConfigText, file: string): Result.Result<Co
     priority: c.priority ?? 100,
     nats: {
       servers: c.nats.servers, credentials: c.nats.credentials ?? null,
-      user: c.nats.user ?? null, passwordFile: c.nats.passwordFile === undefined ? null : resolve(dirname(file), c.nats.passwordFile)
+      user: c.nats.user ?? null, passwordFile: c.nats.passwordFile === undefined ? null : resolve(dirname(file), c.nats.passwordFile),
+      insecure: c.nats.insecure ?? false,
+      tls: { ca: rel(file, c.nats.tls?.ca), cert: rel(file, c.nats.tls?.cert), key: rel(file, c.nats.tls?.key) }
     },
     control: c.control ?? `/run/vipfarm/${c.farm}.sock`,
     witnesses: c.witnesses ?? [],
@@ -279,7 +306,8 @@ export const parseConfig = (content: ConfigText, file: string): Result.Result<Co
     app: c.app === undefined ? null : { module: moduleDir(c.app.module, file), vars: c.app.vars ?? {} },
     vips: c.vips,
     metrics: c.metrics === undefined ? null : { listen: c.metrics.listen },
-    restart: { holdMs: c.restart?.holdMs ?? 10000 }
+    restart: { holdMs: c.restart?.holdMs ?? 10000 },
+    signing: { key: rel(file, c.signing?.key), keys: c.signing?.keys ?? {} }
   })
 }
 

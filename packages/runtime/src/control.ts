@@ -6,9 +6,9 @@
  */
 import { mkdirSync, rmSync, chmodSync } from "node:fs"
 import { dirname } from "node:path"
-import { createServer, request } from "node:http"
+import { createServer, type IncomingMessage, request, type ServerResponse } from "node:http"
 import { Effect, Schema } from "effect"
-import { eventsFromQuery } from "./events.ts"
+import { eventsFromQuery, safeStringify } from "./events.ts"
 
 /** What the control socket serves. */
 export interface ControlHandlers {
@@ -47,10 +47,26 @@ export const serveControl = (path: string, handlers: ControlHandlers) =>
           mkdirSync(dirname(path), { recursive: true })
           rmSync(path, { force: true })
           const server = createServer((req, res) => {
+            // no answer may take the daemon down: a body that cannot be serialised is a 500, a handler that throws too
             const reply = (code: number, body: unknown) => {
+              let text: string
+              try {
+                text = JSON.stringify(body) ?? "null"
+              } catch (e) {
+                code = 500
+                text = safeStringify({ error: `the answer could not be serialised: ${(e as Error).message}` })
+              }
+              if (res.headersSent) return
               res.writeHead(code, { "content-type": "application/json" })
-              res.end(JSON.stringify(body))
+              res.end(text)
             }
+            try {
+              handle(req, res, reply)
+            } catch (e) {
+              reply(500, { error: e instanceof Error ? e.message : String(e) })
+            }
+          })
+          const handle = (req: IncomingMessage, _res: ServerResponse, reply: (code: number, body: unknown) => void) => {
             const route = `${req.method} ${req.url}`
             if (route === "GET /status") return reply(200, handlers.status())
             if (route === "GET /buckets") return reply(200, handlers.buckets())
@@ -64,7 +80,7 @@ export const serveControl = (path: string, handlers: ControlHandlers) =>
               return void handlers.app[app]().then((b) => reply(200, b), (e) => reply(e instanceof ControlRefused ? 409 : 500, { error: e instanceof Error ? e.message : String(e) }))
             }
             reply(404, { error: `no such endpoint: ${route}` })
-          })
+          }
           server.once("error", reject)
           server.listen(path, () => {
             chmodSync(path, 0o660)

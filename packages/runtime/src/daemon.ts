@@ -11,7 +11,7 @@ import { addressWords, type AffinityName, BUCKETS, bucketOf, decide, farmSeed, L
 import { type FilterConfig, type FilterHandle, type FlowTuple, macBytes, type VipEntry, type VipRule } from "@vipfarm/filter-xdp"
 import type { Config } from "./config.ts"
 import { NodeController, defaultTiming, type Action, type Heartbeat } from "./controller/index.ts"
-import { ensureStream, makeNatsEventLog, natsConnection, type EventLog, type LogRecord } from "./eventLog.ts"
+import { ensureStream, makeNatsEventLog, natsConnection, requireAuthentication, type EventLog, type LogRecord } from "./eventLog.ts"
 import { followLog } from "./logFollower.ts"
 import { profileCpuScoped } from "./cpuProfile.ts"
 import { HostNetError, interfaceInfo } from "./hostNet.ts"
@@ -32,9 +32,12 @@ import { hostStatePath } from "./hostState.ts"
 import { acquireFilterKept, attachFilter, encodeTables, RESTART_EXIT_CODE, restartStatePath, type RestartState, tablesOf, takeRestartState, writeRestartState } from "./restart.ts"
 // end ops
 import { ChainTail } from "./audit/chainTail.ts" // audit chain
-import { loadConfig } from "./config.ts" // reload
-import { reloadConfig } from "./reload.ts" // reload
-import { notifySystemd } from "./sdNotify.ts" // systemd Type=notify
+import { loadConfig } from "./config.ts"
+import { reloadConfig } from "./reload.ts"
+import { notifySystemd } from "./sdNotify.ts"
+import { loadSigner, signedEventLog } from "./signing.ts"
+import { decodeFlowReport, decodeHeartbeat } from "./wire.ts"
+import { noteRejected, WireRejections } from "./rejections.ts"
 
 /** CLOCK_MONOTONIC in ms: the clock of the controller and of the filter's deadline. */
 export const monotonicMs = (): number => Number(process.hrtime.bigint() / 1_000_000n)
@@ -113,8 +116,10 @@ export const runDaemon = (config: Config) =>
 
       // 1. NATS and the log
       const nc: NatsConnection = yield* natsConnection({ ...config.nats, name: `vipfarm-${node}` })
+      yield* requireAuthentication(nc, config.nats) // sec: no open control plane unless nats.insecure
       yield* ensureStream(nc, config.farm, Math.min(3, config.nats.servers.length))
-      const eventLog: EventLog["Service"] = makeNatsEventLog(nc, config.farm)
+      const signer = yield* loadSigner(node, config.signing, { needKey: true }) // sec: signs appends, verifies every record
+      const eventLog: EventLog["Service"] = signedEventLog(makeNatsEventLog(nc, config.farm), signer)
       const head = yield* eventLog.lastSeq
 
       // 2. the filter: attached fenced (deadline 0) with no buckets, so it fails closed from the first packet
@@ -333,8 +338,11 @@ export const runDaemon = (config: Config) =>
       const onRecord = (r: LogRecord) => {
         if (r.seq > ctl.foldedState.seq + 1) return ctl.onLogEntry(r.seq, r.entry, monotonicMs()) // logs the gap, folds nothing
         chainTail.add(r.seq, r.entry) // audit chain
+        const rejectedBefore = ctl.foldedState.rejected // sec
         ctl.onLogEntry(r.seq, r.entry, monotonicMs())
-        events.add(r.seq, r.entry) // ops
+        const rejected = ctl.foldedState.rejected !== rejectedBefore ? ctl.foldedState.lastRejection?.reason ?? "rejected" : undefined // sec
+        if (rejected !== undefined) noteRejected(node, r, rejected, metrics) // sec
+        events.add(r.seq, r.entry, undefined, rejected) // ops; sec: a rejected record is kept as its reason and a preview
         metrics?.onRecord(r.entry) // ops
         if (r.seq > logHead) logHead = r.seq // ops
         appLog?.pump()
@@ -349,11 +357,14 @@ export const runDaemon = (config: Config) =>
       yield* followLog({ eventLog, node, folded: () => ctl.foldedState.seq, head: () => logHead, onRecord, now: monotonicMs })
 
       // heartbeats and UDP flow reports over core NATS
+      const wireRejections = new WireRejections(node) // sec
       const hbSub = nc.subscribe(hbSubject, {
         callback: (err, msg) => {
           if (err) return
           try {
-            const hb = msg.json<Heartbeat>() // ops: metrics see heartbeats too
+            const d = decodeHeartbeat(msg.data) // sec: bounded, schema-checked
+            if (Result.isFailure(d)) return wireRejections.note(`heartbeat ${msg.subject}`, monotonicMs(), d.failure, metrics)
+            const hb: Heartbeat = d.success // ops: metrics see heartbeats too
             const at = monotonicMs()
             ctl.onHeartbeat(hb, at)
             metrics?.onHeartbeat(hb.node, at)
@@ -368,8 +379,10 @@ export const runDaemon = (config: Config) =>
         callback: (err, msg) => {
           if (err) return
           try {
-            const m = msg.json<{ handoff: string; to: string; flows: Array<FlowTuple> }>()
-            if (m.to === node) udp.received(m.handoff, m.flows)
+            const d = decodeFlowReport(msg.data) // sec: bounded, schema-checked
+            if (Result.isFailure(d)) return wireRejections.note(`udpflows ${msg.subject}`, monotonicMs(), d.failure, metrics)
+            const m = d.success
+            if (m.to === node) udp.received(m.handoff, m.flows as Array<FlowTuple>)
           } catch (e) {
             log("warn", "udpflows.malformed", { node, error: (e as Error).message })
           }

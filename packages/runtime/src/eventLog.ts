@@ -7,6 +7,7 @@ import { Context, Effect, Layer, Queue, Schema, Stream } from "effect"
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node"
 import { DeliverPolicy, JetStreamApiError, jetstream, jetstreamManager, RetentionPolicy, StorageType } from "@nats-io/jetstream"
 import { readFileSync } from "node:fs"
+import { decodeRecord } from "./wire.ts"
 
 /** A record as stored: its stream sequence and its decoded JSON (untrusted until folded). */
 export interface LogRecord {
@@ -45,14 +46,11 @@ export class EventLog extends Context.Service<EventLog, {
   readonly read: (seq: number) => Effect.Effect<LogRecord | undefined, LogError>
 }>()("vipfarm/EventLog") {}
 
-/** A stored message's record: its JSON, or `{malformed: text}` for the reducer to reject and count. */
-export const recordEntry = (m: { json<T>(): T; string(): string }): unknown => {
-  try {
-    return m.json<unknown>()
-  } catch {
-    return { malformed: m.string() }
-  }
-}
+/**
+ * A stored message's record: its JSON when within the size and shape limits, else a bounded
+ * stand-in `{malformed, bytes, sha256, preview}` for the reducer to reject and count (wire.ts).
+ */
+export const recordEntry = (m: { readonly data: Uint8Array }): unknown => decodeRecord(m.data)
 
 /** Stream and subject names of a farm. */
 export const streamNames = (farm: string) => ({ stream: `VIPFARM_${farm.replace(/[^A-Za-z0-9_-]/g, "_")}`, subject: `vipfarm.${farm}.log` })
@@ -67,7 +65,29 @@ export interface NatsOptions {
   readonly name?: string
   /** Replicas for the stream when it is created (capped by the cluster size). */
   readonly replicas?: number
+  /** Accept a NATS server that requires no authentication (daemon and witness refuse one otherwise). */
+  readonly insecure?: boolean
+  /** TLS to NATS: CA bundle, client certificate and key (file paths). */
+  readonly tls?: { readonly ca?: string | null; readonly cert?: string | null; readonly key?: string | null } | null
 }
+
+/**
+ * Fail unless the connected NATS server requires authentication (its INFO `auth_required`) or
+ * `insecure` is set: anybody who reaches an open server could append records every server folds.
+ */
+export const requireAuthentication = (nc: NatsConnection, o: NatsOptions): Effect.Effect<void, LogError> =>
+  nc.info?.auth_required === true || o.insecure === true
+    ? Effect.void
+    : Effect.fail(new LogError({
+      op: "connect",
+      message: `the NATS server ${nc.getServer()} does not require authentication: any host that reaches it could write the farm's log. ` +
+        "Configure per-server users (docs/security.md) and nats.user/passwordFile or nats.credentials, or set nats.insecure: true (config key nats.insecure) to run without"
+    }))
+
+const tlsOptions = (t: NatsOptions["tls"]) =>
+  t === undefined || t === null || (!t.ca && !t.cert && !t.key)
+    ? {}
+    : { tls: { ...(t.ca ? { caFile: t.ca } : {}), ...(t.cert ? { certFile: t.cert } : {}), ...(t.key ? { keyFile: t.key } : {}) } }
 
 const failWith = (op: string) => (e: unknown) => new LogError({ op, message: e instanceof Error ? e.message : String(e) })
 
@@ -86,7 +106,8 @@ export const connectNats = (o: NatsOptions): Effect.Effect<NatsConnection, LogEr
         maxReconnectAttempts: -1,
         timeout: 2000,
         ...(o.credentials ? { authenticator: credsAuthenticator(new Uint8Array(readFileSync(o.credentials))) } : {}),
-        ...(o.user && o.passwordFile ? { user: o.user, pass: readFileSync(o.passwordFile, "utf8").split("\n")[0].trim() } : {})
+        ...(o.user && o.passwordFile ? { user: o.user, pass: readFileSync(o.passwordFile, "utf8").split("\n")[0].trim() } : {}),
+        ...tlsOptions(o.tls)
       }),
     catch: failWith("connect")
   })

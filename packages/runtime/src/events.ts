@@ -8,7 +8,30 @@
 export interface FoldedRecord {
   readonly seq: number
   readonly seenAt: number
+  /** The record; for a rejected one, a bounded preview of its JSON text instead. */
   readonly entry: unknown
+  /** Why the fold rejected the record (absent when it folded). */
+  readonly rejected?: string
+}
+
+/** A bounded preview of any value's JSON text: never throws, never longer than `n` characters (plus a note). */
+export const jsonPreview = (value: unknown, n = 300): string => {
+  let text: string
+  try {
+    text = JSON.stringify(value) ?? String(value)
+  } catch (e) {
+    return `(not serialisable: ${(e as Error).message.slice(0, 80)})`
+  }
+  return text.length <= n ? text : `${text.slice(0, n)}… (${text.length} characters)`
+}
+
+/** JSON.stringify that never throws: a value it cannot write becomes `{error}`. */
+export const safeStringify = (value: unknown): string => {
+  try {
+    return JSON.stringify(value) ?? "null"
+  } catch (e) {
+    return JSON.stringify({ error: `the answer could not be serialised: ${(e as Error).message.slice(0, 120)}` })
+  }
 }
 
 /** The answer of `GET /events?from=N`. */
@@ -27,17 +50,25 @@ export interface EventsPage {
 /** The last `capacity` folded records. */
 export class EventStore {
   private readonly ring: Array<FoldedRecord> = []
+  /** The JSON size of each record held (same index as `ring`): a page is bounded in bytes too. */
+  private readonly sizes: Array<number> = []
   constructor(private readonly capacity = 10_000) {}
 
-  add(seq: number, entry: unknown, seenAt = Date.now()): void {
+  add(seq: number, entry: unknown, seenAt = Date.now(), rejected?: string): void {
     const last = this.ring[this.ring.length - 1]
     if (last !== undefined && seq <= last.seq) return
-    this.ring.push({ seq, seenAt, entry })
-    if (this.ring.length > this.capacity) this.ring.splice(0, this.ring.length - this.capacity)
+    // a rejected record may be hostile: only its reason and a bounded preview are kept and served
+    const r: FoldedRecord = rejected === undefined ? { seq, seenAt, entry } : { seq, seenAt, entry: jsonPreview(entry), rejected: rejected.slice(0, 500) }
+    this.ring.push(r)
+    this.sizes.push(safeStringify(r).length)
+    if (this.ring.length > this.capacity) {
+      this.ring.splice(0, this.ring.length - this.capacity)
+      this.sizes.splice(0, this.sizes.length - this.capacity)
+    }
   }
 
   /** Records with seq >= from (at most `limit`). */
-  from(from: number, limit = 5000): { first: number; last: number; records: Array<FoldedRecord> } {
+  from(from: number, limit = 5000, maxChars = 16 << 20): { first: number; last: number; records: Array<FoldedRecord> } {
     const first = this.ring[0]?.seq ?? 0
     const last = this.ring[this.ring.length - 1]?.seq ?? 0
     let i = 0
@@ -50,7 +81,10 @@ export class EventStore {
       else hi = mid
     }
     i = lo
-    return { first, last, records: this.ring.slice(i, i + limit) }
+    // at most `limit` records and about `maxChars` of JSON (at least one): the client asks again from the next seq
+    let end = i
+    for (let chars = 0; end < this.ring.length && end - i < limit && (end === i || chars + this.sizes[end] <= maxChars); end++) chars += this.sizes[end]
+    return { first, last, records: this.ring.slice(i, end) }
   }
 }
 
@@ -72,7 +106,7 @@ const eventsIn = (entry: unknown): Array<Loose> => {
   return list.filter((e): e is Loose => typeof e === "object" && e !== null)
 }
 
-const str = (v: unknown): string => (typeof v === "string" ? v : v === undefined ? "" : JSON.stringify(v))
+const str = (v: unknown): string => (typeof v === "string" ? (v.length > 200 ? jsonPreview(v, 200) : v) : v === undefined ? "" : jsonPreview(v, 200))
 
 /** What an event is about, in a few words. */
 export const eventSummary = (e: Loose): string => {
@@ -116,7 +150,7 @@ export const eventSummary = (e: Loose): string => {
       return `services: ${vips.join(", ") || "none"}`
     }
     default:
-      return JSON.stringify(e)
+      return jsonPreview(e, 200)
   }
 }
 
@@ -133,7 +167,9 @@ const timeText = (ms: number): string => new Date(ms).toISOString().replace("T",
 
 /** One line per event of a record: `seq  time  Tag  what  cause`. */
 export const formatRecord = (r: FoldedRecord): Array<string> =>
-  eventsIn(r.entry).map((e) => {
+  r.rejected !== undefined
+    ? [`${pad(String(r.seq), 6)} ${timeText(r.seenAt)}  ${pad("REJECTED", 17)} ${str(r.rejected)}  ${str(r.entry)}`]
+    : eventsIn(r.entry).map((e) => {
     const tag = typeof e._tag === "string" ? e._tag : "Malformed"
     const cause = causeText(e)
     return `${pad(String(r.seq), 6)} ${timeText(r.seenAt)}  ${pad(tag, 17)} ${eventSummary(e)}${cause ? `  [${cause}]` : ""}`
@@ -144,4 +180,6 @@ export const eventsHeader = (): string => `${pad("SEQ", 6)} ${pad("SEEN (UTC)", 
 
 /** JSON lines: one object per event, with the record's sequence and time. */
 export const recordJsonLines = (r: FoldedRecord): Array<string> =>
-  eventsIn(r.entry).map((e, i) => JSON.stringify({ seq: r.seq, index: i, seenAt: new Date(r.seenAt).toISOString(), event: e }))
+  r.rejected !== undefined
+    ? [safeStringify({ seq: r.seq, seenAt: new Date(r.seenAt).toISOString(), rejected: r.rejected, preview: r.entry })]
+    : eventsIn(r.entry).map((e, i) => safeStringify({ seq: r.seq, index: i, seenAt: new Date(r.seenAt).toISOString(), event: e }))

@@ -55,6 +55,10 @@ const CHECKER_STATES = ["unknown", "up", "down"] as const
 /** The farm's metrics in their own registry (nothing global, so tests make as many as they like). */
 export class FarmMetrics {
   readonly registry = new Registry()
+  /** Log records every folder refused, by kind of reason (chain, signature, author, limits, malformed, invalid). */
+  readonly recordsRejected = new Counter({ name: "vipfarm_records_rejected_total", help: "Log records this server refused to fold, by reason", labelNames: ["reason"], registers: [this.registry] })
+  /** Network messages (heartbeats, UDP-flow reports) refused before they reached the controller. */
+  readonly messagesRejected = new Counter({ name: "vipfarm_messages_rejected_total", help: "Heartbeats and UDP-flow reports refused (too big, not JSON, wrong shape)", labelNames: ["kind", "reason"], registers: [this.registry] })
   private readonly lastHeard = new Map<string, number>()
   private readonly handoffsStarted: Counter<"mode">
   private readonly handoffsCompleted: Counter

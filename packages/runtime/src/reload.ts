@@ -49,7 +49,8 @@ const fixed: Record<Exclude<keyof Config, "file" | "weight">, { readonly key: st
   app: { key: "app", reason: `the application is started by its module at start: ${RESTART}` },
   vips: { key: "vips", reason: "the farm's services are the farm's log (the log wins): a change on one server is not a change of the farm" },
   metrics: { key: "metrics", reason: `the metrics endpoint is bound at start: ${RESTART}` },
-  restart: { key: "restart", reason: `read at start: ${RESTART}` }
+  restart: { key: "restart", reason: `read at start: ${RESTART}` },
+  signing: { key: "signing", reason: `the signing keys are loaded at start: ${RESTART}` }
 }
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)

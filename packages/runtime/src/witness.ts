@@ -6,7 +6,11 @@
  */
 import { Deferred, Effect } from "effect"
 import { defaultTiming, type Heartbeat, NodeController } from "./controller/index.ts"
-import { ensureStream, makeNatsEventLog, natsConnection, type NatsOptions } from "./eventLog.ts"
+import { ensureStream, makeNatsEventLog, natsConnection, requireAuthentication, type NatsOptions } from "./eventLog.ts"
+import { Result } from "effect"
+import { loadSigner, signedEventLog, type SigningConfig } from "./signing.ts"
+import { decodeHeartbeat } from "./wire.ts"
+import { noteRejected, WireRejections } from "./rejections.ts"
 import { followLog } from "./logFollower.ts"
 import { log } from "./log.ts"
 
@@ -17,6 +21,8 @@ export interface WitnessOptions {
   readonly nats: NatsOptions
   readonly witnesses: ReadonlyArray<string>
   readonly lease?: { readonly heartbeatMs: number; readonly fenceAfterMs: number; readonly expireAfterMs: number }
+  /** The farm's public keys (the witness appends nothing, so it needs no private key). */
+  readonly signing?: SigningConfig
 }
 
 const now = (): number => Number(process.hrtime.bigint() / 1_000_000n)
@@ -26,8 +32,10 @@ export const runWitness = (o: WitnessOptions) =>
   Effect.scoped(
     Effect.gen(function* () {
       const nc = yield* natsConnection({ ...o.nats, name: `vipfarm-witness-${o.node}` })
+      yield* requireAuthentication(nc, o.nats)
       yield* ensureStream(nc, o.farm, Math.min(3, o.nats.servers.length))
-      const eventLog = makeNatsEventLog(nc, o.farm)
+      const signer = yield* loadSigner(o.node, o.signing ?? { key: null, keys: {} }, { needKey: false })
+      const eventLog = signedEventLog(makeNatsEventLog(nc, o.farm), signer)
       const head = yield* eventLog.lastSeq
       const ctl = new NodeController(
         {
@@ -48,15 +56,20 @@ export const runWitness = (o: WitnessOptions) =>
       yield* followLog({
         eventLog, node: o.node, folded: () => ctl.foldedState.seq, head: () => logHead, now,
         onRecord: (r) => {
+          const before = ctl.foldedState.rejected
           ctl.onLogEntry(r.seq, r.entry, now())
+          if (ctl.foldedState.rejected !== before) noteRejected(o.node, r, ctl.foldedState.lastRejection?.reason ?? "rejected", null)
           flush()
         }
       })
+      const wireRejections = new WireRejections(o.node)
       const sub = nc.subscribe(subject, {
         callback: (err, msg) => {
           if (err) return
           try {
-            const hb = msg.json<Heartbeat>()
+            const d = decodeHeartbeat(msg.data)
+            if (Result.isFailure(d)) return wireRejections.note(msg.subject, now(), d.failure, null)
+            const hb: Heartbeat = d.success
             if (hb.seq > logHead) logHead = hb.seq
             ctl.onHeartbeat(hb, now())
             flush()

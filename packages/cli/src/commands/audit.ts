@@ -4,7 +4,7 @@
  */
 import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
-import { AuditError, type AuditSource, exportSource, loadConfig, serveAudit, verifyFile } from "@vipfarm/runtime"
+import { AuditError, type AuditSource, exportSource, loadConfig, loadSigner, serveAudit, verifyFile } from "@vipfarm/runtime"
 import { jsonFlag } from "./socket.ts"
 
 const opt = (name: string, description: string) => Flag.String(name).pipe(Flag.withDescription(description), Flag.optional)
@@ -67,7 +67,11 @@ export const audit = Command.make(
         if (o.export.value !== "-") yield* Console.log(`${n} records written to ${o.export.value}`)
         return
       }
-      yield* serveAudit(source, { listen: o.listen, token: Option.getOrNull(o.token) }, (url, generated) => {
+      // a signed farm (its config lists keys): the viewer verifies every record as the daemons do
+      const signer = config !== null && Object.keys(config.signing.keys).length > 0
+        ? yield* loadSigner(config.node, { key: null, keys: config.signing.keys }, { needKey: false })
+        : undefined
+      yield* serveAudit(source, { listen: o.listen, token: Option.getOrNull(o.token), ...(signer ? { signer } : {}) }, (url, generated) => {
         process.stdout.write(`audit viewer: ${url}\n`)
         if (generated) process.stdout.write("(a token was generated for this run: it is in the URL above; pass --token to choose one)\n")
       })

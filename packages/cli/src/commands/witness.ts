@@ -14,7 +14,8 @@ export const witness = Command.make(
     witnesses: Flag.String("witnesses").pipe(Flag.withDescription("every witness of the farm, comma separated (default: this one)"), Flag.optional),
     credentials: Flag.String("credentials").pipe(Flag.withDescription("NATS credentials file"), Flag.optional),
     user: Flag.String("user").pipe(Flag.withDescription("NATS user"), Flag.optional),
-    passwordFile: Flag.String("password-file").pipe(Flag.withDescription("file whose first line is the NATS password"), Flag.optional)
+    passwordFile: Flag.String("password-file").pipe(Flag.withDescription("file whose first line is the NATS password"), Flag.optional),
+    insecure: Flag.Boolean("insecure").pipe(Flag.withDescription("accept a NATS server that requires no authentication (labs and tests)"))
   },
   (o) =>
     stopsCleanlyOnSignal(runWitness({
@@ -25,7 +26,8 @@ export const witness = Command.make(
         servers: o.nats.split(",").filter(Boolean),
         credentials: Option.getOrNull(o.credentials),
         user: Option.getOrNull(o.user),
-        passwordFile: Option.getOrNull(o.passwordFile)
+        passwordFile: Option.getOrNull(o.passwordFile),
+        insecure: o.insecure
       }
     }))
 ).pipe(Command.withDescription("run a heartbeat-only voter: owns no bucket, lets a 2-server farm keep its quorum"))

@@ -188,7 +188,8 @@ export class AuditModel {
   private cursor: ChainCursor = chainStart
   private readonly listeners = new Set<(r: AuditRecord) => void>()
 
-  constructor(readonly farm: string) {
+  /** `verify`: attaches the signature verdict to a record (runtime signing.ts `verifyRecord`) before the fold, as a daemon does. */
+  constructor(readonly farm: string, private readonly verify: (entry: unknown) => unknown = (e) => e) {
     this.state = initialState(farm)
     this.checkpoints.push(this.state)
   }
@@ -198,6 +199,7 @@ export class AuditModel {
     const last = this.records.at(-1)
     if (last !== undefined && r.seq <= last.seq) return
     const before = this.state
+    this.verify(r.entry) // the verdict is attached to the record itself (kept for replays)
     const after = applyEntry(before, r.entry)
     this.records.push(r)
     this.rejections.push(after.rejected !== before.rejected ? (after.lastRejection?.reason ?? "rejected") : null)

@@ -8,6 +8,7 @@ import { natsConnection } from "../eventLog.ts"
 import { log } from "../log.ts"
 import { AuditModel, type AuditRecord } from "./model.ts"
 import { exportLine, followStream, readExport, readStream } from "./source.ts"
+import { type Signer, verifyRecord } from "../signing.ts"
 import { generateToken, isLoopback, parseListen, startAuditServer } from "./server.ts"
 
 /** `farm audit` could not do what was asked. */
@@ -73,9 +74,13 @@ export const verifyFile = (file: string, anchor: Anchor | null = null): Effect.E
 export interface ServeOptions {
   readonly listen: string
   readonly token: string | null
+  /** The farm's public keys (from a daemon's config): the viewer folds as the daemons do, forged records rejected. */
+  readonly signer?: Signer
 }
 
 /** Serve the viewer until interrupted; `onReady` gets the URL to open. */
+const verifier = (o: ServeOptions) => (o.signer === undefined ? undefined : (e: unknown) => verifyRecord(o.signer!, e))
+
 export const serveAudit = (s: AuditSource, o: ServeOptions, onReady: (url: string, generatedToken: boolean) => void) =>
   Effect.scoped(
     Effect.gen(function* () {
@@ -85,10 +90,10 @@ export const serveAudit = (s: AuditSource, o: ServeOptions, onReady: (url: strin
       let model: AuditModel
       if (s._tag === "File") {
         const { farm, records } = yield* readSource(s)
-        model = new AuditModel(farm)
+        model = new AuditModel(farm, verifier(o))
         for (const r of records) model.add(r)
       } else {
-        model = new AuditModel(s.farm)
+        model = new AuditModel(s.farm, verifier(o))
         const nc = yield* natsConnection(natsOptions(s)).pipe(Effect.mapError(fail))
         const stop = yield* Effect.tryPromise({
           try: () => followStream(nc, s.farm, (r) => model.add(r), (e) => log("error", "audit.consume", { farm: s.farm, error: e.message })),

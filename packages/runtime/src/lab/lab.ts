@@ -209,7 +209,7 @@ const farmConfig = (o: LabOptions, s: LabServer, nats: ReadonlyArray<LabServer>,
     `interface: eth0`,
     `nats:`,
     `  servers: [${[...nats.filter((x) => x === s), ...nats.filter((x) => x !== s)].map((x) => `nats://${x.address}:4222`).join(", ")}]`,
-    ...(o.natsAuth ? [`  user: ${s.node}`, `  passwordFile: ${dir}/${s.node}.pass`] : []),
+    ...(o.natsAuth ? [`  user: ${s.node}`, `  passwordFile: ${dir}/${s.node}.pass`] : [`  insecure: true   # the lab's NATS has no users unless natsAuth (docs/security.md)`]),
     `control: ${s.control}`,
     ...(withWitness(o) ? [`witnesses: [w1]`] : []),
     `xdp: {mode: generic}   # veth: native XDP cannot turn a rewritten frame into the host's`,
@@ -311,7 +311,7 @@ export const labUp = (o: LabOptions): Effect.Effect<LabState, LabError> =>
       if (witness !== null) {
         spawnInNs(witness.ns, [
           "nice", "-n", "-10", ...farmArgv(), "witness", "--farm", o.name, "--node", "w1", "--nats", `nats://${witness.address}:4222`,
-          ...(o.natsAuth ? ["--user", "w1", "--password-file", `${dir}/w1.pass`] : [])
+          ...(o.natsAuth ? ["--user", "w1", "--password-file", `${dir}/w1.pass`] : ["--insecure"])
         ], `${dir}/w1-witness.log`)
       }
       if (o.daemons) for (const s of servers) labStartDaemon(state, s.node)
