@@ -75,7 +75,8 @@ export interface Config {
   readonly control: string
   readonly witnesses: ReadonlyArray<string>
   readonly lease: { readonly heartbeatMs: number; readonly fenceAfterMs: number; readonly expireAfterMs: number }
-  readonly handoffMaxMs: number
+  /** `handoff.maxMs`: the operator's cap on a hand-off waiting for flows (they are reset then); null: no cap. */
+  readonly handoffMaxMs: number | null
   readonly xdpMode: "auto" | "native" | "generic"
   /** The application module (directory resolved), or null: the server is healthy as soon as it runs. */
   readonly app: { readonly module: string; readonly vars: Readonly<Record<string, string>> } | null
@@ -190,7 +191,7 @@ export const parseConfig = (text: string, file: string): Result.Result<Config, C
     control: c.control ?? `/run/vipfarm/${c.farm}.sock`,
     witnesses: c.witnesses ?? [],
     lease,
-    handoffMaxMs: c.handoff?.maxMs ?? 30000,
+    handoffMaxMs: c.handoff?.maxMs ?? null,
     xdpMode: c.xdp?.mode ?? "auto",
     app: c.app === undefined ? null : { module: moduleDir(c.app.module, file), vars: c.app.vars ?? {} },
     vips: c.vips,

@@ -110,8 +110,9 @@ export class Traffic {
     this.newFlows = new Float64Array(world.serverCount)
     this.udpIdleMs = world.setup.udpIdleMs
     this.maxClients = Math.max(world.setup.tcp?.clients ?? 0, world.setup.udp?.clients ?? 0)
-    // a long connection ends before a hand-off's forced completion would reset it
-    this.longMaxMs = 0.8 * world.setup.timing.handoffMaxMs
+    // with an operator's cap, a long connection ends before the hand-off's forced completion would reset it
+    const cap = world.setup.timing.handoffMaxMs
+    this.longMaxMs = cap === null ? Infinity : 0.8 * cap
     this.grow(1024)
     world.onFlowEvent = (f) => this.onEvent(f)
     world.flowsPerBucket = (s) => this.flowsPerBucket(s)
