@@ -71,6 +71,8 @@ export class NodeController {
   private inflight: { msgId: string; at: number } | null = null
   private waitSeq = 0
   private retryAt = 0
+  /** Appends failed in a row (timeout, log unavailable): the retry backs off (see {@link retryDelay}). */
+  private appendFailures = 0
   private readonly refused = new Set<string>()
   private healthy = false
   /**
@@ -190,6 +192,7 @@ export class NodeController {
   onAppendResult(msgId: string, result: AppendResult, now: number): void {
     if (this.inflight === null || this.inflight.msgId !== msgId) return
     this.inflight = null
+    if (result.ok || result.error === "wrong-last-seq") this.appendFailures = 0
     if (result.ok) {
       this.waitSeq = Math.max(this.waitSeq, result.seq)
       if (result.seq > this.knownHead) this.knownHead = result.seq
@@ -199,8 +202,10 @@ export class NodeController {
       if (result.lastSeq > this.knownHead) this.knownHead = result.lastSeq
       this.log("append-conflict", { msgId, lastSeq: result.lastSeq })
     } else {
-      this.retryAt = now + this.config.retryMs
-      this.log("append-failed", { msgId, error: result.error })
+      this.appendFailures++
+      const wait = retryDelay(this.config.retryMs, this.appendFailures, this.config.node)
+      this.retryAt = now + wait
+      this.log("append-failed", { msgId, error: result.error, retryMs: Math.round(wait) })
     }
   }
 
@@ -662,6 +667,22 @@ export class NodeController {
       if (this.append(d.cmd, d.msgId, now)) return
     }
   }
+}
+
+/** The longest wait between two appends while the log keeps failing. */
+export const RETRY_MAX_MS = 1000
+
+/**
+ * The wait before the next append after `failures` failed in a row: `retryMs` doubled per
+ * failure, at most {@link RETRY_MAX_MS}, with jitter (50-100 %, drawn from the node name and the
+ * count, so the simulator stays deterministic). A NATS node that answers "jetstream is not
+ * enabled" for seconds after a partition healed was asked every ~60 ms by every server behind it.
+ */
+export const retryDelay = (retryMs: number, failures: number, node: string): number => {
+  const base = Math.min(RETRY_MAX_MS, retryMs * 2 ** Math.max(0, Math.min(failures - 1, 20)))
+  let h = 0x811c9dc5 ^ failures
+  for (let i = 0; i < node.length; i++) h = Math.imul(h ^ node.charCodeAt(i), 0x01000193) >>> 0
+  return base * (0.5 + 0.5 * ((h >>> 0) / 0xffffffff))
 }
 
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => {

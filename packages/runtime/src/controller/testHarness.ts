@@ -26,12 +26,14 @@ export class Harness {
   refuseAppend: ((msgId: string) => boolean) | null = null
   /** Filters stay in the kernel when their process dies (keep-serving restart tests). */
   filtersOutliveProcess = false
+  /** The hand-off cap of the nodes added from now on (null: none, the default of a real farm). */
+  handoffMaxMs: number | null = 5000
   private inbox: Array<{ at: number; to: string; hb: Heartbeat }> = []
   private delivered = new Map<string, number>()
 
   add(node: string, role: "server" | "witness" = "server", witnesses: Array<string> = []): NodeController {
     const cfg: ControllerConfig = {
-      ...defaultTiming, farm: "web", node, role, address: `198.18.1.${this.nodes.size + 1}`, weight: 100, priority: 1, rulesDigest: "d", witnesses, handoffMaxMs: 5000
+      ...defaultTiming, farm: "web", node, role, address: `198.18.1.${this.nodes.size + 1}`, weight: 100, priority: 1, rulesDigest: "d", witnesses, handoffMaxMs: this.handoffMaxMs
     }
     const c = new NodeController(cfg, this.now)
     c.onAppHealth(true)
