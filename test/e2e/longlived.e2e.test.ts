@@ -8,8 +8,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { readFileSync } from "node:fs"
 import { Effect } from "effect"
-import { callControl, labStartDaemon, startProbe, type LabState } from "@vipfarm/runtime"
-import { addressesOf, daemonRunning, type HoldResult, type HttpResult, probe, rootOrSkip, startLab, status, stopLab, termDaemon, until, untilFarm } from "./harness.ts"
+import { callControl, labDown, labStartDaemon, labUp, startProbe, type LabState, waitFarmUp } from "@vipfarm/runtime"
+import { addressesOf, daemonRunning, type HoldResult, type HttpResult, noteHostBefore, probe, rootOrSkip, status, stopLab, termDaemon, until, untilFarm } from "./harness.ts"
 
 const NAME = "ho1"
 const root = rootOrSkip("longlived.e2e.test.ts")
@@ -18,11 +18,19 @@ describe.skipIf(!root)("long-lived connections live through every hand-off (no h
   let lab: LabState
 
   beforeAll(async () => {
-    lab = await startLab({ name: NAME })
+    // startLab's 30 s for the farm to form is short on a loaded machine (daemons took 25 s to start)
+    noteHostBefore(NAME)
+    lab = await Effect.runPromise(labUp({ name: NAME, servers: 3, clients: 1, addressesPerClient: 40, app: "builtin", daemons: true }))
+    try {
+      await waitFarmUp(lab, 120_000)
+    } catch (e) {
+      labDown(NAME)
+      throw e
+    }
     // s3 leaves first: the connections are opened on s1 and s2, and s3's join moves buckets holding them
     termDaemon(lab, "s3")
     await until("s3 left", async () => !daemonRunning(lab, "s3") && !(await status(lab, "s1")).members.some((m) => m.name === "s3"), 40_000)
-  }, 150_000)
+  }, 240_000)
 
   afterAll(() => {
     if (root) expect(stopLab(NAME)).toEqual([])
