@@ -5,6 +5,7 @@
 // silence longer than 300 ms (a request that fails after one retry) starting after the heal, and
 // the time until every address was served again.
 // usage: node --import tsx packages/sim/bench/labHeal.ts [NAME]
+import { readFileSync } from "node:fs"
 import { Effect } from "effect"
 import { addressesOf, labDown, labHealPartition, labLink, labPartition, labUp, type PollResult, silences, startProbe, waitFarmUp } from "../../runtime/src/index.ts"
 
@@ -53,6 +54,18 @@ try {
     }
     const lagged = result.reduce((n, p) => n + (p.lagged ?? 0), 0)
     console.log(`${what}: all served ${allServedAt - heal} ms after the heal; worst silence after it ${worst} ms; addresses with a failure after one retry (silence > 300 ms starting after the heal, 15 s): ${failedAfterRetry}/${result.length}; longest silence during the fault ${duringFault} ms; prober stalls ${lagged}`)
+  }
+  // what the daemons logged: failed appends (and their backoff) and when s3 was back in the farm
+  for (const s of lab.servers) {
+    const lines = readFileSync(`${lab.dir}/${s.node}-daemon.log`, "utf8").split("\n")
+    const at = (l: string) => Date.parse(/^ts=(\S+)/.exec(l)?.[1] ?? "")
+    for (const [what, from, heal] of marks) {
+      const window = lines.filter((l) => at(l) >= from && at(l) < heal + 15000)
+      const failed = window.filter((l) => l.includes("op=ctl.append-failed"))
+      const errors = [...new Set(failed.map((l) => /error=("[^"]*"|\S+)/.exec(l)?.[1] ?? "?"))]
+      const joined = window.find((l) => l.includes("op=ctl.appended") && /msgId=join-/.test(l))
+      console.log(`${s.node} ${what}: ${failed.length} failed appends (${errors.join(", ")}); ${joined ? `rejoined ${at(joined) - heal} ms after the heal` : "no join"}`)
+    }
   }
 } finally {
   labDown(name)

@@ -22,6 +22,8 @@ export class Harness {
   readonly adopting = new Map<string, number>()
   readonly adoptedAt = new Map<string, number>()
   flows = new Map<string, number>()
+  /** Flows per bucket (table*BUCKETS+bucket) of a node: reported with onFlowCounts instead of `flows`. */
+  bucketFlows = new Map<string, Uint32Array>()
   /** Appends this returns true for are answered `unavailable` (a log that does not take writes). */
   refuseAppend: ((msgId: string) => boolean) | null = null
   /** Filters stay in the kernel when their process dies (keep-serving restart tests). */
@@ -59,7 +61,9 @@ export class Harness {
         c.onLogEntry(d, this.log[d - 1], this.now)
       }
       this.delivered.set(name, d)
-      c.onFlowCount(this.flows.get(name) ?? 0)
+      const per = this.bucketFlows.get(name)
+      if (per !== undefined) c.onFlowCounts(per)
+      else c.onFlowCount(this.flows.get(name) ?? 0)
       if (this.now % 5 === 0) c.tick(this.now)
       for (const a of c.drainActions()) {
         if (a._tag === "PublishHeartbeat") {

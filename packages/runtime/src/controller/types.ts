@@ -90,6 +90,12 @@ export interface Heartbeat {
   /** Open hand-offs for which the sender, an old owner, holds no more flows (or gave up waiting). */
   readonly done: ReadonlyArray<string>
   /**
+   * Open hand-offs the sender is an old owner of and not done with, each with the buckets
+   * (table*BUCKETS+bucket) where it still holds flows, counted with its current tables: the
+   * others may complete (HandoffCompleted version 2). Absent: not known (older versions too).
+   */
+  readonly busy?: ReadonlyArray<readonly [string, ReadonlyArray<number>]>
+  /**
    * The sender restarts and keeps serving (ms): a receiver counts this heartbeat as heard that
    * much later, i.e. suspects the sender no earlier than pause + expireAfterMs after it arrived.
    */
