@@ -150,7 +150,8 @@ function perform(w: World, p: Proc, a: Action): void {
       return
     }
     case "SetFilter":
-      if (p.idx < w.serverCount) {
+      if (p.idx < w.serverCount && (p.udp === null || p.ctl === null)) setFilter(w, p.idx, a.tables, a.deadlineMs) // after its Exit, in the same batch
+      else if (p.idx < w.serverCount) {
         // as the daemon's applyTables: moving-in buckets wait for their old owner's UDP report
         if (a.tablesChanged || p.ctlTables === null || p.udpApplied === null) {
           p.ctlTables = a.tables
