@@ -8,6 +8,7 @@ import { LocalBucket } from "@vipfarm/domain"
 import { NodeController, type Action, type ControllerConfig, udpReports, UdpHandoverReceiver, type UdpHandoverOptions, type UdpReport } from "../../runtime/src/controller/index.ts"
 import { anyPausedOrSlow, beginFailover, networkWhole, setFilter, survivorsHaveMajority, ZERO } from "./claims.ts"
 import { append, publish, scheduleLogDelivery } from "./natsLog.ts"
+import { Prng } from "./prng.ts"
 import type { Proc, World } from "./world.ts"
 
 function controllerConfig(w: World, p: Proc): ControllerConfig {
@@ -186,6 +187,14 @@ function perform(w: World, p: Proc, a: Action): void {
 /** The daemon's report period of the UDP flows an old owner holds in its moving-out buckets. */
 const UDP_REPORT_MS = 250
 
+/** The report delays draw from their own generator: the rest of a seed's run stays as it was before reports were simulated. */
+const reportRngs = new WeakMap<World, Prng>()
+const reportRng = (w: World): Prng => {
+  let r = reportRngs.get(w)
+  if (r === undefined) reportRngs.set(w, (r = new Prng((w.seed ^ 0x5eed0d16) >>> 0)))
+  return r
+}
+
 const udpOptions = (w: World): UdpHandoverOptions => (w.options.legacyUdpHandover === true ? { legacy: { waitMs: 2000 } } : {})
 
 /**
@@ -201,7 +210,7 @@ function sendUdpReports(w: World, p: Proc): void {
     if (to === undefined || !to.running || !w.link(p.idx, to.idx)) continue
     const boot = to.boot
     const [lo, hi] = w.setup.network.delay
-    w.at(w.now + w.netRng.uniform(lo, hi), `udp-report ${p.name}→${to.name}`, () => {
+    w.at(w.now + reportRng(w).uniform(lo, hi), `udp-report ${p.name}→${to.name}`, () => {
       if (to.boot !== boot || !to.running) return
       w.input(to, () => receiveUdpReport(w, to, r))
     })
