@@ -5,7 +5,7 @@
  * every server then folds them with the reducer.
  */
 import { Result, Schema } from "effect"
-import { type ApplicationState, type Cause, decodeEvent, EVENT_VERSION, type FarmEvent, MEMBER_FAILED_PLAN_VERSION, MEMBER_RECOVERED_RESTORE_VERSION, type Move, type PlannedTaker, type RestoredBucket } from "./events.ts"
+import { type ApplicationState, type Cause, decodeEvent, EVENT_VERSION, type FarmEvent, HANDOFF_PARTIAL_VERSION, MEMBER_FAILED_PLAN_VERSION, MEMBER_RECOVERED_RESTORE_VERSION, type Move, type PlannedTaker, type RestoredBucket } from "./events.ts"
 import { evacuationMoves, holdings, rebalanceMoves } from "./plan.ts"
 import { foldEvents } from "./reducer.ts"
 import type { Vip } from "./rules.ts"
@@ -21,7 +21,13 @@ export type Command =
   | { readonly _tag: "DeclareFailed"; readonly node: string; readonly by: string; readonly cause: Cause; readonly plan?: ReadonlyArray<PlannedTaker> }
   | { readonly _tag: "Drain"; readonly node: string; readonly cause: Cause }
   | { readonly _tag: "Resume"; readonly node: string; readonly cause: Cause }
-  | { readonly _tag: "CompleteHandoff"; readonly handoff: string; readonly cause: Cause }
+  | {
+    readonly _tag: "CompleteHandoff"
+    readonly handoff: string
+    readonly cause: Cause
+    /** Only these buckets (HandoffCompleted version 2); each must be moving in the hand-off. */
+    readonly buckets?: ReadonlyArray<{ readonly table: number; readonly bucket: number }>
+  }
   | { readonly _tag: "Leave"; readonly node: string; readonly cause: Cause }
   | { readonly _tag: "SetWeight"; readonly node: string; readonly weight: number; readonly cause: Cause }
   | { readonly _tag: "Configure"; readonly vips: ReadonlyArray<Vip>; readonly cause: Cause }
@@ -136,6 +142,13 @@ const firstEvents = (cmd: Command, state: FarmState): Decision => {
     case "CompleteHandoff":
       if (!handoffInProgress(state, cmd.handoff)) {
         return no(cmd, `hand-off ${cmd.handoff} has no bucket moving`)
+      }
+      if (cmd.buckets !== undefined) {
+        for (const b of cmd.buckets) {
+          const s = state.tables[b.table]?.[b.bucket]
+          if (s === undefined || s.state !== "moving" || s.handoff !== cmd.handoff) return no(cmd, `buckets: ${b.table}/${b.bucket} is not moving in hand-off ${cmd.handoff}`)
+        }
+        return Result.succeed([{ _tag: "HandoffCompleted", v: HANDOFF_PARTIAL_VERSION, cause, handoff: cmd.handoff, buckets: cmd.buckets.map((b) => ({ table: b.table, bucket: b.bucket })) }])
       }
       return Result.succeed([{ _tag: "HandoffCompleted", v, cause, handoff: cmd.handoff }])
     case "Leave":

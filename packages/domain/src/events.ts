@@ -142,8 +142,25 @@ export const HandoffStarted = Schema.TaggedStruct("HandoffStarted", {
   mode: Schema.Literals(["graceful", "takeover"]),
   moves: Schema.Array(Move).check(Schema.isMinLength(1))
 })
-/** A graceful hand-off is over: every bucket still moving in it now belongs to its new owner. */
-export const HandoffCompleted = Schema.TaggedStruct("HandoffCompleted", { ...base, handoff: HandoffId })
+/** A graceful hand-off is over: every bucket still moving in it now belongs to its new owner (version 1). */
+export const HandoffCompletedV1 = Schema.TaggedStruct("HandoffCompleted", { ...base, handoff: HandoffId })
+/** One bucket of one table. */
+export const BucketRef = Schema.Struct({ table: Table, bucket: Bucket })
+/** The version of HandoffCompleted that completes only some of the hand-off's buckets. */
+export const HANDOFF_PARTIAL_VERSION = 2
+/**
+ * Part of a graceful hand-off is over (version 2): the listed buckets still moving in it belong
+ * to their new owner; the others keep moving, their old owners still hold connections there
+ * (issue 16: a hand-off has no time cap, and one long-lived connection held every bucket).
+ */
+export const HandoffCompletedV2 = Schema.TaggedStruct("HandoffCompleted", {
+  v: Schema.Literal(HANDOFF_PARTIAL_VERSION),
+  cause: Cause,
+  handoff: HandoffId,
+  buckets: Schema.Array(BucketRef).check(Schema.isMinLength(1))
+})
+/** A graceful hand-off completes: whole (version 1) or the listed buckets (version 2). */
+export const HandoffCompleted = Schema.Union([HandoffCompletedV1, HandoffCompletedV2])
 /** What a member's application is doing, as its supervisor reports it. */
 export const ApplicationState = Schema.Literals(["running", "restarting", "left", "stopped", "healing", "failed"])
 /** What a member's application is doing. */
@@ -183,7 +200,7 @@ export const EventVersions = {
   DrainFinished: { 1: DrainFinished },
   WeightChanged: { 1: WeightChanged },
   HandoffStarted: { 1: HandoffStarted },
-  HandoffCompleted: { 1: HandoffCompleted },
+  HandoffCompleted: { 1: HandoffCompletedV1, 2: HandoffCompletedV2 },
   ConfigChanged: { 1: ConfigChanged },
   ApplicationChanged: { 1: ApplicationChanged }
 } as const
@@ -203,7 +220,8 @@ export const FarmEvent = Schema.Union([
   DrainFinished,
   WeightChanged,
   HandoffStarted,
-  HandoffCompleted,
+  HandoffCompletedV1,
+  HandoffCompletedV2,
   ConfigChanged,
   ApplicationChanged
 ])

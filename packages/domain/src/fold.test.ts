@@ -42,6 +42,7 @@ const wellFormed: Record<string, fc.Arbitrary<Record<string, unknown>>> = {
     moves: fc.array(fc.record({ table, bucket, from: fc.constantFrom(null, ...NODES), to: node }), { minLength: 1, maxLength: 5 })
   }),
   "HandoffCompleted v1": tagged("HandoffCompleted", 1, { handoff }),
+  "HandoffCompleted v2": tagged("HandoffCompleted", 2, { handoff, buckets: fc.array(fc.record({ table, bucket }), { minLength: 1, maxLength: 6 }) }),
   "ConfigChanged v1": tagged("ConfigChanged", 1, {
     vips: fc.constantFrom(
       [],

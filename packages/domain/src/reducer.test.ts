@@ -227,3 +227,30 @@ describe("log records", () => {
     expect(applyEntry(s2, { v: 1, events: [] }).rejected).toBe(2)
   })
 })
+
+describe("HandoffCompleted version 2 (issue 16): the listed buckets complete, the others keep moving", () => {
+  it("completes only the listed buckets, and the decider refuses a bucket not moving in the hand-off", async () => {
+    const { execute, operatorCause, settle } = await import("./testkit.ts")
+    const { initialState } = await import("./state.ts")
+    let s = initialState("web")
+    for (const n of ["s1", "s2"]) {
+      s = execute(s, { _tag: "Join", node: n, address: "198.18.0.1", weight: 100, priority: 1, rulesDigest: "d", cause: operatorCause() }).state
+      s = settle(execute(s, { _tag: "Ready", node: n, cause: operatorCause() }).state)
+    }
+    s = execute(s, { _tag: "Join", node: "s3", address: "198.18.0.3", weight: 100, priority: 1, rulesDigest: "d", cause: operatorCause() }).state
+    s = execute(s, { _tag: "Ready", node: "s3", cause: operatorCause() }).state
+    const moving = s.tables[0].flatMap((b, i) => (b.state === "moving" ? [{ i, handoff: b.handoff }] : []))
+    expect(moving.length).toBeGreaterThan(100)
+    const h = moving[0].handoff
+    const part = moving.slice(1).map((m) => ({ table: 0, bucket: m.i }))
+    const r = execute(s, { _tag: "CompleteHandoff", handoff: h, buckets: part, cause: operatorCause() })
+    expect(r.refused).toBeNull()
+    expect(r.events[0]).toMatchObject({ _tag: "HandoffCompleted", v: 2, handoff: h })
+    expect(r.state.tables[0][moving[0].i]).toMatchObject({ state: "moving", to: "s3" })
+    for (const m of moving.slice(1)) expect(r.state.tables[0][m.i]).toMatchObject({ state: "owned", owner: "s3" })
+    const again = execute(r.state, { _tag: "CompleteHandoff", handoff: h, buckets: [{ table: 0, bucket: moving[1].i }], cause: operatorCause() })
+    expect(again.refused).toMatch(/buckets: 0\/\d+ is not moving in hand-off/)
+    const rest = execute(r.state, { _tag: "CompleteHandoff", handoff: h, cause: operatorCause() })
+    expect(rest.state.tables[0][moving[0].i]).toMatchObject({ state: "owned", owner: "s3" })
+  })
+})

@@ -66,12 +66,16 @@ const applyHandoff = (state: FarmState, event: Extract<FarmEvent, { _tag: "Hando
   return ok({ ...state, tables })
 }
 
-const completeHandoff = (state: FarmState, handoff: string): FarmState => {
+/** Complete hand-off `handoff`: every bucket still moving in it, or only the listed ones (HandoffCompleted version 2). */
+const completeHandoff = (state: FarmState, handoff: string, only?: ReadonlyArray<{ readonly table: number; readonly bucket: number }>): FarmState => {
   if (!handoffInProgress(state, handoff)) return state
+  const listed = only === undefined ? null : new Set(only.map((b) => b.table * 65536 + b.bucket))
   const moving = (b: BucketState): b is Extract<BucketState, { state: "moving" }> => b.state === "moving" && b.handoff === handoff
   return {
     ...state,
-    tables: state.tables.map((t) => (t.some(moving) ? t.map((b): BucketState => (moving(b) ? { state: "owned", owner: b.to } : b)) : t))
+    tables: state.tables.map((t, ti) =>
+      t.some(moving) ? t.map((b, bi): BucketState => (moving(b) && (listed === null || listed.has(ti * 65536 + bi)) ? { state: "owned", owner: b.to } : b)) : t
+    )
   }
 }
 
@@ -168,7 +172,7 @@ export const evolve = (state: FarmState, event: FarmEvent): Result.Result<FarmSt
     case "HandoffCompleted":
       // a completion must name a hand-off with buckets still moving (the decider writes it only then)
       if (!handoffInProgress(state, event.handoff)) return reject(event, `hand-off ${event.handoff.slice(0, 64)} is not in progress (never started, or over)`)
-      return ok(completeHandoff(state, event.handoff))
+      return ok(completeHandoff(state, event.handoff, "buckets" in event ? event.buckets : undefined))
     case "ApplicationChanged": {
       if (member === undefined) return reject(event, `node ${event.node} is not a member`)
       if (member.incarnation !== event.incarnation) {

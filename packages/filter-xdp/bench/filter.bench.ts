@@ -51,6 +51,49 @@ for (const [name, frame, code] of frames) {
   const mg = median(g)
   rows.push({ case: name, bytes: frame.length, filter: mf, floor: mg, ratio: (mf / mg).toFixed(2), verdict })
 }
+// Buckets in a hand-off (issue 16: with no hand-off cap, a bucket stays moving while its old owner
+// holds a flow in it): what a packet there costs next to one of an owned bucket. TCP moving out asks
+// the kernel's socket table (bpf_skc_lookup_tcp; a miss here: no socket of that tuple), UDP the flow
+// map (hit: a flow this server holds; miss) or, moving in, the foreign-flow map.
+{
+  const tcpAck = frames[0][1]
+  const tcpSyn = ethernet({ dst: IFMAC, etherType: EtherType.IPV4 }, ipv4({ src: CLIENT4, dst: VIP4, proto: 6 }, tcp({ sport: 40000, dport: 80, flags: TcpFlag.SYN }, payload)))
+  const udp4 = frames[3][1]
+  const held = { family: 4 as const, src: CLIENT4, dst: VIP4, sport: 40000, dport: 53 }
+  const other = { family: 4 as const, src: CLIENT4, dst: VIP4, sport: 40001, dport: 53 }
+  const cases: Array<[string, Uint8Array, number, () => void]> = [
+    ["moving out: TCP ACK, no socket (lookup)", tcpAck, LocalBucket.MOVING_OUT, () => {}],
+    ["moving out: TCP ACK v6, no socket (lookup)", frames[6][1], LocalBucket.MOVING_OUT, () => {}],
+    ["moving in: TCP SYN (new flow)", tcpSyn, LocalBucket.MOVING_IN, () => {}],
+    ["moving in: TCP ACK, no socket (lookup)", tcpAck, LocalBucket.MOVING_IN, () => {}],
+    ["moving out: UDP, flow held (map hit)", udp4, LocalBucket.MOVING_OUT, () => { filter.clear("udp_flows"); filter.putFlow("udp_flows", held, process.hrtime.bigint() + 10n ** 12n) }],
+    ["moving out: UDP, flow not held (map miss)", udp4, LocalBucket.MOVING_OUT, () => filter.clear("udp_flows")],
+    ["moving in: UDP, old owner's flow (foreign hit)", udp4, LocalBucket.MOVING_IN, () => { filter.clear("udp_flows"); filter.setForeignFlows([held]) }],
+    ["moving in: UDP, 1000 foreign flows, new flow (foreign miss)", udp4, LocalBucket.MOVING_IN, () => {
+      filter.clear("udp_flows")
+      filter.setForeignFlows(Array.from({ length: 1000 }, (_, i) => ({ ...other, sport: 20000 + i })))
+    }],
+    ["moving in, waiting: UDP", udp4, LocalBucket.MOVING_IN_WAIT, () => filter.setForeignFlows([])]
+  ]
+  for (const [name, frame, code, prepare] of cases) {
+    filter.setBuckets(new Uint8Array(16 * 1024).fill(code))
+    prepare()
+    const f: Array<number> = []
+    const g: Array<number> = []
+    let verdict = 0
+    for (let r = 0; r < rounds; r++) {
+      const a = filter.testRun(frame, repeat)
+      verdict = a.retval
+      f.push(a.durationNs)
+      g.push(floor.testRun(frame, repeat).durationNs)
+    }
+    const mf = median(f)
+    const mg = median(g)
+    rows.push({ case: name, bytes: frame.length, filter: mf, floor: mg, ratio: (mf / mg).toFixed(2), verdict })
+  }
+  filter.clear("udp_flows")
+  filter.setForeignFlows([])
+}
 // Non-VIP traffic with full VIP tables (256 IPv4 + 256 IPv6 VIPs): the lookup probes more slots.
 {
   const many = [catchAll(VIP4), catchAll(VIP6)]

@@ -8,9 +8,9 @@
 import { Deferred, Effect, Result } from "effect"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { addressWords, type AffinityName, BUCKETS, bucketOf, decide, farmSeed, LocalBucket, MAX_TABLES, portRanges, ruleTables, type Vip, virtualMac } from "@vipfarm/domain"
-import { type FilterConfig, type FilterHandle, type FlowTuple, macBytes, type VipEntry, type VipRule } from "@vipfarm/filter-xdp"
+import { type FilterConfig, type FlowTuple, macBytes, type VipEntry, type VipRule } from "@vipfarm/filter-xdp"
 import type { Config } from "./config.ts"
-import { NodeController, defaultTiming, type Action, type Heartbeat } from "./controller/index.ts"
+import { NodeController, defaultTiming, type Action, type Heartbeat, type HeldFlow, udpReports, UdpHandoverReceiver, type UdpReport } from "./controller/index.ts"
 import { ensureStream, makeNatsEventLog, natsConnection, requireAuthentication, type EventLog, type LogRecord } from "./eventLog.ts"
 import { followLog } from "./logFollower.ts"
 import { profileCpuScoped } from "./cpuProfile.ts"
@@ -62,44 +62,6 @@ export const rulesDigest = (vips: ReadonlyArray<Vip>): string => {
 }
 
 const sameVips = (a: ReadonlyArray<Vip>, b: ReadonlyArray<Vip>) => JSON.stringify(a) === JSON.stringify(b)
-
-/** UDP flow hand-over between old and new owner of moving buckets. */
-class UdpHandover {
-  /** Flows each open hand-off's old owners reported. */
-  private readonly foreign = new Map<string, Array<FlowTuple>>()
-  private readonly firstSeen = new Map<string, number>()
-  constructor(private readonly filter: FilterHandle, private readonly waitMs: number) {}
-
-  /** A report from an old owner. */
-  received(handoff: string, flows: Array<FlowTuple>): void {
-    const had = this.foreign.get(handoff) ?? []
-    this.foreign.set(handoff, [...had, ...flows])
-    this.install()
-  }
-
-  private install(): void {
-    this.filter.setForeignFlows([...this.foreign.values()].flat())
-  }
-
-  /** Forget hand-offs that are over. */
-  retain(open: ReadonlySet<string>): void {
-    let changed = false
-    for (const h of [...this.foreign.keys()]) if (!open.has(h)) { this.foreign.delete(h); changed = true }
-    for (const h of [...this.firstSeen.keys()]) if (!open.has(h)) this.firstSeen.delete(h)
-    if (changed) this.install()
-  }
-
-  /** The receiver may take new UDP flows once the old owner's flows are installed (or it waited long enough). */
-  ready(handoff: string, now: number): boolean {
-    if (this.foreign.has(handoff)) return true
-    const first = this.firstSeen.get(handoff)
-    if (first === undefined) {
-      this.firstSeen.set(handoff, now)
-      return false
-    }
-    return now - first >= this.waitMs
-  }
-}
 
 /** Run a farm server until SIGTERM/SIGINT (drain, leave, clean up) or a fatal error. */
 export const runDaemon = (config: Config) =>
@@ -220,7 +182,7 @@ export const runDaemon = (config: Config) =>
         appLog?.add(r)
         appLog?.pump()
       })
-      const udp = new UdpHandover(filter, 2000)
+      const udp = new UdpHandoverReceiver<FlowTuple>(node, flowKey)
       const hbSubject = `vipfarm.${config.farm}.hb`
       const flowSubject = `vipfarm.${config.farm}.udpflows`
       const exit = yield* Deferred.make<void>()
@@ -231,17 +193,11 @@ export const runDaemon = (config: Config) =>
       let configCheckedAt = -1
       let configWarned = false
 
+      let foreignInstalled: ReadonlyArray<FlowTuple> = []
       const applyTables = (tables: Uint8Array, now: number) => {
-        // receivers of moving buckets wait for the old owner's UDP flows before taking new UDP flows
-        const out = tables.slice()
-        const open = new Set<string>()
-        const st = ctl.effectiveState
-        st.tables.forEach((t, ti) => t.forEach((b, bi) => {
-          if (b.state !== "moving") return
-          open.add(b.handoff)
-          if (b.to === node && out[ti * BUCKETS + bi] === LocalBucket.MOVING_IN && !udp.ready(b.handoff, now)) out[ti * BUCKETS + bi] = LocalBucket.MOVING_IN_WAIT
-        }))
-        udp.retain(open)
+        // receivers of moving buckets wait for each old owner's UDP flows before taking new UDP flows (controller/udpHandover.ts)
+        const out = udp.adjust(tables, ctl.effectiveState, now).slice()
+        if (udp.foreignFlows() !== foreignInstalled) filter.setForeignFlows([...(foreignInstalled = udp.foreignFlows())])
         filter.setBuckets(out)
         installed = out // ops
         lastTables = tables
@@ -305,7 +261,7 @@ export const runDaemon = (config: Config) =>
                 applyTables(a.tables, now)
                 // count the flows of buckets that just started moving away before any hand-off can be called done
                 if (a.tables.includes(LocalBucket.MOVING_OUT)) {
-                  ctl.onFlowCounts(flowsPerBucket(filterVips, seed, hostTcpSockets(), filter.readFlows("udp_flows").map((f) => f.tuple)))
+                  ctl.onFlowCounts(flowsPerBucket(filterVips, seed, hostTcpSockets(), freshUdpFlows(filter.readFlows("udp_flows"))))
                 }
               }
               if (served && lastDeadline > 0 && lastDeadline < now && a.deadlineMs > now) {
@@ -379,10 +335,14 @@ export const runDaemon = (config: Config) =>
         callback: (err, msg) => {
           if (err) return
           try {
-            const d = decodeFlowReport(msg.data) // sec: bounded, schema-checked
+            const d = decodeFlowReport(msg.data)
             if (Result.isFailure(d)) return wireRejections.note(`udpflows ${msg.subject}`, monotonicMs(), d.failure, metrics)
-            const m = d.success
-            if (m.to === node) udp.received(m.handoff, m.flows as Array<FlowTuple>)
+            const m = d.success as UdpReport<FlowTuple>
+            if (m.to === node) {
+              const again = udp.received(m)
+              if (udp.foreignFlows() !== foreignInstalled) filter.setForeignFlows([...(foreignInstalled = udp.foreignFlows())])
+              if (again && lastTables !== null) applyTables(lastTables, monotonicMs())
+            }
           } catch (e) {
             log("warn", "udpflows.malformed", { node, error: (e as Error).message })
           }
@@ -402,27 +362,16 @@ export const runDaemon = (config: Config) =>
         ctl.tick(now)
         if (lastTables !== null && lastTables.includes(LocalBucket.MOVING_OUT) && now - lastFlowReport >= 250) {
           lastFlowReport = now
-          const udpFlows = filter.readFlows("udp_flows").map((f) => f.tuple)
+          const udpFlows = freshUdpFlows(filter.readFlows("udp_flows"))
           ctl.onFlowCounts(flowsPerBucket(filterVips, seed, hostTcpSockets(), udpFlows))
-          // tell each receiver which UDP flows stay here
-          const byHandoff = new Map<string, { to: string; flows: Array<FlowTuple> }>()
-          const st = ctl.effectiveState
+          // tell each receiver which UDP flows stay here: one report per hand-off and receiver
           const c = classify()
+          const held: Array<HeldFlow<FlowTuple>> = []
           for (const f of udpFlows) {
             const k = c(f.dst, 17, f.dport)
-            if (k === null) continue
-            const bucket = countBucket(k.affinity, f, seed)
-            const b = st.tables[k.table]?.[bucket]
-            if (b?.state === "moving" && b.owner === node) {
-              const e = byHandoff.get(b.handoff) ?? { to: b.to, flows: [] }
-              e.flows.push(f)
-              byHandoff.set(b.handoff, e)
-            }
+            if (k !== null) held.push({ flow: f, table: k.table, bucket: countBucket(k.affinity, f, seed) })
           }
-          st.tables.forEach((t) => t.forEach((b) => {
-            if (b.state === "moving" && b.owner === node && !byHandoff.has(b.handoff)) byHandoff.set(b.handoff, { to: b.to, flows: [] })
-          }))
-          for (const [handoff, e] of byHandoff) nc.publish(flowSubject, JSON.stringify({ handoff, to: e.to, flows: e.flows.slice(0, 20000) }))
+          for (const r of udpReports(ctl.effectiveState, node, held)) nc.publish(flowSubject, JSON.stringify({ ...r, flows: r.flows.slice(0, 20000) }))
         }
         // the farm's services come from the log; a server that finds none there writes its own
         const st = ctl.foldedState
@@ -600,3 +549,18 @@ const appControl = (app: AppSupervisor["Service"], node: string) => ({
 
 const countBucket = (affinity: AffinityName, f: FlowTuple, seed: number) =>
   bucketOf(affinity, { src: f.src, dst: f.dst, sport: f.sport, dport: f.dport, packetId: 0, fragment: false }, seed)
+
+/** A UDP flow's identity in the hand-over reports. */
+const flowKey = (f: FlowTuple): string => `${f.src.join(".")}:${f.sport}>${f.dst.join(".")}:${f.dport}`
+
+/** The filter's UDP idle time (FilterConfig.udpIdleMs): an older flow-map entry is no flow the filter still passes. */
+const UDP_IDLE_NS = 30_000n * 1_000_000n
+
+/**
+ * The UDP flows of the flow map the filter still passes (seen within the idle time; the map keeps
+ * entries until they are evicted): without a hand-off cap, a stale entry held its bucket moving for good.
+ */
+const freshUdpFlows = (entries: ReadonlyArray<{ readonly tuple: FlowTuple; readonly lastSeenNs: bigint }>): Array<FlowTuple> => {
+  const now = process.hrtime.bigint()
+  return entries.filter((e) => now - e.lastSeenNs < UDP_IDLE_NS).map((e) => e.tuple)
+}

@@ -91,6 +91,8 @@ export const FlowWire = Schema.Struct({
 /** A UDP-flow report of an old owner to the receiver of its moving buckets. */
 export const FlowReportWire = Schema.Struct({
   handoff: Schema.String.check(Schema.isMaxLength(256)),
+  /** The old owner the flows stay with (absent from daemons before per-owner hand-over: every old owner). */
+  from: Schema.optionalKey(Name),
   to: Name,
   flows: Schema.Array(FlowWire).check(Schema.isMaxLength(20000))
 })

@@ -4,9 +4,11 @@
  * daemon, delivering inputs (honouring pause and slowness) and carrying out the controller's
  * actions. Free functions over a World (see world.ts).
  */
-import { NodeController, type Action, type ControllerConfig } from "../../runtime/src/controller/index.ts"
+import { LocalBucket } from "@vipfarm/domain"
+import { NodeController, type Action, type ControllerConfig, udpReports, UdpHandoverReceiver, type UdpHandoverOptions, type UdpReport } from "../../runtime/src/controller/index.ts"
 import { anyPausedOrSlow, beginFailover, networkWhole, setFilter, survivorsHaveMajority, ZERO } from "./claims.ts"
 import { append, publish, scheduleLogDelivery } from "./natsLog.ts"
+import { Prng } from "./prng.ts"
 import type { Proc, World } from "./world.ts"
 
 function controllerConfig(w: World, p: Proc): ControllerConfig {
@@ -35,6 +37,10 @@ export function start(w: World, p: Proc): void {
   for (const f of w.failovers) if (f.exclude === p.idx && f.doneAt === null) f.exclude = -1
   w.onStart(p)
   p.ctl = new NodeController(controllerConfig(w, p), w.now)
+  p.udp = new UdpHandoverReceiver<number>(p.name, (k) => k, udpOptions(w))
+  p.ctlTables = null
+  p.udpApplied = null
+  p.udpReportAt = -Infinity
   const h = w.healthOf(p)
   p.ctl.onAppHealth(h.healthy, h.failing)
   p.ctl.onLogHead(w.log.length)
@@ -45,6 +51,7 @@ export function start(w: World, p: Proc): void {
       p.ctl!.onFlowCounts(p.idx < w.serverCount && w.movingOut[p.idx] > 0 ? w.flowsPerBucket(p.idx) : ZERO)
       p.ctl!.tick(w.now)
     })
+    if (p.running && p.boot === boot && !p.paused) sendUdpReports(w, p)
     w.at(w.now + w.setup.timing.tickMs, `tick ${p.name}`, tick)
   }
   w.at(w.now + w.rng.uniform(0, w.setup.timing.tickMs), `tick ${p.name}`, tick)
@@ -59,6 +66,8 @@ function down(w: World, p: Proc, fault: "crash" | "kill"): void {
   p.crashed = true
   p.intent = false
   p.ctl = null
+  // a SIGKILLed daemon's filter keeps its foreign-flow map until it fences; a crash loses it
+  if (fault === "crash") p.udp = null
   w.onDown(p, fault)
 }
 
@@ -142,7 +151,16 @@ function perform(w: World, p: Proc, a: Action): void {
       return
     }
     case "SetFilter":
-      if (p.idx < w.serverCount) setFilter(w, p.idx, a.tables, a.deadlineMs)
+      if (p.idx < w.serverCount && (p.udp === null || p.ctl === null)) setFilter(w, p.idx, a.tables, a.deadlineMs) // after its Exit, in the same batch
+      else if (p.idx < w.serverCount) {
+        // as the daemon's applyTables: moving-in buckets wait for their old owner's UDP report
+        if (a.tablesChanged || p.ctlTables === null || p.udpApplied === null) {
+          p.ctlTables = a.tables
+          p.udpApplied = p.udp!.adjust(a.tables, p.ctl!.effectiveState, w.now)
+        }
+        p.ctlDeadline = a.deadlineMs
+        setFilter(w, p.idx, p.udpApplied!, a.deadlineMs)
+      }
       return
     case "Log":
       if (a.op === "takeover" || a.op === "takeover-ended" || a.op === "suspicion-ended" || a.op === "fenced" || a.op === "unfenced" || a.op === "suspect" || a.op === "exit" || a.op === "pin" || a.op === "pin-agreed" || a.op === "pin-unavailable" || a.op.startsWith("stale-report")) {
@@ -154,6 +172,7 @@ function perform(w: World, p: Proc, a: Action): void {
       p.stopping = false
       p.intent = false
       p.ctl = null
+      p.udp = null
       if (p.idx < w.serverCount) {
         setFilter(w, p.idx, ZERO, 0)
         w.sockGen[p.idx]++
@@ -163,4 +182,45 @@ function perform(w: World, p: Proc, a: Action): void {
       w.onExit(p)
       return
   }
+}
+
+/** The daemon's report period of the UDP flows an old owner holds in its moving-out buckets. */
+const UDP_REPORT_MS = 250
+
+/** The report delays draw from their own generator: the rest of a seed's run stays as it was before reports were simulated. */
+const reportRngs = new WeakMap<World, Prng>()
+const reportRng = (w: World): Prng => {
+  let r = reportRngs.get(w)
+  if (r === undefined) reportRngs.set(w, (r = new Prng((w.seed ^ 0x5eed0d16) >>> 0)))
+  return r
+}
+
+const udpOptions = (w: World): UdpHandoverOptions => (w.options.legacyUdpHandover === true ? { legacy: { waitMs: 2000 } } : {})
+
+/**
+ * An old owner of moving buckets reports its UDP flows in them to each receiver (core NATS, as
+ * the daemon does every 250 ms while its tables hold MOVING_OUT buckets).
+ */
+function sendUdpReports(w: World, p: Proc): void {
+  if (p.idx >= w.serverCount || p.ctl === null || p.ctlTables === null || w.now - p.udpReportAt < UDP_REPORT_MS) return
+  if (!p.ctlTables.includes(LocalBucket.MOVING_OUT)) return
+  p.udpReportAt = w.now
+  for (const r of udpReports(p.ctl.effectiveState, p.name, w.udpFlowsHeld(p.idx), udpOptions(w))) {
+    const to = w.procs.find((q) => q.name === r.to)
+    if (to === undefined || !to.running || !w.link(p.idx, to.idx)) continue
+    const boot = to.boot
+    const [lo, hi] = w.setup.network.delay
+    w.at(w.now + reportRng(w).uniform(lo, hi), `udp-report ${p.name}→${to.name}`, () => {
+      if (to.boot !== boot || !to.running) return
+      w.input(to, () => receiveUdpReport(w, to, r))
+    })
+  }
+}
+
+/** A receiver installs a report; the tables are applied again when a moving-in bucket may now take UDP. */
+function receiveUdpReport(w: World, p: Proc, r: UdpReport<number>): void {
+  if (p.udp === null || p.ctl === null || !p.udp.received(r) || p.ctlTables === null) return
+  const applied = p.udp.adjust(p.ctlTables, p.ctl.effectiveState, w.now)
+  p.udpApplied = applied
+  setFilter(w, p.idx, applied, p.ctlDeadline)
 }

@@ -28,7 +28,7 @@ describe("protocol races found by the simulator (issue 5)", () => {
     expect(failed).toBeDefined()
   })
 
-  it("a stale unhealthy report (decided during a log stall, folded after the application recovered) is withdrawn, not a takeover (seed 199, was 222)", () => {
+  it("a stale unhealthy report (decided during a log stall, folded after the application recovered) is withdrawn, not a takeover (seed 78, was 199, 222)", () => {
     // the append stall of the leader kill holds s3's ReportUnhealthy until 4757 ms; its
     // application recovered at 3830. s3 does not acknowledge the entry, keeps its tables and
     // appends MemberRecovered restoring its buckets, so its established flows are kept.
@@ -41,7 +41,8 @@ describe("protocol races found by the simulator (issue 5)", () => {
     const timeline = [
       { at: 303, do: "slow", node: "s3", delay: 101, for: 1008 }, { at: 1323, do: "unhealthy", node: "s3", for: 2507 }, { at: 309, do: "nats-leader-kill" }
     ] as Scenario["timeline"]
-    const r = runScenario(generated(timeline), { seed: 199, stopOnViolation: true })
+    // (since appends back off after a failure, issue 16, seed 199 no longer times the report this way; seed 78 does)
+    const r = runScenario(generated(timeline), { seed: 78, stopOnViolation: true })
     expect(r.violations).toEqual([])
     expect(r.liveness.converged).toBe(true)
     const unhealthy = r.timeline.find((l) => l.kind === "log:MemberUnhealthy" && l.node === "s3")!

@@ -61,9 +61,10 @@ const FlowLoad = Schema.Struct({
   /**
    * TCP: long-lived connections (default: 0.2% of them, a packet every 500 ms), so hand-offs
    * move buckets holding established connections. They last `duration` (±25%), by default 1 to
-   * 1.25 × `maxDuration`: longer than any other connection, so a hand-off waits for them. They
-   * end before the controller's `handoffMax` (a longer one is reset by the hand-off's forced
-   * completion, by design).
+   * 1.25 × `maxDuration`: longer than any other connection, so a hand-off waits for them. With
+   * the controller's `handoffMax` set (an operator's cap, off by default) they end before it (a
+   * longer one is reset by the hand-off's forced completion, by design); without it they hold
+   * their buckets moving until they end.
    */
   long: Schema.optionalKey(Schema.Struct({ share: Schema.optionalKey(Probability), duration: Schema.optionalKey(Duration), gap: Schema.optionalKey(Duration) }))
 })

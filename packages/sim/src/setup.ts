@@ -56,7 +56,8 @@ export interface Setup {
     readonly fenceAfterMs: number
     readonly expireAfterMs: number
     readonly holdMs: number
-    readonly handoffMaxMs: number
+    /** null: no cap (the default), a hand-off waits for its last flow */
+    readonly handoffMaxMs: number | null
     readonly tickMs: number
   }
   readonly udpIdleMs: number
@@ -211,7 +212,7 @@ export const resolveSetup = (s: Scenario): Setup => {
       fenceAfterMs: ms(c.fenceAfter, defaultTiming.fenceAfterMs),
       expireAfterMs: ms(c.expireAfter, defaultTiming.expireAfterMs),
       holdMs: ms(c.hold, defaultTiming.holdMs),
-      handoffMaxMs: ms(c.handoffMax, defaultTiming.handoffMaxMs),
+      handoffMaxMs: c.handoffMax === undefined ? defaultTiming.handoffMaxMs : durationMs(c.handoffMax),
       tickMs: ms(c.tick, 10)
     },
     udpIdleMs: 30_000,

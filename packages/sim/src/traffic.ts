@@ -9,6 +9,7 @@
  * server's verdict then comes from its bucket code (filterAdapter.ts).
  */
 import { bucketOfHash, BUCKETS, farmSeed, jhash2, LocalBucket, MAX_TABLES } from "@vipfarm/domain"
+import type { HeldFlow } from "../../runtime/src/controller/index.ts"
 import { unansweredExcuse } from "./claims.ts"
 import { ACK, claimsNew, FIN, PSH, RST, SYN, tcpPasses, udpPasses } from "./filterAdapter.ts"
 import type { Prng } from "./prng.ts"
@@ -77,6 +78,9 @@ export class Traffic {
   private uLast = new Float64Array(0)
   private client = new Int32Array(0)
   private isLong = new Uint8Array(0)
+  /** A flow's identity for the UDP hand-over reports (slots are reused). */
+  private serial = new Float64Array(0)
+  private nextSerial = 1
   private spec: Array<FlowSpec | null> = []
   private readonly free: Array<number> = []
   private top = 0
@@ -110,11 +114,13 @@ export class Traffic {
     this.newFlows = new Float64Array(world.serverCount)
     this.udpIdleMs = world.setup.udpIdleMs
     this.maxClients = Math.max(world.setup.tcp?.clients ?? 0, world.setup.udp?.clients ?? 0)
-    // a long connection ends before a hand-off's forced completion would reset it
-    this.longMaxMs = 0.8 * world.setup.timing.handoffMaxMs
+    // with an operator's cap, a long connection ends before the hand-off's forced completion would reset it
+    const cap = world.setup.timing.handoffMaxMs
+    this.longMaxMs = cap === null ? Infinity : 0.8 * cap
     this.grow(1024)
     world.onFlowEvent = (f) => this.onEvent(f)
     world.flowsPerBucket = (s) => this.flowsPerBucket(s)
+    world.udpFlowsHeld = (s) => this.udpFlowsHeld(s)
   }
 
   /** Start the flow generators of the scenario's load. */
@@ -161,13 +167,19 @@ export class Traffic {
     this.uLast = g(this.uLast, Float64Array)
     this.client = g(this.client, Int32Array)
     this.isLong = g(this.isLong, Uint8Array)
+    this.serial = g(this.serial, Float64Array)
     this.cap = n
   }
 
   private alloc(): number {
-    if (this.free.length > 0) return this.free.pop()!
-    if (this.top === this.cap) this.grow(this.cap * 2)
-    return this.top++
+    let f: number
+    if (this.free.length > 0) f = this.free.pop()!
+    else {
+      if (this.top === this.cap) this.grow(this.cap * 2)
+      f = this.top++
+    }
+    this.serial[f] = this.nextSerial++
+    return f
   }
 
   private release(f: number): void {
@@ -503,7 +515,8 @@ export class Traffic {
       const s = w.cand[i * MAXC + k]
       if (w.on[s] === 0) continue
       const mine = s === h && holderUp
-      if (udpPasses(w.tables[s][i], mine && fresh, !mine && holderUp && fresh)) {
+      // the receiver's foreign-flow map holds what the old owners reported (daemon UdpHandover)
+      if (udpPasses(w.tables[s][i], mine && fresh, !mine && w.procs[s].udp?.isForeign(this.serial[f]) === true)) {
         acc++
         if (mine) byHolder = true
         else if (first < 0) first = s
@@ -546,6 +559,19 @@ export class Traffic {
       this.stats.completed++
       this.release(f)
     } else this.scheduleNext(f)
+  }
+
+  /** The UDP flows server s holds past probation and fresh (its filter's `udp_flows`), for its hand-over reports. */
+  udpFlowsHeld(s: number): Array<HeldFlow<number>> {
+    const out: Array<HeldFlow<number>> = []
+    const sock = this.w.sockGen[s]
+    const now = this.w.now
+    for (let f = 0; f < this.top; f++) {
+      if (this.kind[f] !== UDP || this.holder[f] !== s || this.sock[f] !== sock || this.uCount[f] < 2 || now - this.uLast[f] >= this.udpIdleMs) continue
+      const i = this.idx[f]
+      out.push({ flow: this.serial[f], table: i >> 10, bucket: i & 1023 })
+    }
+    return out
   }
 
   /** Flows server s holds per bucket (TCP sockets SYN_RECV to LAST_ACK, UDP flows past probation). */

@@ -8,7 +8,7 @@
  * measurement). Client traffic lives in traffic.ts.
  */
 import { EVENT_VERSION, type FarmEvent } from "@vipfarm/domain"
-import { type NodeController, majority } from "../../runtime/src/controller/index.ts"
+import { type HeldFlow, type NodeController, majority, type UdpHandoverReceiver } from "../../runtime/src/controller/index.ts"
 import * as claims from "./claims.ts"
 import { MAXC, SLOTS, ZERO, type PendingFailover } from "./claims.ts"
 import * as natsLog from "./natsLog.ts"
@@ -46,6 +46,14 @@ export interface Proc {
   appDown: boolean
   /** Told to stop (SIGTERM) and not exited yet. */
   stopping: boolean
+  /** The daemon's UDP hand-over (receiver side) of the running process, and the controller's last tables and deadline. */
+  udp: UdpHandoverReceiver<number> | null
+  ctlTables: Uint8Array | null
+  /** The tables installed for ctlTables (moving-in buckets waiting for a UDP report: MOVING_IN_WAIT). */
+  udpApplied: Uint8Array | null
+  ctlDeadline: number
+  /** When the process last sent its UDP flow reports (old owner of moving buckets). */
+  udpReportAt: number
 }
 
 /** What the simulated application's policy last told the farm (see app.ts). */
@@ -66,6 +74,8 @@ export interface WorldOptions {
   readonly noRebalance?: { readonly fromMs: number }
   /** A deliberately broken TCP stack: a server drops its socket at the client's FIN (no LAST_ACK state). */
   readonly closeAtFin?: boolean
+  /** The daemon's UDP hand-over as before issue 16 (one report per hand-off, readiness per hand-off, a 2 s fallback). */
+  readonly legacyUdpHandover?: boolean
 }
 
 /** The world of one run. */
@@ -84,6 +94,8 @@ export class World {
   onFlowEvent: (ref: number) => void = () => {}
   /** Flows held by a server per bucket, counted by the traffic model (what hand-offs wait for). */
   flowsPerBucket: (server: number) => ArrayLike<number> = () => ZERO
+  /** The UDP flows a server holds (its filter's flow map: seen twice, fresh), keyed for the hand-over reports (set by Traffic). */
+  udpFlowsHeld: (server: number) => Array<HeldFlow<number>> = () => []
 
   // endpoints: servers, then witnesses, then NATS nodes
   readonly procs: Array<Proc> = []
@@ -171,7 +183,7 @@ export class World {
       this.procs.push({
         idx, name, role: isServer ? "server" : "witness", weight: isServer ? setup.servers[idx].weight : 0,
         ctl: null, running: false, paused: false, pausedQueue: [], slowMs: 0, readerStallUntil: 0, healthy: true, boot: 0, logDelivered: 0,
-        intent: false, crashed: false, appDown: false, stopping: false
+        intent: false, crashed: false, appDown: false, stopping: false, udp: null, ctlTables: null, udpApplied: null, ctlDeadline: 0, udpReportAt: -Infinity
       })
     })
     this.natsBase = names.length

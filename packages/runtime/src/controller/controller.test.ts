@@ -114,3 +114,68 @@ describe("node controller", () => {
     expect(h.allClaimed()).toBe(true)
   })
 })
+
+describe("hand-offs without a cap, appends backing off (issue 16)", () => {
+  const openHandoffs = (h: Harness) => h.nodes.get("s1")!.foldedState.tables[0].filter((b) => b.state === "moving").length
+
+  it("a rejoining server's hand-off keeps moving only the bucket where an old owner holds a flow, longer than the old 30 s cap; it completes when the flow ends", () => {
+    const h = new Harness()
+    h.handoffMaxMs = null
+    for (const n of ["s1", "s2"]) h.add(n)
+    h.run(3000, () => h.noDoubleClaims())
+    // a long-lived connection in one of s1's buckets (the one the join moves first)
+    const per = new Uint32Array(16 * BUCKETS)
+    const s1Buckets = h.nodes.get("s1")!.foldedState.tables[0].flatMap((b, i) => (b.owner === "s1" ? [i] : []))
+    for (const i of s1Buckets) per[i] = 0
+    h.bucketFlows.set("s1", per)
+    h.bucketFlows.set("s2", new Uint32Array(16 * BUCKETS))
+    h.add("s3")
+    let held = -1
+    h.run(400, () => {
+      const moving = h.nodes.get("s1")!.foldedState.tables[0].findIndex((b) => b.state === "moving" && b.owner === "s1")
+      if (held < 0 && moving >= 0) { held = moving; per[held] = 1 }
+    })
+    expect(held).toBeGreaterThanOrEqual(0)
+    h.run(35_000, () => h.noDoubleClaims())
+    const t = h.nodes.get("s1")!.foldedState.tables[0]
+    expect(t.filter((b) => b.state === "moving").length).toBe(1)
+    expect(t[held]).toMatchObject({ state: "moving", owner: "s1", to: "s3" })
+    expect(h.log.some((e) => JSON.stringify(e).includes(`"v":2,"cause"`) && JSON.stringify(e).includes("HandoffCompleted"))).toBe(true)
+    per[held] = 0
+    h.run(2000, () => h.noDoubleClaims())
+    expect(openHandoffs(h)).toBe(0)
+    expect(h.nodes.get("s1")!.foldedState.tables[0][held]).toMatchObject({ state: "owned", owner: "s3" })
+  })
+
+  it("with the operator's cap the hand-off completes after it, flows or not", () => {
+    const h = new Harness()
+    h.handoffMaxMs = 5000
+    for (const n of ["s1", "s2"]) h.add(n)
+    h.run(3000, () => h.noDoubleClaims())
+    h.flows.set("s1", 1)
+    h.add("s3")
+    h.run(8000, () => h.noDoubleClaims())
+    expect(openHandoffs(h)).toBe(0)
+  })
+
+  it("a log that refuses appends is retried with a bounded exponential backoff, and the Join lands within a second once it takes writes", () => {
+    const h = new Harness()
+    for (const n of ["s1", "s2"]) h.add(n)
+    h.run(3000, () => h.noDoubleClaims())
+    let tries = 0
+    h.refuseAppend = () => { tries++; return true }
+    h.add("s3")
+    h.run(10_000)
+    // every ~55 ms before: ~180 tries in 10 s; doubling from 50 ms up to 1 s (with 50-100 % jitter): at most ~25
+    expect(tries).toBeGreaterThan(8)
+    expect(tries).toBeLessThan(30)
+    h.refuseAppend = null
+    const healed = h.now
+    let joined = -1
+    h.run(3000, () => {
+      if (joined < 0 && h.nodes.get("s1")!.foldedState.members.some((m) => m.name === "s3")) joined = h.now
+    })
+    expect(joined).toBeGreaterThan(0)
+    expect(joined - healed).toBeLessThanOrEqual(1000)
+  })
+})

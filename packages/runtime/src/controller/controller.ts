@@ -33,6 +33,9 @@ import type { Action, AppendResult, ControllerConfig, Heartbeat } from "./types.
 
 const ZERO_TABLES = new Uint8Array(MAX_TABLES * BUCKETS)
 
+/** A hand-off completes in part (its buckets without flows) only once open this long: most complete whole before. */
+const PARTIAL_AFTER_MS = 2000
+
 /** How long a node keeps a stale unhealthy report unacknowledged while it withdraws it (§8). */
 const STALE_REPORT_MAX_MS = 5000
 
@@ -71,6 +74,8 @@ export class NodeController {
   private inflight: { msgId: string; at: number } | null = null
   private waitSeq = 0
   private retryAt = 0
+  /** Appends failed in a row (timeout, log unavailable): the retry backs off (see {@link retryDelay}). */
+  private appendFailures = 0
   private readonly refused = new Set<string>()
   private healthy = false
   /**
@@ -88,6 +93,8 @@ export class NodeController {
   private movingOutFlows = 0
   /** Flows held per open hand-off (own moving-out buckets), from the last onFlowCounts. */
   private bucketFlows: Map<string, number> | null = null
+  /** Per open hand-off of this node's (onFlowCounts): the buckets where it still holds flows. */
+  private busyBuckets: Map<string, Array<number>> | null = null
   /** The last flow count was taken with the current tables installed. */
   private flowCountFresh = false
   private nextHeartbeat = 0
@@ -190,6 +197,7 @@ export class NodeController {
   onAppendResult(msgId: string, result: AppendResult, now: number): void {
     if (this.inflight === null || this.inflight.msgId !== msgId) return
     this.inflight = null
+    if (result.ok || result.error === "wrong-last-seq") this.appendFailures = 0
     if (result.ok) {
       this.waitSeq = Math.max(this.waitSeq, result.seq)
       if (result.seq > this.knownHead) this.knownHead = result.seq
@@ -199,8 +207,10 @@ export class NodeController {
       if (result.lastSeq > this.knownHead) this.knownHead = result.lastSeq
       this.log("append-conflict", { msgId, lastSeq: result.lastSeq })
     } else {
-      this.retryAt = now + this.config.retryMs
-      this.log("append-failed", { msgId, error: result.error })
+      this.appendFailures++
+      const wait = retryDelay(this.config.retryMs, this.appendFailures, this.config.node)
+      this.retryAt = now + wait
+      this.log("append-failed", { msgId, error: result.error, retryMs: Math.round(wait) })
     }
   }
 
@@ -227,6 +237,7 @@ export class NodeController {
   onFlowCount(movingOutFlows: number): void {
     this.movingOutFlows = movingOutFlows
     this.bucketFlows = null
+    this.busyBuckets = null
     this.flowCountFresh = !this.tablesDirty
   }
 
@@ -237,12 +248,19 @@ export class NodeController {
    */
   onFlowCounts(perBucket: ArrayLike<number>): void {
     const sums = new Map<string, number>()
+    const busy = new Map<string, Array<number>>()
     for (const [h, idxs] of this.handoffView().mine) {
       let n = 0
-      for (const idx of idxs) n += perBucket[idx]
+      const held: Array<number> = []
+      for (const idx of idxs) {
+        n += perBucket[idx]
+        if (perBucket[idx] > 0) held.push(idx)
+      }
       sums.set(h, n)
+      busy.set(h, held)
     }
     this.bucketFlows = sums
+    this.busyBuckets = busy
     this.flowCountFresh = !this.tablesDirty
   }
 
@@ -580,6 +598,49 @@ export class NodeController {
     return doneHandoffs(this.handoffView(), this.config.node, this.handoffStart, { movingOutFlows: this.movingOutFlows, bucketFlows: this.bucketFlows, flowCountFresh: this.flowCountFresh }, this.config.handoffMaxMs, now)
   }
 
+  /** The open hand-offs this node is an old owner of and not done with, and its buckets with flows in each (null: count not fresh). */
+  private ownBusy(now: number): Array<readonly [string, ReadonlyArray<number>]> | null {
+    if (!this.flowCountFresh || this.busyBuckets === null) return null
+    const done = this.doneHandoffs(now)
+    const out: Array<readonly [string, ReadonlyArray<number>]> = []
+    for (const [h, idxs] of this.busyBuckets) if (!done.includes(h) && this.handoffView().mine.has(h)) out.push([h, idxs])
+    return out
+  }
+
+  /**
+   * The buckets of open hand-off `h` that can complete while others cannot: every old owner
+   * has told its buckets with flows (this node by its fresh count, a peer by its recent
+   * heartbeat's `busy`, or is done, or taken over), some bucket is still held and some is not.
+   * Waits PARTIAL_AFTER_MS after the hand-off started: most complete whole before.
+   */
+  private partialCompletion(h: string, now: number): Array<{ table: number; bucket: number }> | null {
+    const started = this.handoffStart.get(h)
+    if (started === undefined || now - started < PARTIAL_AFTER_MS) return null
+    const view = this.handoffView()
+    const busy = new Set<number>()
+    for (const o of view.owners.get(h) ?? []) {
+      if (o === this.config.node) {
+        const own = this.ownBusy(now)
+        if (own === null) return null
+        for (const [x, idxs] of own) if (x === h) for (const i of idxs) busy.add(i)
+        continue
+      }
+      if (this.overlay.includes(o)) continue
+      const p = this.peers.get(o)
+      if (p === undefined || p.last === null || now - p.acceptedAt >= this.config.expireAfterMs) return null
+      if (p.last.done.includes(h)) continue
+      const b = p.last.busy?.find(([x]) => x === h)
+      if (b === undefined) return null
+      for (const i of b[1]) busy.add(i)
+    }
+    if (busy.size === 0) return null
+    const out: Array<{ table: number; bucket: number }> = []
+    this.folded.tables.forEach((t, ti) => t.forEach((b, bi) => {
+      if (b.state === "moving" && b.handoff === h && !busy.has(ti * BUCKETS + bi)) out.push({ table: ti, bucket: bi })
+    }))
+    return out.length > 0 ? out : null
+  }
+
   private publishHeartbeat(now: number): void {
     this.heartbeatSoon = false
     this.nextHeartbeat = now + this.config.heartbeatMs
@@ -592,6 +653,7 @@ export class NodeController {
       pins: this.pins,
       expireAfterMs: this.config.expireAfterMs,
       done: this.config.role === "server" ? this.doneHandoffs(now) : [],
+      busy: this.config.role === "server" ? this.ownBusy(now) : null,
       pausingMs: this.pausing !== null ? this.pausing.ms : null,
       holdingUntil: this.holdingUntil
     }, now)
@@ -650,6 +712,7 @@ export class NodeController {
       allOldOwnersDone: (h) =>
         allOldOwnersDone(this.handoffView(), h, me, () => this.doneHandoffs(now), this.overlay, this.peers, this.config.expireAfterMs, now),
       peersAcked: () => allCaughtUp(this.heard(), now),
+      partialCompletion: (h) => this.partialCompletion(h, now),
       rebalance: this.rebalance
     }, now)
     for (const d of candidates) {
@@ -662,6 +725,22 @@ export class NodeController {
       if (this.append(d.cmd, d.msgId, now)) return
     }
   }
+}
+
+/** The longest wait between two appends while the log keeps failing. */
+export const RETRY_MAX_MS = 1000
+
+/**
+ * The wait before the next append after `failures` failed in a row: `retryMs` doubled per
+ * failure, at most {@link RETRY_MAX_MS}, with jitter (50-100 %, drawn from the node name and the
+ * count, so the simulator stays deterministic). A NATS node that answers "jetstream is not
+ * enabled" for seconds after a partition healed was asked every ~60 ms by every server behind it.
+ */
+export const retryDelay = (retryMs: number, failures: number, node: string): number => {
+  const base = Math.min(RETRY_MAX_MS, retryMs * 2 ** Math.max(0, Math.min(failures - 1, 20)))
+  let h = 0x811c9dc5 ^ failures
+  for (let i = 0; i < node.length; i++) h = Math.imul(h ^ node.charCodeAt(i), 0x01000193) >>> 0
+  return base * (0.5 + 0.5 * ((h >>> 0) / 0xffffffff))
 }
 
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => {

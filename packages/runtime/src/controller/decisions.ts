@@ -45,6 +45,8 @@ export interface DecisionInput {
   readonly restoreOf: (seq: number) => Array<RestoredBucket> | null
   readonly handoffs: () => HandoffView
   readonly allOldOwnersDone: (h: string) => boolean
+  /** The buckets of hand-off `h` no old owner holds flows in while others still do (null: none, or not known yet). */
+  readonly partialCompletion: (h: string) => Array<{ readonly table: number; readonly bucket: number }> | null
   /** Every live member heard acked the folded seq (a rebalance waits for it). */
   readonly peersAcked: () => boolean
   /** Whether a rebalance is wanted, checked once per folded seq (updated here). */
@@ -120,6 +122,11 @@ export function* decisions(x: DecisionInput, now: number): Generator<Decision, v
   // (its batch carries a rebalance: once every live member acked the folded seq, as in 4)
   for (const h of open) {
     if (x.allOldOwnersDone(h) && x.peersAcked()) yield { _tag: "Append", cmd: { _tag: "CompleteHandoff", handoff: h, cause: c }, msgId: `complete-${h}` }
+    else if (x.peersAcked()) {
+      // the buckets without flows complete; those where an old owner still holds a connection keep moving
+      const buckets = x.partialCompletion(h)
+      if (buckets !== null) yield { _tag: "Append", cmd: { _tag: "CompleteHandoff", handoff: h, cause: c, buckets }, msgId: `complete-${h}-part@${seq}` }
+    }
   }
   // 4. convergence: the lowest-named up member rebalances when nothing moves
   if (open.length === 0 && m !== undefined && m.status === "up" && leased) {

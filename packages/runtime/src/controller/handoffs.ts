@@ -50,9 +50,9 @@ export interface FlowCounts {
   readonly flowCountFresh: boolean
 }
 
-/** The open hand-offs `me` is an old owner of and done with: no flows left (fresh count), or handoffMaxMs passed. */
+/** The open hand-offs `me` is an old owner of and done with: no flows left (fresh count), or handoffMaxMs (if set) passed. */
 export const doneHandoffs = (
-  view: HandoffView, me: string, handoffStart: ReadonlyMap<string, number>, counts: FlowCounts, handoffMaxMs: number, now: number
+  view: HandoffView, me: string, handoffStart: ReadonlyMap<string, number>, counts: FlowCounts, handoffMaxMs: number | null, now: number
 ): Array<string> => {
   const out: Array<string> = []
   for (const h of view.open) {
@@ -60,7 +60,7 @@ export const doneHandoffs = (
     const started = handoffStart.get(h) ?? now
     let flows = counts.movingOutFlows
     if (counts.bucketFlows !== null) flows = counts.bucketFlows.get(h) ?? 1
-    if ((counts.flowCountFresh && flows === 0) || now - started >= handoffMaxMs) out.push(h)
+    if ((counts.flowCountFresh && flows === 0) || (handoffMaxMs !== null && now - started >= handoffMaxMs)) out.push(h)
   }
   return out
 }

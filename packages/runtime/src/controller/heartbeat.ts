@@ -18,6 +18,8 @@ export interface HeartbeatInput {
   readonly pins: ReadonlyMap<string, Pin>
   readonly expireAfterMs: number
   readonly done: Array<string>
+  /** Per open hand-off not done: the buckets where this node still holds flows (null: count not fresh). */
+  readonly busy: ReadonlyArray<readonly [string, ReadonlyArray<number>]> | null
   /** Keep-serving restart in progress (ms asked), or null. */
   readonly pausingMs: number | null
   /** The inherited lease of a restarted process (0: none). */
@@ -51,6 +53,7 @@ export const buildHeartbeat = (x: HeartbeatInput, now: number): Heartbeat => {
     echo,
     suspects,
     done: x.done,
+    ...(x.busy !== null && x.busy.length > 0 ? { busy: x.busy } : {}),
     ...(x.pausingMs !== null ? { pause: x.pausingMs } : x.holdingUntil > now ? { pause: Math.ceil(x.holdingUntil - now) } : {})
   }
 }

@@ -2,3 +2,4 @@
 export * from "./types.ts"
 export * from "./liveness.ts"
 export * from "./controller.ts"
+export * from "./udpHandover.ts"

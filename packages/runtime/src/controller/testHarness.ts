@@ -22,16 +22,20 @@ export class Harness {
   readonly adopting = new Map<string, number>()
   readonly adoptedAt = new Map<string, number>()
   flows = new Map<string, number>()
+  /** Flows per bucket (table*BUCKETS+bucket) of a node: reported with onFlowCounts instead of `flows`. */
+  bucketFlows = new Map<string, Uint32Array>()
   /** Appends this returns true for are answered `unavailable` (a log that does not take writes). */
   refuseAppend: ((msgId: string) => boolean) | null = null
   /** Filters stay in the kernel when their process dies (keep-serving restart tests). */
   filtersOutliveProcess = false
+  /** The hand-off cap of the nodes added from now on (null: none, the default of a real farm). */
+  handoffMaxMs: number | null = 5000
   private inbox: Array<{ at: number; to: string; hb: Heartbeat }> = []
   private delivered = new Map<string, number>()
 
   add(node: string, role: "server" | "witness" = "server", witnesses: Array<string> = []): NodeController {
     const cfg: ControllerConfig = {
-      ...defaultTiming, farm: "web", node, role, address: `198.18.1.${this.nodes.size + 1}`, weight: 100, priority: 1, rulesDigest: "d", witnesses, handoffMaxMs: 5000
+      ...defaultTiming, farm: "web", node, role, address: `198.18.1.${this.nodes.size + 1}`, weight: 100, priority: 1, rulesDigest: "d", witnesses, handoffMaxMs: this.handoffMaxMs
     }
     const c = new NodeController(cfg, this.now)
     c.onAppHealth(true)
@@ -57,7 +61,9 @@ export class Harness {
         c.onLogEntry(d, this.log[d - 1], this.now)
       }
       this.delivered.set(name, d)
-      c.onFlowCount(this.flows.get(name) ?? 0)
+      const per = this.bucketFlows.get(name)
+      if (per !== undefined) c.onFlowCounts(per)
+      else c.onFlowCount(this.flows.get(name) ?? 0)
       if (this.now % 5 === 0) c.tick(this.now)
       for (const a of c.drainActions()) {
         if (a._tag === "PublishHeartbeat") {

@@ -27,8 +27,11 @@ export interface ControllerConfig {
   readonly expireAfterMs: number
   /** A suspicion is a promise not to grant the peer a lease before `until` = now + holdMs, renewed while unheard. */
   readonly holdMs: number
-  /** An old owner reports a hand-off done after this long even if it still holds flows. */
-  readonly handoffMaxMs: number
+  /**
+   * An old owner reports a hand-off done after this long even if it still holds flows (their
+   * connections are then reset); null: no cap, a hand-off waits for the last flow to end.
+   */
+  readonly handoffMaxMs: number | null
   /** Wait before re-deciding after a failed or timed-out append. */
   readonly retryMs: number
   /** A stopping (SIGTERM) server leaves after this long even if its drain has not finished. */
@@ -44,7 +47,7 @@ export const defaultTiming = {
   fenceAfterMs: 250,
   expireAfterMs: 350,
   holdMs: 1000,
-  handoffMaxMs: 30_000,
+  handoffMaxMs: null as number | null,
   retryMs: 50,
   stopMaxMs: 60_000
 } as const
@@ -86,6 +89,12 @@ export interface Heartbeat {
   readonly suspects: ReadonlyArray<Suspicion>
   /** Open hand-offs for which the sender, an old owner, holds no more flows (or gave up waiting). */
   readonly done: ReadonlyArray<string>
+  /**
+   * Open hand-offs the sender is an old owner of and not done with, each with the buckets
+   * (table*BUCKETS+bucket) where it still holds flows, counted with its current tables: the
+   * others may complete (HandoffCompleted version 2). Absent: not known (older versions too).
+   */
+  readonly busy?: ReadonlyArray<readonly [string, ReadonlyArray<number>]>
   /**
    * The sender restarts and keeps serving (ms): a receiver counts this heartbeat as heard that
    * much later, i.e. suspects the sender no earlier than pause + expireAfterMs after it arrived.
