@@ -90,8 +90,8 @@ interface IpLink {
   readonly linkinfo?: { readonly info_kind?: string }
 }
 
-const ipLinks = (args: ReadonlyArray<string>): Array<IpLink> => {
-  const out = execFileSync("ip", ["-d", "-j", "link", "show", ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
+const ipLinks = (args: ReadonlyArray<string>, netns?: string): Array<IpLink> => {
+  const out = execFileSync("ip", [...(netns ? ["-n", netns] : []), "-d", "-j", "link", "show", ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
   const parsed: unknown = JSON.parse(out.trim() === "" ? "[]" : out)
   return Array.isArray(parsed) ? (parsed as Array<IpLink>) : []
 }
@@ -102,13 +102,15 @@ const driverOf = (ifname: string, read: (p: string) => string | null): string | 
 }
 
 /**
- * The interface's kind, driver and slaves' kinds, from `ip -d -j link show` and sysfs (in the
- * caller's network namespace). Throws when the interface does not exist.
+ * The interface's kind, driver and slaves' kinds, from `ip -d -j link show` and sysfs, in the
+ * caller's network namespace (or, for tests and tools, the named one: then sysfs, which shows
+ * the caller's, is not read). Throws when the interface does not exist.
  */
-export const linkFacts = (ifname: string, readLink: (p: string) => string | null = defaultReadLink): LinkFacts => {
-  const [link] = ipLinks(["dev", ifname])
+export const linkFacts = (ifname: string, netns?: string): LinkFacts => {
+  const [link] = ipLinks(["dev", ifname], netns)
   if (link === undefined) throw new Error(`interface ${ifname} not found`)
-  const slaves = ipLinks(["master", ifname])
+  const slaves = ipLinks(["master", ifname], netns)
+  const readLink = netns ? () => null : defaultReadLink
   return {
     ifname,
     kind: link.linkinfo?.info_kind ?? null,
