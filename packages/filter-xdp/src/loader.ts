@@ -464,7 +464,7 @@ export class FilterHandle {
     if (found !== null && !(options.mayReplace?.(found) ?? false)) {
       throw new XdpAttachRefused({
         ifname, id: found.id, name: found.name, mode: found.mode,
-        message: `${ifname} already runs XDP program id ${found.id} (${found.name || "unnamed"}, ${found.mode} mode), not this daemon's: refusing to replace it (detach it first: ip link set dev ${ifname} xdp off)`
+        message: `${ifname} already runs XDP program id ${found.id} (${found.name || "unnamed"}, ${found.mode} mode), not this daemon's: refusing to replace it (detach it first: ip link set dev ${ifname} ${found.mode === "drv" ? "xdpdrv" : "xdpgeneric"} off)`
       })
     }
     let oldFd = -1
