@@ -44,6 +44,8 @@ const XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
 const XDP_FLAGS_SKB_MODE = 1 << 1
 const XDP_FLAGS_DRV_MODE = 1 << 2
 const XDP_FLAGS_REPLACE = 1 << 4
+const MAX_FRAME = 4096
+const OPTS_SIZE = 80
 
 /** An XDP program found attached to an interface. */
 export interface AttachedProgram {
@@ -76,8 +78,6 @@ export class XdpAttachRefused extends Data.TaggedError("XdpAttachRefused")<{
   readonly mode: XdpMode
   readonly message: string
 }> {}
-const MAX_FRAME = 4096
-const OPTS_SIZE = 80
 
 /** Result of one BPF_PROG_TEST_RUN. */
 export interface TestRunResult {
@@ -455,8 +455,9 @@ export class FilterHandle {
    * Attach to an interface: in `mode`, or native (driver) mode, else generic (skb) mode. A
    * program already on the interface (either mode) is never replaced unless
    * `options.mayReplace` accepts it: then it is replaced atomically (XDP_FLAGS_REPLACE with
-   * its fd; one in the other mode is detached first). Otherwise {@link XdpAttachRefused}
-   * names it. Returns the mode and the program replaced.
+   * its fd; one in the other mode is detached first, so a failed attach then leaves none).
+   * Otherwise {@link XdpAttachRefused} names it and nothing changes. Returns the mode and the
+   * program replaced.
    */
   attachWith(ifname: string, modes: ReadonlyArray<XdpMode>, options: AttachOptions = {}): AttachOutcome {
     const ifindex = ifIndex(this.lib, ifname)
