@@ -87,11 +87,13 @@ export const chooseMode = (setting: XdpModeSetting, f: LinkFacts): ModeChoice | 
 
 interface IpLink {
   readonly ifname?: string
+  readonly master?: string
   readonly linkinfo?: { readonly info_kind?: string }
 }
 
-const ipLinks = (args: ReadonlyArray<string>, netns?: string): Array<IpLink> => {
-  const out = execFileSync("ip", [...(netns ? ["-n", netns] : []), "-d", "-j", "link", "show", ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
+/** Every link of the namespace, with details (one `ip` run: the daemon's start pays it once). */
+const ipLinks = (netns?: string): Array<IpLink> => {
+  const out = execFileSync("ip", [...(netns ? ["-n", netns] : []), "-d", "-j", "link", "show"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
   const parsed: unknown = JSON.parse(out.trim() === "" ? "[]" : out)
   return Array.isArray(parsed) ? (parsed as Array<IpLink>) : []
 }
@@ -107,9 +109,10 @@ const driverOf = (ifname: string, read: (p: string) => string | null): string | 
  * the caller's, is not read). Throws when the interface does not exist.
  */
 export const linkFacts = (ifname: string, netns?: string): LinkFacts => {
-  const [link] = ipLinks(["dev", ifname], netns)
+  const links = ipLinks(netns)
+  const link = links.find((l) => l.ifname === ifname)
   if (link === undefined) throw new Error(`interface ${ifname} not found`)
-  const slaves = ipLinks(["master", ifname], netns)
+  const slaves = links.filter((l) => l.master === ifname)
   const readLink = netns ? () => null : defaultReadLink
   return {
     ifname,
