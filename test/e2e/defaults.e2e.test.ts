@@ -74,7 +74,10 @@ describe.skipIf(!root)("a farm on the default xdp mode", () => {
     killDaemon(lab, "s3")
     await until("s3's daemon gone", async () => !daemonRunning(lab, "s3"))
     expect(xdpOn(lab, "s3").id, "the killed daemon's program stays attached").toBe(before)
+    const attachedBefore = lines(logOf(lab, "s3"), "filter.attached").length
     labStartDaemon(lab, "s3")
+    // the peers may not have noticed the kill yet: wait for the new daemon's own attach first
+    await until("s3's new daemon attached", async () => lines(logOf(lab, "s3"), "filter.attached").length > attachedBefore, 40_000)
     await until("s3 up with a share", async () => {
       const m = (await status(lab, "s1")).members.find((x) => x.name === "s3")
       return m?.state === "up" && m.buckets > 300
