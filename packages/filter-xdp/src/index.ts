@@ -13,9 +13,15 @@ export type { Decision, ModelEnv, ModelFlows, ModelTables, ModelVipCounters, Par
 export { decideFrame } from "./frame.ts"
 export type { FrameDecision } from "./frame.ts"
 export {
-  acquireFilter, attachPass, BpfError, FILTER_OBJECT, FilterHandle, FLOOR_OBJECT, loadFilter, PASS_OBJECT, XdpFilter
+  acquireFilter, attachedProgram, attachPass, BpfError, FILTER_OBJECT, FilterHandle, FLOOR_OBJECT, loadFilter, ownFarmProgram,
+  PASS_OBJECT, XdpAttachRefused, XdpFilter
 } from "./loader.ts"
-export type { FlowEntry, LoadOptions, TestRunResult, VerdictCounters, VipCounters, XdpFilterOptions, XdpMode } from "./loader.ts"
+export type {
+  AttachedProgram, AttachOptions, AttachOutcome, FlowEntry, LoadOptions, TestRunResult, VerdictCounters, VipCounters, XdpFilterOptions,
+  XdpMode
+} from "./loader.ts"
+export { chooseMode, linkFacts, nativeBlocker, XdpModeRefused } from "./attachMode.ts"
+export type { LinkFacts, ModeChoice, XdpModeSetting } from "./attachMode.ts"
 export {
   CONFIG_SIZE, decodeFlowKey, decodeVipKey, encodeConfig, encodeFlowKey, encodeVipKey, encodeVipValue,
   FLOW_KEY_SIZE, MAX_RULES, VIP_KEY_SIZE, VIP_VALUE_SIZE, vipKey

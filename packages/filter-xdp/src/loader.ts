@@ -15,7 +15,7 @@ import {
   encodeVipSet, FLOW4_KEY_SIZE, FLOW_KEY_SIZE, STATE_ACTIVE, STATE_BUCKETS, STATE_CFG, STATE_SETS, STATE_SIZE,
   uniqueVips, VIP_COUNTERS_SIZE, VIP_SET_SIZE, vipKey, vipSetAddresses
 } from "./encode.ts"
-import type { FilterConfig, FlowTuple, VipEntry } from "./types.ts"
+import { macText, type FilterConfig, type FlowTuple, type VipEntry } from "./types.ts"
 import { REASONS, reasonNames, type ReasonName } from "./verdict.ts"
 import { VipIndex, type VipIndexPlan } from "./vipIndex.ts"
 
@@ -40,10 +40,44 @@ export const PASS_OBJECT = fileURLToPath(new URL("../bpf/pass.bpf.o", import.met
 
 /** XDP attach modes. */
 export type XdpMode = "drv" | "skb"
+const XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
 const XDP_FLAGS_SKB_MODE = 1 << 1
 const XDP_FLAGS_DRV_MODE = 1 << 2
+const XDP_FLAGS_REPLACE = 1 << 4
 const MAX_FRAME = 4096
 const OPTS_SIZE = 80
+
+/** An XDP program found attached to an interface. */
+export interface AttachedProgram {
+  readonly id: number
+  /** The program's name (up to 15 characters; empty when unknown). */
+  readonly name: string
+  readonly mode: XdpMode
+  /** A vipfarm filter's farm values (from its `vf_state`); null for any other program. */
+  readonly farm: { readonly seed: number; readonly vmac: string } | null
+}
+
+/** Options of {@link FilterHandle.attachWith}. */
+export interface AttachOptions {
+  /** Whether a program found on the interface may be replaced (default: never). */
+  readonly mayReplace?: (found: AttachedProgram) => boolean
+}
+
+/** What an attach did. */
+export interface AttachOutcome {
+  readonly mode: XdpMode
+  /** The program replaced (the daemon's own), or null. */
+  readonly replaced: AttachedProgram | null
+}
+
+/** The interface already runs an XDP program that is not the daemon's own: nothing was changed. */
+export class XdpAttachRefused extends Data.TaggedError("XdpAttachRefused")<{
+  readonly ifname: string
+  readonly id: number
+  readonly name: string
+  readonly mode: XdpMode
+  readonly message: string
+}> {}
 
 /** Result of one BPF_PROG_TEST_RUN. */
 export interface TestRunResult {
@@ -104,6 +138,7 @@ export class FilterHandle {
   private readonly dataOut: { ptr: unknown; view: Uint8Array }
   private readonly attached = new Map<number, number>()
   private closed = false
+  private progId: number | undefined
   private unmap: (() => void) | undefined
   private mmapped: { bytes: Uint8Array; words: Uint32Array; deadline: BigUint64Array } | undefined
   /** Rules index of each configured VIP (its `vip_counters` entry). */
@@ -416,28 +451,83 @@ export class FilterHandle {
     }
   }
 
-  /** Attach to an interface: native (driver) mode, else generic (skb) mode. Returns the mode. */
-  attach(ifname: string, mode?: XdpMode): XdpMode {
+  /**
+   * Attach to an interface: in `mode`, or native (driver) mode, else generic (skb) mode. A
+   * program already on the interface (either mode) is never replaced unless
+   * `options.mayReplace` accepts it: then it is replaced atomically (XDP_FLAGS_REPLACE with
+   * its fd; one in the other mode is detached first, so a failed attach then leaves none).
+   * Otherwise {@link XdpAttachRefused} names it and nothing changes. Returns the mode and the
+   * program replaced.
+   */
+  attachWith(ifname: string, modes: ReadonlyArray<XdpMode>, options: AttachOptions = {}): AttachOutcome {
     const ifindex = ifIndex(this.lib, ifname)
-    const tries: Array<XdpMode> = mode ? [mode] : ["drv", "skb"]
-    let rc = 0
-    for (const m of tries) {
-      const flags = m === "drv" ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE
-      rc = this.lib.xdpAttach(ifindex, this.progFd, flags, null)
-      if (rc === 0) {
-        this.attached.set(ifindex, flags)
-        return m
-      }
+    const found = attachedProgram(ifname)
+    if (found !== null && !(options.mayReplace?.(found) ?? false)) {
+      throw new XdpAttachRefused({
+        ifname, id: found.id, name: found.name, mode: found.mode,
+        message: `${ifname} already runs XDP program id ${found.id} (${found.name || "unnamed"}, ${found.mode} mode), not this daemon's: refusing to replace it (detach it first: ip link set dev ${ifname} ${found.mode === "drv" ? "xdpdrv" : "xdpgeneric"} off)`
+      })
     }
-    return fail(this.lib, `bpf_xdp_attach ${ifname}`, rc)
+    let oldFd = -1
+    if (found !== null) {
+      oldFd = this.lib.progFdById(found.id)
+      if (oldFd < 0) fail(this.lib, `bpf_prog_get_fd_by_id ${found.id}`, oldFd)
+    }
+    try {
+      let rc = 0
+      let detached = false
+      for (const m of modes) {
+        if (found !== null && found.mode !== m && !detached) {
+          // the kernel runs one mode at a time: the replaced program in the other mode goes first
+          check(this.lib, `bpf_xdp_detach ${ifname} (program ${found.id})`, this.lib.xdpDetach(ifindex, modeFlag(found.mode) | XDP_FLAGS_REPLACE, xdpOpts(oldFd)))
+          detached = true
+        }
+        const replace = found !== null && !detached
+        const flags = modeFlag(m) | (replace ? XDP_FLAGS_REPLACE : XDP_FLAGS_UPDATE_IF_NOEXIST)
+        rc = this.lib.xdpAttach(ifindex, this.progFd, flags, xdpOpts(replace ? oldFd : -1))
+        if (rc === 0) {
+          this.attached.set(ifindex, modeFlag(m))
+          return { mode: m, replaced: found }
+        }
+        if (rc === -17 && !replace) {
+          // EEXIST: a program came between the query and the attach
+          const now = attachedProgram(ifname)
+          throw new XdpAttachRefused({
+            ifname, id: now?.id ?? 0, name: now?.name ?? "", mode: now?.mode ?? m,
+            message: `${ifname} already runs XDP program id ${now?.id ?? "?"} (${now?.name || "unnamed"}): refusing to replace it`
+          })
+        }
+      }
+      return fail(this.lib, `bpf_xdp_attach ${ifname}`, rc)
+    } finally {
+      if (oldFd >= 0) this.lib.closeFd(oldFd)
+    }
   }
 
-  /** Detach from an interface this handle attached to. */
+  /** Attach to an interface (see {@link attachWith}): in `mode`, or native, else generic. Returns the mode. */
+  attach(ifname: string, mode?: XdpMode, options: AttachOptions = {}): XdpMode {
+    return this.attachWith(ifname, mode ? [mode] : ["drv", "skb"], options).mode
+  }
+
+  /** Detach from an interface this handle attached to (only this program: a replacement stays). */
   detach(ifname: string): void {
     const ifindex = ifIndex(this.lib, ifname)
     const flags = this.attached.get(ifindex) ?? XDP_FLAGS_SKB_MODE
-    check(this.lib, `bpf_xdp_detach ${ifname}`, this.lib.xdpDetach(ifindex, flags, null))
+    if (this.isOn(ifindex, flags)) check(this.lib, `bpf_xdp_detach ${ifname}`, this.lib.xdpDetach(ifindex, flags | XDP_FLAGS_REPLACE, xdpOpts(this.progFd)))
     this.attached.delete(ifindex)
+  }
+
+  /** Whether this program is the one attached in the mode `flags` names (not replaced since). */
+  private isOn(ifindex: number, flags: number): boolean {
+    const id = new Uint32Array(1)
+    if (this.lib.xdpQueryId(ifindex, flags, id) < 0 || id[0] === 0) return false
+    if (this.progId === undefined) {
+      const info = this.lib.alloc(PROG_INFO_SIZE)
+      info.view.fill(0)
+      check(this.lib, "bpf_obj_get_info_by_fd", this.lib.objInfo(this.progFd, info.ptr, Uint32Array.of(PROG_INFO_SIZE)))
+      this.progId = new DataView(info.view.buffer, info.view.byteOffset, PROG_INFO_SIZE).getUint32(4, true)
+    }
+    return id[0] === this.progId
   }
 
   /** Detach from every interface still attached, then free the object (idempotent). */
@@ -446,13 +536,104 @@ export class FilterHandle {
     this.closed = true
     this.mmapped = undefined
     this.unmap?.()
-    for (const [ifindex, flags] of this.attached) this.lib.xdpDetach(ifindex, flags, null)
+    for (const [ifindex, flags] of this.attached) {
+      // only this program: one that replaced it (a restarted daemon's) stays
+      if (this.isOn(ifindex, flags)) this.lib.xdpDetach(ifindex, flags | XDP_FLAGS_REPLACE, xdpOpts(this.progFd))
+    }
     this.attached.clear()
     this.lib.objectClose(this.obj)
   }
 }
 
 const addressOf = (ptr: unknown): bigint => koffi.address(ptr)
+
+const modeFlag = (m: XdpMode): number => (m === "drv" ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE)
+
+/** struct bpf_xdp_attach_opts { size_t sz; int old_prog_fd; } (16 bytes); null without an old program. */
+const xdpOpts = (oldProgFd: number): Uint8Array | null => {
+  if (oldProgFd < 0) return null
+  const b = new Uint8Array(16)
+  const dv = new DataView(b.buffer)
+  dv.setBigUint64(0, 16n, true)
+  dv.setInt32(8, oldProgFd, true)
+  return b
+}
+
+const cString = (b: Uint8Array): string => {
+  const end = b.indexOf(0)
+  return Buffer.from(b.subarray(0, end < 0 ? b.length : end)).toString("latin1")
+}
+
+const PROG_INFO_SIZE = 96
+const MAP_INFO_SIZE = 40
+const MAX_PROG_MAPS = 64
+
+/** The farm values (seed, virtual MAC) in a vipfarm program's `vf_state`, or null (not a vipfarm filter). */
+const farmOfProgram = (lib: LibBpf, progFd: number): AttachedProgram["farm"] => {
+  const info = lib.alloc(PROG_INFO_SIZE)
+  const ids = lib.alloc(4 * MAX_PROG_MAPS)
+  info.view.fill(0)
+  const dv = new DataView(info.view.buffer, info.view.byteOffset, PROG_INFO_SIZE)
+  dv.setUint32(52, MAX_PROG_MAPS, true)
+  dv.setBigUint64(56, addressOf(ids.ptr), true)
+  if (lib.objInfo(progFd, info.ptr, Uint32Array.of(PROG_INFO_SIZE)) < 0) return null
+  const mapIds = new Uint32Array(ids.view.buffer, ids.view.byteOffset, Math.min(dv.getUint32(52, true), MAX_PROG_MAPS))
+  for (const id of mapIds) {
+    const fd = lib.mapFdById(id)
+    if (fd < 0) continue
+    try {
+      const mi = lib.alloc(MAP_INFO_SIZE)
+      mi.view.fill(0)
+      if (lib.objInfo(fd, mi.ptr, Uint32Array.of(MAP_INFO_SIZE)) < 0) continue
+      const mdv = new DataView(mi.view.buffer, mi.view.byteOffset, MAP_INFO_SIZE)
+      if (!cString(mi.view.subarray(24, 40)).endsWith(".bss") || mdv.getUint32(12, true) !== STATE_SIZE) continue
+      const state = new Uint8Array(STATE_SIZE)
+      if (lib.mapLookup(fd, new Uint8Array(4), state) < 0) continue
+      return {
+        seed: new DataView(state.buffer).getUint32(STATE_CFG, true),
+        vmac: macText(state.subarray(STATE_CFG + 4, STATE_CFG + 10))
+      }
+    } finally {
+      lib.closeFd(fd)
+    }
+  }
+  return null
+}
+
+/**
+ * The XDP program attached to an interface (native or generic mode), with its name and, for
+ * a vipfarm filter, the farm values in its state; null when none is attached.
+ */
+export const attachedProgram = (ifname: string): AttachedProgram | null => {
+  const lib = libbpf()
+  const ifindex = ifIndex(lib, ifname)
+  const id = new Uint32Array(1)
+  for (const mode of ["drv", "skb"] as const) {
+    id[0] = 0
+    check(lib, `bpf_xdp_query_id ${ifname}`, lib.xdpQueryId(ifindex, modeFlag(mode), id))
+    if (id[0] === 0) continue
+    const fd = lib.progFdById(id[0])
+    if (fd < 0) return { id: id[0], name: "", mode, farm: null }
+    try {
+      const info = lib.alloc(PROG_INFO_SIZE)
+      info.view.fill(0)
+      const name = lib.objInfo(fd, info.ptr, Uint32Array.of(PROG_INFO_SIZE)) < 0 ? "" : cString(info.view.subarray(64, 80))
+      return { id: id[0], name, mode, farm: name === "vipfarm_xdp" ? farmOfProgram(lib, fd) : null }
+    } finally {
+      lib.closeFd(fd)
+    }
+  }
+  return null
+}
+
+/**
+ * The predicate of {@link AttachOptions.mayReplace} for a farm's own program: a vipfarm
+ * filter whose state holds this farm's seed and virtual MAC (a keep-serving restart's, or
+ * one left by a killed daemon of the same farm). Any other program, another farm's
+ * included, is not the daemon's to replace.
+ */
+export const ownFarmProgram = (seed: number, vmac: Uint8Array) => (p: AttachedProgram): boolean =>
+  p.name === "vipfarm_xdp" && p.farm !== null && p.farm.seed === seed >>> 0 && p.farm.vmac === macText(vmac)
 
 const ifIndex = (lib: LibBpf, ifname: string): number => {
   const i = lib.ifNameToIndex(ifname)

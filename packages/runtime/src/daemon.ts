@@ -101,8 +101,9 @@ export const runDaemon = (config: Config) =>
       filter.setBuckets(inherited ? tablesOf(inherited) : new Uint8Array(MAX_TABLES * BUCKETS)) // ops: or the inherited tables
       filter.setVips(vipEntries(inherited?.vips ?? config.vips)) // ops
       for (const f of inherited?.udpFlows ?? []) filter.putFlow("udp_flows", f.tuple, BigInt(f.lastSeenNs)) // ops
-      const xdpMode = yield* attachFilter(filter, config.interface, inherited?.mode ?? (config.xdpMode === "auto" ? undefined : config.xdpMode === "native" ? "drv" : "skb")) // ops
-      log("info", "filter.attached", { node, interface: config.interface, mode: xdpMode, inherited: inherited !== null })
+      const attached = yield* attachFilter(filter, config.interface, { setting: config.xdpMode, inherited: inherited?.mode ?? null, seed, vmac: macBytes(vmac) }) // ops
+      const xdpMode = attached.mode
+      log("info", "filter.attached", { node, interface: config.interface, mode: xdpMode, reason: attached.reason, inherited: inherited !== null, replaced: attached.replaced?.id })
 
       // 3. the host: sysctls, VIPs on lo, virtual MAC reception (all undone when the scope closes)
       const hostRecord = yield* scopedHostSetupKept(config.interface, vmac, config.vips.map((v) => v.address), inherited?.host ?? null, () => keeping, {

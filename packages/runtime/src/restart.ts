@@ -16,7 +16,11 @@
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { Effect } from "effect"
 import { BUCKETS, MAX_TABLES, type Vip } from "@vipfarm/domain"
-import { BpfError, type FilterHandle, type FlowEntry, loadFilter, type XdpMode } from "@vipfarm/filter-xdp"
+import {
+  type AttachedProgram, BpfError, chooseMode, type FilterHandle, type FlowEntry, linkFacts, loadFilter, ownFarmProgram, XdpAttachRefused,
+  type XdpMode, XdpModeRefused, type XdpModeSetting
+} from "@vipfarm/filter-xdp"
+import { log } from "./log.ts"
 import type { HostRecord } from "./hostNet.ts"
 import type { AppHandover } from "./app/policy.ts"
 
@@ -103,9 +107,45 @@ export const acquireFilterKept = (keep: () => boolean) =>
     })
   )
 
-/** Attach (replacing whatever program runs on the interface in that mode, atomically); the mode used. */
-export const attachFilter = (h: FilterHandle, ifname: string, mode: XdpMode | undefined): Effect.Effect<XdpMode, BpfError> =>
-  Effect.try({
-    try: () => h.attach(ifname, mode),
-    catch: (e) => (e instanceof BpfError ? e : new BpfError({ op: "attach", errno: 0, message: String(e) }))
+/** How the daemon attached its filter. */
+export interface FilterAttached {
+  readonly mode: XdpMode
+  /** Why this mode (the `xdp.mode` rule for the interface, or the inherited mode). */
+  readonly reason: string
+  /** The farm's own program it replaced (a restart's or a killed daemon's), or null. */
+  readonly replaced: AttachedProgram | null
+}
+
+/**
+ * Attach the filter in the mode `xdp.mode` gives for the interface's kind (see
+ * packages/filter-xdp/src/attachMode.ts), or in the mode a keep-serving restart inherited.
+ * Only this farm's own program (same seed and virtual MAC) is replaced, atomically; any
+ * other program on the interface is refused ({@link XdpAttachRefused}, logged as
+ * `filter.attach-refused`) and left running, with nothing else changed.
+ */
+export const attachFilter = (
+  h: FilterHandle,
+  ifname: string,
+  want: { readonly setting: XdpModeSetting; readonly inherited: XdpMode | null; readonly seed: number; readonly vmac: Uint8Array }
+): Effect.Effect<FilterAttached, BpfError | XdpAttachRefused | XdpModeRefused> =>
+  Effect.gen(function* () {
+    const facts = yield* Effect.try({
+      try: () => linkFacts(ifname),
+      catch: (e) => new BpfError({ op: `link ${ifname}`, errno: 19, message: `interface ${ifname}: ${e instanceof Error ? e.message : String(e)}` })
+    })
+    const choice = want.inherited !== null
+      ? { mode: want.inherited, reason: "inherited from the restarted daemon", fallback: false }
+      : chooseMode(want.setting, facts)
+    if (choice instanceof XdpModeRefused) {
+      log("error", "filter.mode-refused", { interface: ifname, key: choice.key, reason: choice.reason })
+      return yield* choice
+    }
+    const outcome = yield* Effect.try({
+      try: () => h.attachWith(ifname, choice.fallback ? [choice.mode, "skb"] : [choice.mode], { mayReplace: ownFarmProgram(want.seed, want.vmac) }),
+      catch: (e) => (e instanceof BpfError || e instanceof XdpAttachRefused ? e : new BpfError({ op: "attach", errno: 0, message: String(e) }))
+    }).pipe(Effect.tapError((e) => Effect.sync(() => {
+      if (e instanceof XdpAttachRefused) log("error", "filter.attach-refused", { interface: ifname, id: e.id, name: e.name, mode: e.mode })
+    })))
+    const reason = outcome.mode === choice.mode ? choice.reason : `${facts.kind ?? facts.driver ?? "device"}: native XDP attach failed (no driver support), generic`
+    return { mode: outcome.mode, reason, replaced: outcome.replaced }
   })

@@ -29,8 +29,16 @@ export interface LibBpf {
     count: Uint32Array, opts: null
   ) => number
   readonly progTestRun: (fd: number, opts: unknown) => number
-  readonly xdpAttach: (ifindex: number, progFd: number, flags: number, opts: null) => number
-  readonly xdpDetach: (ifindex: number, flags: number, opts: null) => number
+  /** `opts`: a struct bpf_xdp_attach_opts (sz, old_prog_fd) or null. */
+  readonly xdpAttach: (ifindex: number, progFd: number, flags: number, opts: Uint8Array | null) => number
+  readonly xdpDetach: (ifindex: number, flags: number, opts: Uint8Array | null) => number
+  /** The id of the program attached in the mode `flags` names (0: none) into `id[0]`. */
+  readonly xdpQueryId: (ifindex: number, flags: number, id: Uint32Array) => number
+  readonly progFdById: (id: number) => number
+  readonly mapFdById: (id: number) => number
+  /** bpf_obj_get_info_by_fd: `info` is foreign memory (see alloc), `len[0]` its size in and out. */
+  readonly objInfo: (fd: number, info: unknown, len: Uint32Array) => number
+  readonly closeFd: (fd: number) => number
   readonly numPossibleCpus: () => number
   readonly ifNameToIndex: (name: string) => number
   readonly strerror: (errno: number) => string
@@ -70,6 +78,11 @@ export const libbpf = (): LibBpf => {
     progTestRun: f("int bpf_prog_test_run_opts(int prog_fd, void *opts)"),
     xdpAttach: f("int bpf_xdp_attach(int ifindex, int prog_fd, uint32_t flags, const void *opts)"),
     xdpDetach: f("int bpf_xdp_detach(int ifindex, uint32_t flags, const void *opts)"),
+    xdpQueryId: f("int bpf_xdp_query_id(int ifindex, int flags, uint32_t *prog_id)"),
+    progFdById: f("int bpf_prog_get_fd_by_id(uint32_t id)"),
+    mapFdById: f("int bpf_map_get_fd_by_id(uint32_t id)"),
+    objInfo: f("int bpf_obj_get_info_by_fd(int bpf_fd, void *info, uint32_t *info_len)"),
+    closeFd: libc.func("int close(int fd)") as (fd: number) => number,
     numPossibleCpus: f("int libbpf_num_possible_cpus(void)"),
     mmapShared: (() => {
       const mmap = libc.func("void *mmap(void *addr, size_t length, int prot, int flags, int fd, intptr_t offset)")
