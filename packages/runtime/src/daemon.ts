@@ -23,15 +23,13 @@ import { log } from "./log.ts"
 import { loadModule } from "./app/module.ts"
 import { type AppSupervisor, makeSupervisor } from "./app/runner.ts"
 import { ApplicationLog } from "./app/logReports.ts"
-// ops: metrics, events, keep-serving restart
 import { findMember } from "@vipfarm/domain"
 import { FarmMetrics, serveMetrics } from "./metrics.ts"
 import { EventStore, type EventsPage } from "./events.ts"
 import { scopedHostSetupKept } from "./hostNet.ts"
 import { hostStatePath } from "./hostState.ts"
 import { acquireFilterKept, attachFilter, encodeTables, RESTART_EXIT_CODE, restartStatePath, type RestartState, tablesOf, takeRestartState, writeRestartState } from "./restart.ts"
-// end ops
-import { ChainTail } from "./audit/chainTail.ts" // audit chain
+import { ChainTail } from "./audit/chainTail.ts"
 import { loadConfig } from "./config.ts"
 import { reloadConfig } from "./reload.ts"
 import { notifySystemd } from "./sdNotify.ts"
@@ -78,14 +76,14 @@ export const runDaemon = (config: Config) =>
 
       // 1. NATS and the log
       const nc: NatsConnection = yield* natsConnection({ ...config.nats, name: `vipfarm-${node}` })
-      yield* requireAuthentication(nc, config.nats) // sec: no open control plane unless nats.insecure
+      yield* requireAuthentication(nc, config.nats)
       yield* ensureStream(nc, config.farm, Math.min(3, config.nats.servers.length))
-      const signer = yield* loadSigner(node, config.signing, { needKey: true }) // sec: signs appends, verifies every record
+      const signer = yield* loadSigner(node, config.signing, { needKey: true })
       const eventLog: EventLog["Service"] = signedEventLog(makeNatsEventLog(nc, config.farm), signer)
       const head = yield* eventLog.lastSeq
 
       // 2. the filter: attached fenced (deadline 0) with no buckets, so it fails closed from the first packet
-      // ops: a process that restarted keeping its filter (farm restart) left its lease, tables and
+      // a process that restarted keeping its filter (farm restart) left its lease, tables and
       // flows: a fresh object gets them and is attached over the running program (atomic replace)
       const restartPath = restartStatePath(config.control)
       const taken = takeRestartState(restartPath, { farm: config.farm, node, interface: config.interface }, monotonicMs())
@@ -93,23 +91,22 @@ export const runDaemon = (config: Config) =>
       if (taken.why !== "none") log(inherited ? "info" : "warn", "restart.inherit", { node, result: taken.why, ...(inherited ? { deadline: inherited.deadlineMs, seq: inherited.seq } : {}) })
       let keeping = false // exiting for a keep-serving restart: the filter and the host set-up stay
       const filter = yield* acquireFilterKept(() => keeping)
-      // end ops
       const filterConfig = (deadlineNs: bigint): FilterConfig => ({
         seed, vmac: macBytes(vmac), ifmac: macBytes(iface.mac), deadlineNs, answerNeighbours: true, udpIdleMs: 30_000
       })
-      filter.setConfig(filterConfig(inherited ? BigInt(Math.floor(inherited.deadlineMs)) * 1_000_000n : 0n)) // ops: or the inherited lease
-      filter.setBuckets(inherited ? tablesOf(inherited) : new Uint8Array(MAX_TABLES * BUCKETS)) // ops: or the inherited tables
-      filter.setVips(vipEntries(inherited?.vips ?? config.vips)) // ops
-      for (const f of inherited?.udpFlows ?? []) filter.putFlow("udp_flows", f.tuple, BigInt(f.lastSeenNs)) // ops
-      const attached = yield* attachFilter(filter, config.interface, { setting: config.xdpMode, inherited: inherited?.mode ?? null, seed, vmac: macBytes(vmac) }) // ops
+      filter.setConfig(filterConfig(inherited ? BigInt(Math.floor(inherited.deadlineMs)) * 1_000_000n : 0n))
+      filter.setBuckets(inherited ? tablesOf(inherited) : new Uint8Array(MAX_TABLES * BUCKETS))
+      filter.setVips(vipEntries(inherited?.vips ?? config.vips))
+      for (const f of inherited?.udpFlows ?? []) filter.putFlow("udp_flows", f.tuple, BigInt(f.lastSeenNs))
+      const attached = yield* attachFilter(filter, config.interface, { setting: config.xdpMode, inherited: inherited?.mode ?? null, seed, vmac: macBytes(vmac) })
       const xdpMode = attached.mode
       log("info", "filter.attached", { node, interface: config.interface, mode: xdpMode, reason: attached.reason, inherited: inherited !== null, replaced: attached.replaced?.id })
 
       // 3. the host: sysctls, VIPs on lo, virtual MAC reception (all undone when the scope closes)
       const hostRecord = yield* scopedHostSetupKept(config.interface, vmac, config.vips.map((v) => v.address), inherited?.host ?? null, () => keeping, {
         farm: config.farm, node, statePath: hostStatePath(config.control) // adopted after a SIGKILL too (hostState.ts)
-      }) // ops: inheritable
-      const macMode = hostRecord.mac // ops
+      })
+      const macMode = hostRecord.mac
       log("info", "host.ready", { node, vips: config.vips.map((v) => v.address).join(","), vmac: macMode })
 
       // 4. the application: the server asks for buckets only once its checkers pass
@@ -129,7 +126,6 @@ export const runDaemon = (config: Config) =>
         t0
       )
       ctl.onLogHead(head)
-      // ops: metrics, the events kept for `farm events`, adoption of an inherited filter
       const events = new EventStore()
       let logHead = head // the highest sequence seen (records, peers' heartbeats)
       let installed: Uint8Array | null = null // bucket codes last written to the filter
@@ -149,7 +145,6 @@ export const runDaemon = (config: Config) =>
           return s === undefined ? null : { module: s.module, state: s.state, checkers: s.checkers }
         }
       })
-      // end ops
       ctl.onAppHealth(app === null || app.healthy())
       app?.onReport((r) => {
         log(r._tag === "Ready" || r._tag === "ReportRecovered" ? "info" : "warn", `app.${r._tag}`, { node, ...("checker" in r ? { checker: r.checker } : {}), ...("reason" in r ? { reason: r.reason } : {}) })
@@ -166,7 +161,7 @@ export const runDaemon = (config: Config) =>
         caughtUp: () => ctl.foldedState.seq >= logHead,
         now: monotonicMs,
         append: (cmd, events, expectLastSeq, msgId) => {
-          const prev = prevFor(expectLastSeq) // audit chain
+          const prev = prevFor(expectLastSeq)
           if (prev === null) return Promise.resolve("failed")
           return Effect.runPromise(Effect.result(eventLog.append({ v: 1, events, prev }, { expectLastSeq, msgId }))).then((r) => {
             log(Result.isFailure(r) ? "warn" : "info", "app.logged", {
@@ -200,11 +195,11 @@ export const runDaemon = (config: Config) =>
         const out = udp.adjust(tables, ctl.effectiveState, now).slice()
         if (udp.foreignFlows() !== foreignInstalled) filter.setForeignFlows([...(foreignInstalled = udp.foreignFlows())])
         filter.setBuckets(out)
-        installed = out // ops
+        installed = out
         lastTables = tables
       }
 
-      // audit chain: each record appended commits to the hash of the record it follows (the last
+      // each record appended commits to the hash of the record it follows (the last
       // one folded: appends are conditional on it). The last records folded are kept to hash on demand.
       // A record not held any more is refused (ChainGapError, logged), never written with prev "" (a broken chain).
       const chainTail = new ChainTail(64)
@@ -214,7 +209,6 @@ export const runDaemon = (config: Config) =>
         log("error", "audit.chain-gap", { node, seq, error: p.failure.message })
         return null
       }
-      // end audit chain
 
       const run = (actions: ReadonlyArray<Action>) => {
         for (const a of actions) {
@@ -223,12 +217,12 @@ export const runDaemon = (config: Config) =>
               nc.publish(hbSubject, JSON.stringify(a.heartbeat))
               break
             case "Append": {
-              const prev = prevFor(a.expectLastSeq) // audit chain
+              const prev = prevFor(a.expectLastSeq)
               if (prev === null) {
                 ctl.onAppendResult(a.msgId, { ok: false, error: "unavailable" }, monotonicMs())
                 break
               }
-              const record = { v: 1 as const, events: a.events, prev } // audit chain
+              const record = { v: 1 as const, events: a.events, prev }
               Effect.runPromise(Effect.result(eventLog.append(record, { expectLastSeq: a.expectLastSeq, msgId: a.msgId }))).then((r) => {
                 const now = monotonicMs()
                 if (Result.isFailure(r)) {
@@ -246,7 +240,7 @@ export const runDaemon = (config: Config) =>
             }
             case "SetFilter": {
               const now = monotonicMs()
-              // ops: exiting for a restart: the filter keeps the lease the peers granted. A restarted process keeps
+              // exiting for a restart: the filter keeps the lease the peers granted. A restarted process keeps
               // the inherited filter until its controller serves (leased, caught up, holding buckets or out of the farm)
               if (keeping) break
               if (adopting !== null) {
@@ -257,7 +251,6 @@ export const runDaemon = (config: Config) =>
                 adopting = null
                 ctl.holdUntil(0)
               }
-              // end ops
               if (a.tablesChanged || lastTables === null) {
                 applyTables(a.tables, now)
                 // count the flows of buckets that just started moving away before any hand-off can be called done
@@ -282,7 +275,7 @@ export const runDaemon = (config: Config) =>
             }
             case "Log":
               log(a.op.includes("fail") || a.op.includes("reject") ? "warn" : "info", `ctl.${a.op}`, a.fields)
-              metrics?.onControllerLog(a.op, a.fields, monotonicMs()) // ops
+              metrics?.onControllerLog(a.op, a.fields, monotonicMs())
               break
             case "Exit":
               Effect.runFork(Deferred.succeed(exit, undefined))
@@ -294,14 +287,14 @@ export const runDaemon = (config: Config) =>
       // the log: every record in order, folded by the controller (see logFollower.ts)
       const onRecord = (r: LogRecord) => {
         if (r.seq > ctl.foldedState.seq + 1) return ctl.onLogEntry(r.seq, r.entry, monotonicMs()) // logs the gap, folds nothing
-        chainTail.add(r.seq, r.entry) // audit chain
-        const rejectedBefore = ctl.foldedState.rejected // sec
+        chainTail.add(r.seq, r.entry)
+        const rejectedBefore = ctl.foldedState.rejected
         ctl.onLogEntry(r.seq, r.entry, monotonicMs())
-        const rejected = ctl.foldedState.rejected !== rejectedBefore ? ctl.foldedState.lastRejection?.reason ?? "rejected" : undefined // sec
-        if (rejected !== undefined) noteRejected(node, r, rejected, metrics) // sec
-        events.add(r.seq, r.entry, undefined, rejected) // ops; sec: a rejected record is kept as its reason and a preview
-        metrics?.onRecord(r.entry) // ops
-        if (r.seq > logHead) logHead = r.seq // ops
+        const rejected = ctl.foldedState.rejected !== rejectedBefore ? ctl.foldedState.lastRejection?.reason ?? "rejected" : undefined
+        if (rejected !== undefined) noteRejected(node, r, rejected, metrics)
+        events.add(r.seq, r.entry, undefined, rejected)
+        metrics?.onRecord(r.entry)
+        if (r.seq > logHead) logHead = r.seq
         appLog?.pump()
         const st = ctl.foldedState
         if (!sameVips(st.vips, filterVips) && st.vips.length > 0) {
@@ -314,18 +307,18 @@ export const runDaemon = (config: Config) =>
       yield* followLog({ eventLog, node, folded: () => ctl.foldedState.seq, head: () => logHead, onRecord, now: monotonicMs })
 
       // heartbeats and UDP flow reports over core NATS
-      const wireRejections = new WireRejections(node) // sec
+      const wireRejections = new WireRejections(node)
       const hbSub = nc.subscribe(hbSubject, {
         callback: (err, msg) => {
           if (err) return
           try {
-            const d = decodeHeartbeat(msg.data) // sec: bounded, schema-checked
+            const d = decodeHeartbeat(msg.data)
             if (Result.isFailure(d)) return wireRejections.note(`heartbeat ${msg.subject}`, monotonicMs(), d.failure, metrics)
-            const hb: Heartbeat = d.success // ops: metrics see heartbeats too
+            const hb: Heartbeat = d.success
             const at = monotonicMs()
             ctl.onHeartbeat(hb, at)
             metrics?.onHeartbeat(hb.node, at)
-            if (hb.seq > logHead) logHead = hb.seq // end ops
+            if (hb.seq > logHead) logHead = hb.seq
             run(ctl.drainActions())
           } catch (e) {
             log("warn", "heartbeat.malformed", { node, error: (e as Error).message })
@@ -380,9 +373,9 @@ export const runDaemon = (config: Config) =>
           configCheckedAt = st.seq
           if (st.vips.length === 0 && config.vips.length > 0) {
             const d = decide({ _tag: "Configure", vips: config.vips, cause: { kind: "config", by: node, detail: config.file } }, st)
-            const prev = prevFor(st.seq) // audit chain
+            const prev = prevFor(st.seq)
             if (Result.isSuccess(d) && prev !== null) {
-              Effect.runPromise(Effect.result(eventLog.append({ v: 1, events: d.success, prev }, { expectLastSeq: st.seq, msgId: `config-${st.seq}` }))).then((r) => // audit chain: prev
+              Effect.runPromise(Effect.result(eventLog.append({ v: 1, events: d.success, prev }, { expectLastSeq: st.seq, msgId: `config-${st.seq}` }))).then((r) =>
                 log("info", "config.proposed", { node, seq: st.seq, result: Result.isSuccess(r) ? r.success._tag : r.failure.message })
               )
             }
@@ -401,14 +394,14 @@ export const runDaemon = (config: Config) =>
         status: () => ({
           ...statusOf(ctl.effectiveState, node, { fenced: ctl.leaseDeadline <= monotonicMs(), deadlineMs: ctl.leaseDeadline, mode: null, leaving: false }),
           app: app?.status() ?? null,
-          chain: chainTail.head() // audit chain: the head an operator records
+          chain: chainTail.head()
         }),
         buckets: () => {
           const st = ctl.effectiveState
           return {
             farm: st.farm, node, seq: st.seq, seed,
             tables: st.tables.map((t) => t.map((b) => (b.state === "moving" ? { owner: b.owner, to: b.to, state: b.state } : { owner: b.owner, state: b.state }))),
-            packets: ((c) => st.tables.map((_, ti) => Array.from(c.subarray(ti * BUCKETS, (ti + 1) * BUCKETS))))(filter.readBucketCounters()) // ops: traffic per bucket
+            packets: ((c) => st.tables.map((_, ti) => Array.from(c.subarray(ti * BUCKETS, (ti + 1) * BUCKETS))))(filter.readBucketCounters())
           }
         },
         drain: async () => {
@@ -419,12 +412,12 @@ export const runDaemon = (config: Config) =>
           ctl.resume()
           return { ok: true, node, op: "resume" }
         },
-        events: (from: number): EventsPage => ({ farm: config.farm, node, ...events.from(from), chain: chainTail.head() }), // ops; audit chain head
-        restart: () => keepRestart(), // ops
+        events: (from: number): EventsPage => ({ farm: config.farm, node, ...events.from(from), chain: chainTail.head() }),
+        restart: () => keepRestart(),
         ...(app === null ? {} : { app: appControl(app, node) })
       })
 
-      // ops: Prometheus metrics; keep-serving restart (farm restart = POST /restart, or SIGUSR2)
+      // Prometheus metrics; keep-serving restart (farm restart = POST /restart, or SIGUSR2)
       if (metrics !== null && config.metrics !== null) {
         yield* serveMetrics(config.metrics.listen, metrics)
         log("info", "metrics.listening", { node, listen: config.metrics.listen })
@@ -467,7 +460,6 @@ export const runDaemon = (config: Config) =>
       const onUsr2 = () => void keepRestart()
       process.on("SIGUSR2", onUsr2)
       yield* Effect.addFinalizer(() => Effect.sync(() => process.off("SIGUSR2", onUsr2)))
-      // end ops
 
       // reload (SIGHUP, systemctl reload): re-read the config file, apply what changes live, log what
       // is refused (see reload.ts). The weight goes to the log as the operator's commands do.
