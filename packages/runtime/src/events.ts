@@ -106,7 +106,9 @@ const eventsIn = (entry: unknown): Array<Loose> => {
   return list.filter((e): e is Loose => typeof e === "object" && e !== null)
 }
 
-const str = (v: unknown): string => (typeof v === "string" ? (v.length > 200 ? jsonPreview(v, 200) : v) : v === undefined ? "" : jsonPreview(v, 200))
+// a long string is cut, not quoted: summaries are for people (a hostile value stays bounded either way)
+const str = (v: unknown): string =>
+  typeof v === "string" ? (v.length > 300 ? `${v.slice(0, 300)}… (${v.length} characters)` : v) : v === undefined ? "" : jsonPreview(v, 200)
 
 /** What an event is about, in a few words. */
 export const eventSummary = (e: Loose): string => {
