@@ -205,21 +205,24 @@ export const natsStreamLeader = (lab: LabState, via = lab.servers[0].node): { le
 }
 
 /**
- * Every server up with a share, nobody fenced, every server at the same log sequence. Open
- * hand-offs do not count against it: a bucket stays moving for as long as its old owner holds
- * a connection in it (no cap by default), and the load's long-lived connections live through
- * the whole suite.
+ * Every server up with a share, nobody fenced, every server at the same log sequence: that
+ * sequence, or null. Open hand-offs do not count against it: a bucket stays moving for as long
+ * as its old owner holds a connection in it (no cap by default), and the load's long-lived
+ * connections live through the whole suite; {@link settle} waits for the log to go quiet instead.
  */
-const settled = async (lab: LabState): Promise<boolean> => {
+const settledAt = async (lab: LabState): Promise<number | null> => {
   const seqs = new Set<number>()
   for (const s of lab.servers) {
     const st = await labStatus(lab, s.node)
-    if (st.filter.fenced) return false
-    if (st.members.length !== lab.servers.length || st.members.some((m) => m.state !== "up" || m.buckets === 0)) return false
+    if (st.filter.fenced) return null
+    if (st.members.length !== lab.servers.length || st.members.some((m) => m.state !== "up" || m.buckets === 0)) return null
     seqs.add(st.log.sequence)
   }
-  return seqs.size === 1
+  return seqs.size === 1 ? [...seqs][0] : null
 }
+
+/** How long the log must stay at one sequence, every server settled, before the farm counts as settled (the hand-offs' decisions done). */
+const QUIET_MS = 5000
 
 /** Each server's view of the farm in one line (what a fault that did not settle left). */
 const views = async (lab: LabState): Promise<string> => {
@@ -235,11 +238,20 @@ const views = async (lab: LabState): Promise<string> => {
   return out.join("; ")
 }
 
-/** Wait until the farm settled; returns when (epoch ms), or null when it did not within the bound. */
+/**
+ * Wait until the farm settled and its log stayed quiet for QUIET_MS; returns when it first
+ * reached that state (epoch ms), or null when it did not within the bound.
+ */
 const settle = async (lab: LabState, timeoutMs: number): Promise<number | null> => {
+  let since: { seq: number; at: number } | null = null
   try {
-    await until("the farm settled", () => settled(lab), timeoutMs)
-    return Date.now()
+    await until("the farm settled", async () => {
+      const seq = await settledAt(lab)
+      if (seq === null) since = null
+      else if (since === null || since.seq !== seq) since = { seq, at: Date.now() }
+      return since !== null && Date.now() - since.at >= QUIET_MS
+    }, timeoutMs)
+    return (since as { at: number } | null)?.at ?? Date.now()
   } catch {
     return null
   }
