@@ -34,11 +34,11 @@ const readmeConfigs = (): Array<string> => {
 const labConfigs = (): Array<string> => {
   const base = (extra: Array<string>, app: Array<string>) => [
     "farm: lab1", "node: s1", "interface: eth0", "nats:", "  servers: [nats://198.18.0.1:4222, nats://198.18.0.2:4222]", ...extra,
-    "control: /run/vipfarm/lab1-s1.sock", "xdp: {mode: generic}   # veth", "vips:", "  - address: 198.18.0.100", "    rules:",
+    "control: /run/vipfarm/lab1-s1.sock", "vips:", "  - address: 198.18.0.100", "    rules:",
     "      - {proto: tcp, ports: [80, 7000], affinity: client-ip}", "      - {proto: udp, ports: [5300], affinity: client-ip-port}", ...app, ""
   ].join("\n")
   return [
-    base([], []),
+    base(["  insecure: true"], []),
     base(["  user: s1", "  passwordFile: /tmp/lab1/s1.pass", "witnesses: [w1]"], []),
     base([], ["app:", "  module: nginx", '  vars: {NGINX_CONF: /tmp/lab1/s1-nginx.conf, NGINX_PID: /tmp/lab1/s1-nginx.pid, HTTP_URL: "http://127.0.0.1/"}']),
     base([], ["app:", "  module: apache", '  vars: {APACHE_CONF: /tmp/lab1/s1-apache.conf, APACHE_PID: /tmp/lab1/s1-apache.pid, APACHE_ENVVARS: /nonexistent, HTTP_URL: "http://127.0.0.1/"}'])

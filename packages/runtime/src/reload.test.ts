@@ -38,7 +38,7 @@ describe("planReload", () => {
   it("every other difference is refused naming its key, and the weight still changes", () => {
     const next = parse(
       base.replace("weight: 100", "weight: 0").replace("node: s1", "node: s2").replace("nats://198.18.0.11:4222", "nats://198.18.0.12:4222")
-        .replace("ports: [80]", "ports: [8080]") + "xdp: {mode: generic}\nhandoff: {maxMs: 5000}\n"
+        .replace("ports: [80]", "ports: [8080]") + "xdp: {mode: native}\nhandoff: {maxMs: 5000}\n"
     )
     const plan = planReload(parse(base), next)
     expect(plan.changes).toEqual([{ _tag: "SetWeight", from: 100, weight: 0 }])
