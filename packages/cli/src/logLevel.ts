@@ -7,7 +7,8 @@
  */
 import { Effect, Option } from "effect"
 import { CliConfig, Command, Flag, GlobalFlag } from "effect/cli"
-import { type Level, LEVELS, levelFromEnv, setLogLevel } from "@vipfarm/runtime"
+// log.ts itself, not the package: the whole runtime is loaded only by the commands that use it
+import { type Level, LEVELS, levelFromEnv, setLogLevel } from "../../runtime/src/log.ts"
 
 /** The `--log-level` setting: one of vipfarm's levels, for the command and its subcommands. */
 export const LogLevelFlag = GlobalFlag.Setting("log-level")({

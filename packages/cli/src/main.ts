@@ -12,7 +12,7 @@ import { keygen } from "./commands/keygen.ts"
 import { buckets, configCommand, events, restart } from "./commands/ops.ts"
 import { audit } from "./commands/audit.ts"
 import { app } from "./commands/app.ts"
-import { VERSION } from "@vipfarm/runtime"
+import { VERSION } from "../../runtime/src/version.ts"
 import { cliConfigLayer, envLogLevelError, withLogLevel } from "./logLevel.ts"
 
 const farm = Command.make("farm").pipe(

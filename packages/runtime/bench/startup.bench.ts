@@ -9,7 +9,7 @@
  * - `farm status` against a daemon that answers (a real daemon's control socket in a 1-server
  *   lab) and against a socket that is not there (fails fast: ENOENT);
  * - the daemon of that lab, bundle then tsx (3 starts each): process start to `op=daemon.ready`
- *   in its log, and its RSS at rest (10 s after ready), from /proc/PID/status.
+ *   in its log, and its RSS at rest (10 s after ready; VmRSS and RssAnon), from /proc/PID/status.
  * The checkout's bin/farm.mjs is measured too: the bundle plus its staleness check.
  * The lab (default name pkg2) is removed at the end, also on failure (exit code 1 then).
  */
@@ -63,8 +63,9 @@ const cli = (label: string, extra: ReadonlyArray<string>, expectOk: boolean) => 
   }
 }
 
-const rssMb = (pid: number) => {
-  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))
+/** A `/proc/PID/status` memory field (VmRSS, RssAnon: the part that is the process's own), MB. */
+const statusMb = (pid: number, key: string) => {
+  const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"))
   return m ? Number(m[1]) / 1024 : NaN
 }
 
@@ -86,13 +87,14 @@ const daemonRun = async (lab: LabState, argv: ReadonlyArray<string>, k: number) 
   }
   if (Number.isNaN(readyMs)) throw new Error(`daemon (${argv.join(" ")}) not ready within 60 s:\n${readFileSync(logFile, "utf8")}`)
   await sleep(10_000)
-  const rss = rssMb(pid)
+  const rss = statusMb(pid, "VmRSS")
+  const anon = statusMb(pid, "RssAnon")
   // the status answered by this daemon, bundle and tsx, while it runs
   if (k === 0) cli("status (a daemon that answers)", ["status", "--socket", s.control], true)
   process.kill(pid, "SIGTERM")
   for (let i = 0; i < 1000 && existsSync(`/proc/${pid}`); i++) await sleep(20)
   if (existsSync(`/proc/${pid}`)) process.kill(pid, "SIGKILL")
-  return { readyMs, rss }
+  return { readyMs, rss, anon }
 }
 
 const main = async () => {
@@ -107,9 +109,9 @@ const main = async () => {
     console.log(`\nthe daemon of a 1-server lab (${NAME}): start to op=daemon.ready, RSS 10 s after ready (3 starts each)`)
     let k = 0
     for (const v of [variants[0], variants[2]]) {
-      const runs: Array<{ readyMs: number; rss: number }> = []
+      const runs: Array<{ readyMs: number; rss: number; anon: number }> = []
       for (let i = 0; i < 3; i++) runs.push(await daemonRun(lab, v.argv, k++))
-      console.log(`  ${v.name.padEnd(42)} ready ${fmt(runs.map((r) => r.readyMs), "ms")}; RSS at rest ${fmt(runs.map((r) => r.rss), "MB")}`)
+      console.log(`  ${v.name.padEnd(42)} ready ${fmt(runs.map((r) => r.readyMs), "ms")}; RSS at rest ${fmt(runs.map((r) => r.rss), "MB")} (RssAnon ${fmt(runs.map((r) => r.anon), "MB")})`)
     }
   } finally {
     labDown(NAME)

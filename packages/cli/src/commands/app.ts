@@ -1,7 +1,7 @@
 /** `farm app start|stop|reload`: the operator's commands for this server's application module. */
 import { Console, Effect } from "effect"
 import { Command } from "effect/cli"
-import { callControl } from "@vipfarm/runtime"
+import { runtime } from "./lazy.ts"
 import { configFlag, jsonFlag, socketFlag, socketOf } from "./socket.ts"
 
 /** What the daemon answers to an application command. */
@@ -29,6 +29,7 @@ const describe = (r: AppReply): string => {
 const action = (name: "start" | "stop" | "reload", description: string) =>
   Command.make(name, { config: configFlag, socket: socketFlag, json: jsonFlag }, ({ config, socket, json }) =>
     Effect.gen(function* () {
+      const { callControl } = yield* runtime
       const path = yield* socketOf(config, socket)
       const r = (yield* callControl(path, "POST", `/app/${name}`, APP_TIMEOUT_MS)) as AppReply
       yield* Console.log(json ? JSON.stringify(r) : describe(r))

@@ -4,7 +4,8 @@
  */
 import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
-import { AuditError, type AuditSource, exportSource, loadConfig, loadSigner, serveAudit, verifyFile } from "@vipfarm/runtime"
+import type { AuditSource } from "@vipfarm/runtime"
+import { runtime } from "./lazy.ts"
 import { jsonFlag } from "./socket.ts"
 
 const opt = (name: string, description: string) => Flag.String(name).pipe(Flag.withDescription(description), Flag.optional)
@@ -32,6 +33,7 @@ export const audit = Command.make(
   },
   (o) =>
     Effect.gen(function* () {
+      const { AuditError, exportSource, loadConfig, loadSigner, serveAudit, verifyFile } = yield* runtime
       if (Option.isSome(o.verify)) {
         const file = o.verify.value
         const anchor = Option.isSome(o.expectHead) || Option.isSome(o.expectSeq)

@@ -1,7 +1,8 @@
 /** `farm status`, `farm drain`, `farm resume`: talk to the local daemon's control socket. */
 import { Console, Effect } from "effect"
 import { Command } from "effect/cli"
-import { callControl, type ChainHead, formatChainHead, formatStatus, type Status } from "@vipfarm/runtime"
+import type { ChainHead, Status } from "@vipfarm/runtime"
+import { runtime } from "./lazy.ts"
 import { configFlag, jsonFlag, socketFlag, socketOf } from "./socket.ts"
 
 /** `farm status [--json]`. */
@@ -10,6 +11,7 @@ export const status = Command.make(
   { config: configFlag, socket: socketFlag, json: jsonFlag },
   ({ config, socket, json }) =>
     Effect.gen(function* () {
+      const { callControl, formatChainHead, formatStatus } = yield* runtime
       const path = yield* socketOf(config, socket)
       const s = (yield* callControl(path, "GET", "/status")) as Status
       // the audit chain head (record it to pin the log: farm audit --verify FILE --expect-head HASH)
@@ -20,6 +22,7 @@ export const status = Command.make(
 const action = (name: "drain" | "resume", description: string) =>
   Command.make(name, { config: configFlag, socket: socketFlag }, ({ config, socket }) =>
     Effect.gen(function* () {
+      const { callControl } = yield* runtime
       const path = yield* socketOf(config, socket)
       const r = yield* callControl(path, "POST", `/${name}`)
       yield* Console.log(JSON.stringify(r))

@@ -7,10 +7,8 @@
  */
 import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
-import {
-  addressesOf, canUseNamespaces, describeLeftovers, type HoldResult, hostSnapshot, type HttpResult, isClean, killDaemon, LabError, labDown,
-  labLeftovers, labStartDaemon, labStatus, labUp, type PollResult, recoveryTimes, runProbe, startProbe, until, waitFarmUp
-} from "@vipfarm/runtime"
+import type { HoldResult, HttpResult, PollResult } from "@vipfarm/runtime"
+import { runtime } from "./lazy.ts"
 
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s)
 const ok = (s: string) => console.log(`  ${process.stdout.isTTY ? "\x1b[32m✔\x1b[0m" : "ok"} ${s}`)
@@ -39,6 +37,7 @@ const median = (xs: ReadonlyArray<number>) => {
 
 /** The demo itself; throws on the first failed step. */
 export const runDemo = async (name: string): Promise<void> => {
+  const { addressesOf, killDaemon, labStartDaemon, labStatus, labUp, recoveryTimes, runProbe, startProbe, until, waitFarmUp } = await import("@vipfarm/runtime")
   const fail = (msg: string): never => {
     throw new Error(msg)
   }
@@ -115,6 +114,7 @@ export const demo = Command.make(
   { name: Flag.String("name").pipe(Flag.withDescription("lab name"), Flag.withDefault("demo")) },
   ({ name }) =>
     Effect.gen(function* () {
+      const { canUseNamespaces, describeLeftovers, hostSnapshot, isClean, LabError, labDown, labLeftovers } = yield* runtime
       if (!canUseNamespaces()) return yield* new LabError({ op: "demo", message: "the demo needs root (network namespaces, XDP)" })
       // what was on the host before: the clean-up is checked against it
       const before = hostSnapshot()

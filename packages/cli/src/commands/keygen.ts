@@ -2,7 +2,7 @@
 import { existsSync, writeFileSync } from "node:fs"
 import { Console, Effect } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { generateKeys } from "@vipfarm/runtime"
+import { runtime } from "./lazy.ts"
 
 /** `farm keygen NODE [--out FILE]`: writes the private key (mode 0600) and prints the public key's config line. */
 export const keygen = Command.make(
@@ -15,6 +15,7 @@ export const keygen = Command.make(
     Effect.gen(function* () {
       const file = out._tag === "Some" ? out.value : `${node}.key`
       if (existsSync(file)) return yield* Effect.fail(new Error(`${file} exists: not overwritten`))
+      const { generateKeys } = yield* runtime
       const k = generateKeys()
       writeFileSync(file, k.privatePem, { mode: 0o600, flag: "wx" })
       yield* Console.log(`private key: ${file} (signing.key of ${node}; keep it mode 0600)`)

@@ -1,17 +1,15 @@
 /** `farm lab ...`: a real farm in network namespaces on this machine (root). */
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import {
-  CHAOS_FAULTS, chaosAddresses, chaosDefaults, chaosTable, type ChaosFault, runChaos, waitFarmUp,
-  canUseNamespaces, describeLeftovers, isClean, labDown, labExec, labHealPartition, labKill, labLink, labPartition, labPrefix, labProcesses, labUp,
-  listLabs, listNamespaces, readLab, LabError
-} from "@vipfarm/runtime"
+// the chaos flags' help shows the faults and defaults: only this module of the lab loads at start
+import { CHAOS_FAULTS, chaosDefaults, type ChaosFault } from "../../../runtime/src/lab/chaos.ts"
+import { runtime } from "./lazy.ts"
 
 const nameFlag = Flag.String("name").pipe(Flag.withDescription("lab name (1 to 8 lower-case letters or digits)"), Flag.withDefault("lab"))
 
-const needRoot = Effect.suspend(() =>
+const needRoot = runtime.pipe(Effect.flatMap(({ canUseNamespaces, LabError }) =>
   canUseNamespaces() ? Effect.void : Effect.fail(new LabError({ op: "lab", message: "the lab needs root (network namespaces, XDP)" }))
-)
+))
 
 const up = Command.make(
   "up",
@@ -25,6 +23,7 @@ const up = Command.make(
   },
   (o) =>
     Effect.gen(function* () {
+      const { labUp } = yield* runtime
       yield* needRoot
       const lab = yield* labUp({ name: o.name, servers: o.servers, clients: o.clients, addressesPerClient: o.addresses, app: o.app, daemons: !o.noDaemons })
       yield* Console.log(`lab ${lab.name} is up: VIP ${lab.vip}; servers ${lab.servers.map((s) => `${s.node}=${s.address}`).join(" ")}; clients ${lab.clients.map((c) => `${c.node}=${c.addresses[0]}..`).join(" ")}`)
@@ -40,6 +39,7 @@ const down = Command.make(
   },
   ({ name, all }) =>
     Effect.gen(function* () {
+      const { describeLeftovers, isClean, LabError, labDown, labPrefix, labProcesses, listLabs, listNamespaces } = yield* runtime
       yield* needRoot
       const names = all ? listLabs() : [name]
       if (names.length === 0) yield* Console.log("no lab on this machine")
@@ -62,6 +62,7 @@ const nodeArg = Argument.String("node").pipe(Argument.withDescription("s1, s2, .
 
 const exec = Command.make("exec", { name: nameFlag, node: nodeArg, argv: Argument.String("command").pipe(Argument.variadic()) }, ({ name, node, argv }) =>
   Effect.gen(function* () {
+    const { labExec, readLab } = yield* runtime
     yield* needRoot
     const lab = yield* readLab(name)
     const code = yield* labExec(lab, node, argv)
@@ -70,11 +71,17 @@ const exec = Command.make("exec", { name: nameFlag, node: nodeArg, argv: Argumen
 ).pipe(Command.withDescription("run a command in a node's namespace, attached to this terminal (farm lab exec c1 -- bash); exits with its status"))
 
 const kill = Command.make("kill", { name: nameFlag, node: nodeArg }, ({ name, node }) =>
-  needRoot.pipe(Effect.andThen(readLab(name)), Effect.flatMap((lab) => labKill(lab, node)), Effect.andThen(Console.log(`SIGKILL sent to the daemon of ${node}`)))
+  runtime.pipe(
+    Effect.flatMap(({ labKill, readLab }) => needRoot.pipe(Effect.andThen(readLab(name)), Effect.flatMap((lab) => labKill(lab, node)))),
+    Effect.andThen(Console.log(`SIGKILL sent to the daemon of ${node}`))
+  )
 ).pipe(Command.withDescription("SIGKILL a server's daemon"))
 
 const cut = Command.make("cut", { name: nameFlag, node: nodeArg }, ({ name, node }) =>
-  needRoot.pipe(Effect.andThen(readLab(name)), Effect.flatMap((lab) => labLink(lab, node, false)), Effect.andThen(Console.log(`${node}: link cut`)))
+  runtime.pipe(
+    Effect.flatMap(({ labLink, readLab }) => needRoot.pipe(Effect.andThen(readLab(name)), Effect.flatMap((lab) => labLink(lab, node, false)))),
+    Effect.andThen(Console.log(`${node}: link cut`))
+  )
 ).pipe(Command.withDescription("cut a node's link to the switch"))
 
 const heal = Command.make(
@@ -86,6 +93,7 @@ const heal = Command.make(
   },
   ({ name, all, node }) =>
     Effect.gen(function* () {
+      const { labHealPartition, labLink, readLab } = yield* runtime
       yield* needRoot
       const lab = yield* readLab(name)
       if (all) {
@@ -104,6 +112,7 @@ const heal = Command.make(
 
 const partition = Command.make("partition", { name: nameFlag, spec: Argument.String("groups").pipe(Argument.variadic()) }, ({ name, spec }) =>
   Effect.gen(function* () {
+    const { LabError, labPartition, readLab } = yield* runtime
     yield* needRoot
     const text = spec.join(" ")
     const [a, b] = text.split("/").map((g) => g.split(/[ ,]+/).filter(Boolean))
@@ -129,6 +138,7 @@ const chaos = Command.make(
   },
   (o) =>
     Effect.gen(function* () {
+      const { chaosAddresses, chaosTable, LabError, labDown, labUp, readLab, runChaos, waitFarmUp } = yield* runtime
       yield* needRoot
       const faults = o.faults.split(",").map((f) => f.trim()).filter(Boolean)
       const unknown = faults.filter((f) => !(CHAOS_FAULTS as ReadonlyArray<string>).includes(f))

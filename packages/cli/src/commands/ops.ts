@@ -2,10 +2,8 @@
 import { readFileSync } from "node:fs"
 import { Console, Effect, Option, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import {
-  type BucketsDoc, callControl, checkConfig, eventsHeader, formatChainHead, type EventsPage, formatBuckets, formatRecord, loadConfig, recordJsonLines,
-  summarizeBuckets
-} from "@vipfarm/runtime"
+import type { BucketsDoc, EventsPage } from "@vipfarm/runtime"
+import { runtime } from "./lazy.ts"
 import { configFlag, socketFlag, socketOf, jsonFlag } from "./socket.ts"
 
 /** `farm events [--follow] [--json] [--from N]`. */
@@ -18,6 +16,7 @@ export const events = Command.make(
   },
   ({ config, socket, json, follow, from }) =>
     Effect.gen(function* () {
+      const { callControl, eventsHeader, formatChainHead, formatRecord, recordJsonLines } = yield* runtime
       const path = yield* socketOf(config, socket)
       let next = Math.max(1, from)
       let first = true
@@ -50,6 +49,7 @@ export const buckets = Command.make(
   },
   ({ config, socket, json, all }) =>
     Effect.gen(function* () {
+      const { callControl, formatBuckets, summarizeBuckets } = yield* runtime
       const path = yield* socketOf(config, socket)
       const doc = (yield* callControl(path, "GET", "/buckets")) as BucketsDoc
       yield* Console.log(json ? JSON.stringify({ ...doc, summary: summarizeBuckets(doc) }, null, 2) : formatBuckets(doc, all))
@@ -77,6 +77,7 @@ const check = Command.make(
           Effect.tap(() => Console.error(`${file}:0: cannot read: ${(e as Error).message}`))
         )
       }
+      const { checkConfig } = yield* runtime
       const errors = checkConfig(text, file)
       if (json) yield* Console.log(JSON.stringify({ file, ok: errors.length === 0, errors: errors.map((e) => ({ line: e.line, key: e.key, problem: e.problem, message: e.message })) }, null, 2))
       else if (errors.length === 0) yield* Console.log(`${file}: ok`)
@@ -94,6 +95,7 @@ export const configCommand = Command.make("config").pipe(
 /** `farm restart`: restart the daemon keeping the server's connections. */
 export const restart = Command.make("restart", { config: configFlag, socket: socketFlag }, ({ config, socket }) =>
   Effect.gen(function* () {
+    const { callControl } = yield* runtime
     const path = yield* socketOf(config, socket)
     const r = yield* callControl(path, "POST", "/restart")
     yield* Console.log(JSON.stringify(r))

@@ -3,7 +3,10 @@ import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
 import { Console, Effect, Option, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { defaultScenarioName, formatReport, loadScenario, type Progress, runScenario, shippedScenarios, writeHtmlReport } from "@vipfarm/sim"
+import type { Progress } from "@vipfarm/sim"
+// the help text lists the shipped scenarios: only this module of the simulator loads at start
+import { defaultScenarioName, shippedScenarios } from "../../../sim/src/scenario.ts"
+import { simulator } from "./lazy.ts"
 
 /** The simulation found invariant violations (the report names each with its seed). */
 export class SimFailed extends Schema.TaggedError<SimFailed>()("SimFailed", { message: Schema.String }) {}
@@ -29,6 +32,7 @@ export const sim = Command.make(
   },
   ({ scenario, seed, html, noHtml }) =>
     Effect.gen(function* () {
+      const { formatReport, loadScenario, runScenario, writeHtmlReport } = yield* simulator
       const s = yield* Effect.try({ try: () => loadScenario(scenario), catch: (e) => new SimFailed({ message: (e as Error).message }) })
       const tty = process.stderr.isTTY
       let last = 0

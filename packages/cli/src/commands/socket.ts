@@ -1,7 +1,7 @@
 /** Flags shared by the commands that talk to the local daemon, and how they find its control socket. */
 import { Effect, Option } from "effect"
 import { Flag } from "effect/cli"
-import { loadConfig } from "@vipfarm/runtime"
+import { runtime } from "./lazy.ts"
 
 /** Where the daemon's configuration lives by default. */
 export const DEFAULT_CONFIG = "/etc/vipfarm/farm.yaml"
@@ -23,4 +23,7 @@ export const jsonFlag = Flag.Boolean("json").pipe(Flag.withDescription("print JS
 export const socketOf = (config: Option.Option<string>, socket: Option.Option<string>) =>
   Option.isSome(socket)
     ? Effect.succeed(socket.value)
-    : loadConfig(Option.getOrElse(config, () => DEFAULT_CONFIG), { checkApp: false }).pipe(Effect.map((c) => c.control))
+    : runtime.pipe(
+        Effect.flatMap(({ loadConfig }) => loadConfig(Option.getOrElse(config, () => DEFAULT_CONFIG), { checkApp: false })),
+        Effect.map((c) => c.control)
+      )

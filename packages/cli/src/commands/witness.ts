@@ -1,7 +1,7 @@
 /** `farm witness`: a heartbeat-only voter for a farm (a 2-server farm needs one). */
-import { Option } from "effect"
+import { Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
-import { runWitness } from "@vipfarm/runtime"
+import { runtime } from "./lazy.ts"
 import { stopsCleanlyOnSignal } from "./exitStatus.ts"
 
 /** `farm witness --farm NAME --node NAME --nats URL[,URL...]`: exits 0 when SIGTERM/SIGINT stop it (exitStatus.ts). */
@@ -18,7 +18,7 @@ export const witness = Command.make(
     insecure: Flag.Boolean("insecure").pipe(Flag.withDescription("accept a NATS server that requires no authentication (labs and tests)"))
   },
   (o) =>
-    stopsCleanlyOnSignal(runWitness({
+    runtime.pipe(Effect.flatMap(({ runWitness }) => stopsCleanlyOnSignal(runWitness({
       farm: o.farm,
       node: o.node,
       witnesses: Option.getOrElse(Option.map(o.witnesses, (w) => w.split(",").filter(Boolean)), () => [o.node]),
@@ -29,5 +29,5 @@ export const witness = Command.make(
         passwordFile: Option.getOrNull(o.passwordFile),
         insecure: o.insecure
       }
-    }))
+    }))))
 ).pipe(Command.withDescription("run a heartbeat-only voter: owns no bucket, lets a 2-server farm keep its quorum"))
